@@ -1,0 +1,153 @@
+"""A small typed HTTP client for Aidbox's REST API (Aidbox format at `/`).
+
+It only moves bytes and classifies failures; what to retry and when is the caller's decision.
+Errors carry the OperationOutcome's diagnostics, never a request body (which may hold PHI).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Response:
+    """Status and parsed JSON body (None when empty or not JSON)."""
+
+    status: int
+    body: Any
+
+    @property
+    def ok(self) -> bool:
+        """2xx, or 304 (not modified)."""
+        return 200 <= self.status < 300 or self.status == 304
+
+
+class AidboxError(Exception):
+    """Aidbox answered with an error status."""
+
+    def __init__(self, method: str, path: str, status: int, body: Any) -> None:
+        self.method = method
+        self.path = path
+        self.status = status
+        self.body = body
+        super().__init__(f"{method} {path} -> {status}: {outcome_summary(body)}")
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying: server errors, and 409/412 raised by concurrent (SERIALIZABLE) writes.
+
+        Aidbox runs writes at SERIALIZABLE isolation and answers conflicts it cannot serialise
+        with an error the client must retry (api/batch-transaction.md, crud/update.md).
+        """
+        return self.status >= 500 or self.status == 429 or is_serialization_conflict(self.body)
+
+
+class AidboxUnavailable(Exception):
+    """No answer: connection refused or dropped, or a timeout. Always transient."""
+
+
+def outcome_summary(body: Any, limit: int = 300) -> str:
+    """One line from an OperationOutcome (diagnostics and expressions), safe to log."""
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        parts = []
+        for issue in body.get("issue") or []:
+            text = issue.get("diagnostics") or issue.get("code") or "error"
+            where = ",".join(issue.get("expression") or [])
+            parts.append(f"{text} ({where})" if where else text)
+        summary = "; ".join(parts) or "OperationOutcome without issues"
+    else:
+        summary = "non-OperationOutcome error body"
+    return summary[:limit]
+
+
+def is_serialization_conflict(body: Any) -> bool:
+    """True for the OperationOutcome of a PostgreSQL serialization failure (SQLSTATE 40001)."""
+    text = orjson.dumps(body).decode() if body is not None else ""
+    return "40001" in text or "could not serialize access" in text
+
+
+class AidboxClient:
+    """Basic-auth client for one Aidbox base URL."""
+
+    def __init__(
+        self, base_url: str, client_id: str, client_secret: str, *, timeout: float = 30.0
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._auth = aiohttp.BasicAuth(client_id, client_secret)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AidboxClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                auth=self._auth,
+                timeout=self._timeout,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Release the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """Send one request; returns any HTTP answer, raises AidboxUnavailable on no answer."""
+        url = self.base_url + path
+        data = orjson.dumps(json) if json is not None else None
+        hdrs = {"content-type": "application/json", "accept": "application/json"}
+        hdrs.update(headers or {})
+        try:
+            async with self._ensure_session().request(
+                method, url, data=data, params=params, headers=hdrs
+            ) as resp:
+                raw = await resp.read()
+                return Response(resp.status, _parse(raw))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise AidboxUnavailable(f"{method} {path}: {type(exc).__name__}") from None
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        accept: tuple[int, ...] = (),
+    ) -> Response:
+        """Like `request`, but raises AidboxError unless 2xx/304 or a status in `accept`."""
+        resp = await self.request(method, path, json=json, params=params, headers=headers)
+        if not resp.ok and resp.status not in accept:
+            raise AidboxError(method, path, resp.status, resp.body)
+        return resp
+
+
+def _parse(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None

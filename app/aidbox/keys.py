@@ -1,0 +1,11 @@
+"""Typed keys of what the composition root stores on the aiohttp application."""
+
+from aiohttp import web
+
+from app.aidbox.client import AidboxClient
+from app.settings import AppSettings
+from app.sync.runner import PushService
+
+settings_key = web.AppKey("aidbox_sync.settings", AppSettings)
+own_aidbox_key = web.AppKey("aidbox_sync.own_aidbox", AidboxClient)
+push_service_key = web.AppKey("aidbox_sync.push_service", PushService)

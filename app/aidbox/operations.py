@@ -1,0 +1,202 @@
+"""The App's custom operations, served through the Aidbox REST API (DESIGN.md §6).
+
+Handlers are thin: they validate input, call the sync core, and answer JSON or an
+OperationOutcome. Aidbox forwards a call as `{"operation", "request": {"resource", "params",
+"route-params", "headers", ...}}` (developer-experience/apps.md, "Request Format"); the SDK
+hands us `(operation, request)` with `request["app"]` set to the aiohttp application.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aidbox_python_sdk.sdk import SDK
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from app.aidbox.client import AidboxError, AidboxUnavailable
+from app.aidbox.keys import push_service_key
+from app.aidbox.outcome import OperationError, invalid_input, json_response
+from app.anonymize import explain
+from app.model import Direction, ResourceTypeName
+from app.settings import Role
+from app.sync.config import ConfigError
+from app.sync.runner import PushService
+from app.sync.status import sync_status
+
+log = logging.getLogger("aidbox_sync.operations")
+
+Handler = Callable[[dict[str, Any], dict[str, Any]], Awaitable[web.Response]]
+
+
+def _outcomes(handler: Handler) -> Handler:
+    """Turn domain errors into OperationOutcomes (4xx for the caller's mistakes, 503 when an
+    Aidbox is unreachable); never a bare 500 for bad input."""
+
+    @functools.wraps(handler)
+    async def wrapped(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+        try:
+            return await handler(operation, request)
+        except OperationError as exc:
+            return exc.response()
+        except ConfigError as exc:
+            return OperationError(409, "invalid", f"configuration: {exc}").response()
+        except AidboxUnavailable as exc:
+            return OperationError(503, "transient", f"Aidbox unreachable: {exc}").response()
+        except AidboxError as exc:
+            log.error("operation %s: %s", operation.get("id"), exc)
+            return OperationError(502, "exception", f"Aidbox refused: {exc}").response()
+
+    return wrapped
+
+
+def _service(request: dict[str, Any]) -> PushService:
+    return request["app"][push_service_key]
+
+
+def _input(request: dict[str, Any]) -> dict[str, Any]:
+    """Query parameters merged with a JSON object body (the body wins)."""
+    body = request.get("resource")
+    merged = dict(request.get("params") or {})
+    if isinstance(body, dict):
+        merged.update({k: v for k, v in body.items() if k != "resourceType"})
+    elif body is not None:
+        raise OperationError(400, "invalid", "the request body must be a JSON object")
+    return merged
+
+
+class SyncInput(BaseModel):
+    """`$sync` parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    direction: Direction | None = None
+    resourceType: ResourceTypeName | None = None
+
+
+class ResetInput(BaseModel):
+    """`$reset` parameters: replay the stream from `version` (default: from the start)."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: int = Field(0, ge=0)
+
+
+class AnonymizeInput(BaseModel):
+    """`$anonymize`: a resource given inline, or a type and id to read from the clinic."""
+
+    model_config = ConfigDict(extra="forbid")
+    resourceType: ResourceTypeName | None = None
+    id: str | None = None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], request: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(_input(request))
+    except ValidationError as exc:
+        raise invalid_input(exc, model.__name__) from None
+
+
+async def _run_sync(service: PushService, types: list[str] | None) -> web.Response:
+    summaries = await service.sync(types)
+    status = 200 if all(s.error is None for s in summaries) else 207
+    return json_response({"streams": [s.as_json() for s in summaries]}, status)
+
+
+def _push_types(service: PushService, wanted: str | None) -> list[str] | None:
+    enabled = [s.type for s in service.config.current.config.enabled_streams(Direction.PUSH)]
+    if wanted is None:
+        return None
+    if wanted not in enabled:
+        raise OperationError(404, "not-found", f"no enabled push stream for {wanted}")
+    return [wanted]
+
+
+@_outcomes
+async def sync_all(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """POST /$sync [direction, resourceType]: run streams now; answer a summary per stream."""
+    params = _parse(SyncInput, request)
+    if params.direction is Direction.PULL:
+        raise OperationError(501, "not-supported", "pull streams are not available yet")
+    service = _service(request)
+    await service.config.load()
+    return await _run_sync(service, _push_types(service, params.resourceType))
+
+
+def _stream_id(request: dict[str, Any]) -> tuple[Direction, str]:
+    sid = (request.get("route-params") or {}).get("id", "")
+    direction, _, rtype = sid.partition("-")
+    if direction not in (d.value for d in Direction) or not rtype:
+        raise OperationError(404, "not-found", f"ChangesInfo/{sid} is not a stream id")
+    return Direction(direction), rtype
+
+
+@_outcomes
+async def sync_stream(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """POST /ChangesInfo/<id>/$sync: run one stream now."""
+    _parse(SyncInput, request)  # no parameters beyond the route; refuse unknown ones
+    direction, rtype = _stream_id(request)
+    if direction is Direction.PULL:
+        raise OperationError(501, "not-supported", "pull streams are not available yet")
+    service = _service(request)
+    await service.config.load()
+    return await _run_sync(service, _push_types(service, rtype))
+
+
+@_outcomes
+async def reset_stream(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """POST /ChangesInfo/<id>/$reset [version]: replay the stream from a version (backfill)."""
+    params = _parse(ResetInput, request)
+    direction, rtype = _stream_id(request)
+    service = _service(request)
+    info = await service.checkpoints.load(direction, rtype)
+    updated = info.model_copy(update={"version": params.version, "status": "idle"})
+    saved = await service.checkpoints.save(updated)
+    service.forget_sent(rtype)
+    return json_response(saved.model_dump(mode="json", exclude_none=True))
+
+
+@_outcomes
+async def status(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """GET /$sync-status: checkpoint, head, lag, counters and errors of every stream."""
+    _parse(SyncInput, request)
+    return json_response(await sync_status(_service(request)))
+
+
+@_outcomes
+async def anonymize_preview(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """POST /$anonymize: exactly what would leave the clinic for a resource (dry run)."""
+    service = _service(request)
+    body = request.get("resource")
+    params = request.get("params") or {}
+    if isinstance(body, dict) and body.get("resourceType") and body.get("id") is not None:
+        resource = body
+    else:
+        target = _parse(AnonymizeInput, {"params": params, "resource": body})
+        if not (target.resourceType and target.id):
+            raise OperationError(
+                400, "required", "give a resource as the body, or resourceType and id"
+            )
+        change = await service.read_local(target.resourceType, target.id)
+        if change is None:
+            raise OperationError(
+                404, "not-found", f"{target.resourceType}/{target.id} does not exist"
+            )
+        resource = change.resource
+    plan = (await service.config.load()).plan
+    result = explain(resource, plan, service.key)
+    return json_response(result)
+
+
+def register_operations(sdk: SDK, role: Role) -> None:
+    """Declare the operations of `role` with the SDK (they become the App manifest's routes)."""
+    if role is Role.LOCAL:
+        sdk.operation(["POST"], ["$sync"])(sync_all)
+        sdk.operation(["POST"], ["ChangesInfo", {"name": "id"}, "$sync"])(sync_stream)
+        sdk.operation(["POST"], ["ChangesInfo", {"name": "id"}, "$reset"])(reset_stream)
+        sdk.operation(["GET"], ["$sync-status"])(status)
+        sdk.operation(["POST"], ["$anonymize"])(anonymize_preview)

@@ -1,0 +1,115 @@
+"""Composition root: settings → SDK → aiohttp app → background runner."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+
+from aidbox_python_sdk.main import create_app
+from aidbox_python_sdk.sdk import SDK
+from aiohttp import web
+
+from app.aidbox.bootstrap import define_custom_resources, push_types_to_watch
+from app.aidbox.client import AidboxClient
+from app.aidbox.keys import own_aidbox_key, push_service_key, settings_key
+from app.aidbox.manifest import Manifest, load_manifest
+from app.aidbox.operations import register_operations
+from app.aidbox.subscriptions import register_subscriptions
+from app.anonymize import PseudonymKey
+from app.settings import AppSettings, Role, SettingsError, load_settings
+from app.sync.retry import RetryPolicy
+from app.sync.runner import PushService
+from app.sync.stream import Limits
+
+log = logging.getLogger("aidbox_sync")
+
+
+def _push_service(settings: AppSettings, own: AidboxClient) -> PushService:
+    assert settings.global_url and settings.global_client_id  # checked by AppSettings
+    assert settings.global_client_secret and settings.pseudonym_key and settings.instance_id
+    return PushService(
+        local=own,
+        global_=AidboxClient(
+            str(settings.global_url),
+            settings.global_client_id,
+            settings.global_client_secret.get_secret_value(),
+            timeout=settings.http_timeout,
+        ),
+        key=PseudonymKey(
+            secret=settings.pseudonym_key.get_secret_value().encode(),
+            namespace=settings.instance_id,
+        ),
+        retry=RetryPolicy(
+            settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay
+        ),
+        limits=Limits(settings.batch_max_entries, settings.batch_max_bytes),
+        poll_interval=settings.poll_interval,
+        concurrency=settings.concurrency,
+        settle_timeout=settings.settle_timeout,
+    )
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    metrics = request.app[push_service_key].metrics
+    return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+
+
+def build_app(settings: AppSettings) -> web.Application:
+    """The aiohttp application of one aidbox-sync service (not started)."""
+    manifest: Manifest = load_manifest(settings.role)
+    sdk = SDK(settings.sdk_settings(), resources=manifest.resources, seeds=manifest.seeds)
+    register_operations(sdk, settings.role)
+    app = create_app(sdk)
+    own = AidboxClient(
+        str(settings.app_init_url),
+        settings.app_init_client_id,
+        settings.app_init_client_secret.get_secret_value(),
+        timeout=settings.http_timeout,
+    )
+    app[settings_key] = settings
+    app[own_aidbox_key] = own
+
+    async def prepare_aidbox(app: web.Application) -> AsyncIterator[None]:
+        # Runs before the SDK's own start-up context, which registers the App and its seeds.
+        await define_custom_resources(own, manifest)
+        if settings.role is Role.LOCAL:
+            register_subscriptions(sdk, await push_types_to_watch(own, manifest))
+        yield
+        await own.close()
+
+    app.cleanup_ctx.insert(0, prepare_aidbox)
+
+    if settings.role is Role.LOCAL:
+        service = _push_service(settings, own)
+        app[push_service_key] = service
+        app.router.add_get("/metrics", _metrics)
+
+        async def background_runner(app: web.Application) -> AsyncIterator[None]:
+            task = asyncio.create_task(service.run_forever()) if settings.runner_enabled else None
+            yield
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await service.global_.close()
+
+        app.cleanup_ctx.append(background_runner)
+    return app
+
+
+def main() -> None:
+    """Console entry point: `aidbox-sync` (settings from the environment)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"aidbox-sync: {exc}", file=sys.stderr)
+        sys.exit(2)
+    web.run_app(build_app(settings), host=settings.aio_host, port=settings.aio_port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Settings from environment variables only (12-factor); nothing secret lives in the repo.
+
+The aidbox-python-sdk variables (`APP_*`, `AIO_*`) keep the SDK's names; our own carry the
+`SYNC_` prefix. `load_settings()` turns any missing or invalid value into one `SettingsError`
+whose message names every offending variable, so start-up fails with one clear line.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from aidbox_python_sdk.settings import Settings as SdkSettings
+from pydantic import (
+    AliasChoices,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# FHIR id: [A-Za-z0-9\-\.]{1,64}; instance ids prefix pseudonymous global ids, so they stay short.
+INSTANCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9\-]{0,23}$"
+
+
+class Role(StrEnum):
+    """Which side of the sync this service runs on."""
+
+    LOCAL = "local"
+    GLOBAL = "global"
+
+
+def _env(name: str) -> Any:
+    return Field(validation_alias=AliasChoices(name))
+
+
+class AppSettings(BaseSettings):
+    """All configuration of one aidbox-sync service."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=False, frozen=True)
+
+    # aidbox-python-sdk (sdk settings.py): how the App registers with its own Aidbox.
+    app_init_url: HttpUrl = _env("APP_INIT_URL")
+    app_init_client_id: str = _env("APP_INIT_CLIENT_ID")
+    app_init_client_secret: SecretStr = _env("APP_INIT_CLIENT_SECRET")
+    app_id: str = Field("aidbox-sync", validation_alias=AliasChoices("APP_ID"))
+    app_url: HttpUrl = _env("APP_URL")
+    app_port: int = Field(8090, validation_alias=AliasChoices("APP_PORT"))
+    app_secret: SecretStr = _env("APP_SECRET")
+    aio_host: str = Field("0.0.0.0", validation_alias=AliasChoices("AIO_HOST"))
+    aio_port: int = Field(8090, validation_alias=AliasChoices("AIO_PORT"))
+
+    # Our own.
+    role: Role = Field(Role.LOCAL, validation_alias=AliasChoices("SYNC_ROLE"))
+    instance_id: Annotated[str, Field(pattern=INSTANCE_ID_PATTERN)] | None = Field(
+        None, validation_alias=AliasChoices("SYNC_INSTANCE_ID")
+    )
+    global_url: HttpUrl | None = Field(None, validation_alias=AliasChoices("SYNC_GLOBAL_URL"))
+    global_client_id: str | None = Field(
+        None, validation_alias=AliasChoices("SYNC_GLOBAL_CLIENT_ID")
+    )
+    global_client_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SYNC_GLOBAL_CLIENT_SECRET")
+    )
+    # HMAC key for pseudonyms; 32+ characters so that pseudonyms cannot be brute-forced.
+    pseudonym_key: SecretStr | None = Field(
+        None, min_length=32, validation_alias=AliasChoices("SYNC_PSEUDONYM_KEY")
+    )
+    poll_interval: float = Field(5.0, gt=0, validation_alias=AliasChoices("SYNC_POLL_INTERVAL"))
+    batch_max_entries: int = Field(
+        200, ge=1, le=10_000, validation_alias=AliasChoices("SYNC_BATCH_MAX_ENTRIES")
+    )
+    batch_max_bytes: int = Field(
+        1_000_000, ge=10_000, validation_alias=AliasChoices("SYNC_BATCH_MAX_BYTES")
+    )
+    concurrency: int = Field(4, ge=1, le=64, validation_alias=AliasChoices("SYNC_CONCURRENCY"))
+    retry_attempts: int = Field(
+        6, ge=1, le=20, validation_alias=AliasChoices("SYNC_RETRY_ATTEMPTS")
+    )
+    retry_base_delay: float = Field(
+        0.2, gt=0, validation_alias=AliasChoices("SYNC_RETRY_BASE_DELAY")
+    )
+    retry_max_delay: float = Field(
+        10.0, gt=0, validation_alias=AliasChoices("SYNC_RETRY_MAX_DELAY")
+    )
+    # How long an on-demand sync waits for transactions open at its start to finish.
+    settle_timeout: float = Field(2.0, ge=0, validation_alias=AliasChoices("SYNC_SETTLE_TIMEOUT"))
+    # Off only in tests that drive every run through the operations.
+    runner_enabled: bool = Field(True, validation_alias=AliasChoices("SYNC_RUNNER_ENABLED"))
+    http_timeout: float = Field(30.0, gt=0, validation_alias=AliasChoices("SYNC_HTTP_TIMEOUT"))
+
+    @model_validator(mode="after")
+    def _local_role_needs_a_global(self) -> AppSettings:
+        if self.role is Role.LOCAL:
+            missing = [
+                env
+                for env, value in (
+                    ("SYNC_INSTANCE_ID", self.instance_id),
+                    ("SYNC_GLOBAL_URL", self.global_url),
+                    ("SYNC_GLOBAL_CLIENT_ID", self.global_client_id),
+                    ("SYNC_GLOBAL_CLIENT_SECRET", self.global_client_secret),
+                    ("SYNC_PSEUDONYM_KEY", self.pseudonym_key),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError(f"required when SYNC_ROLE=local: {', '.join(missing)}")
+        return self
+
+    def sdk_settings(self) -> SdkSettings:
+        """The aidbox-python-sdk Settings object, built from these values (never from env twice)."""
+        return SdkSettings(
+            APP_INIT_URL=str(self.app_init_url).rstrip("/"),
+            APP_INIT_CLIENT_ID=self.app_init_client_id,
+            APP_INIT_CLIENT_SECRET=self.app_init_client_secret.get_secret_value(),
+            APP_ID=self.app_id,
+            APP_URL=str(self.app_url).rstrip("/"),
+            APP_PORT=self.app_port,
+            APP_SECRET=self.app_secret.get_secret_value(),
+            AIO_HOST=self.aio_host,
+            AIO_PORT=str(self.aio_port),
+        )
+
+
+class SettingsError(Exception):
+    """Configuration is missing or invalid; the message names each variable."""
+
+
+def load_settings(**overrides: Any) -> AppSettings:
+    """Read settings from the environment (overrides take precedence, by env-var name)."""
+    try:
+        return AppSettings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = err["loc"][0] if err["loc"] else ""
+            name = _ENV_NAMES.get(str(loc), str(loc))
+            problems.append(f"{name}: {err['msg']}" if name else err["msg"])
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+
+
+_ENV_NAMES = {
+    name: field.validation_alias.choices[0]  # type: ignore[union-attr]
+    for name, field in AppSettings.model_fields.items()
+}

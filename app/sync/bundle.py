@@ -1,0 +1,136 @@
+"""Pure building blocks of what is sent to the global: entries, ordering, batches.
+
+Aidbox runs transaction entries in the order listed (api/batch-transaction.md), and checks
+references on write (contract §5), so targets are placed before the resources that refer to
+them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from app.sync.feed import Change
+
+Ref = tuple[str, str]  # (resourceType, id)
+
+
+def find_references(resource: dict[str, Any]) -> set[Ref]:
+    """Every Aidbox-format reference `{resourceType, id}` inside a resource body.
+
+    `contained` resources are resource bodies, not references, but their own references count.
+    """
+    found: set[Ref] = set()
+
+    def walk(node: Any, top: bool) -> None:
+        if isinstance(node, dict):
+            rtype, rid = node.get("resourceType"), node.get("id")
+            if not top and isinstance(rtype, str) and isinstance(rid, str):
+                found.add((rtype, rid))
+            for key, value in node.items():
+                if key == "contained" and isinstance(value, list):
+                    for item in value:
+                        walk(item, True)
+                elif isinstance(value, dict | list):
+                    walk(value, False)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, False)
+
+    walk(resource, True)
+    return found
+
+
+def digest(resource: dict[str, Any]) -> str:
+    """Content hash of an outgoing body (key order independent)."""
+    return hashlib.sha256(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One write to the global, tied to the local change it comes from."""
+
+    change: Change
+    method: Literal["PUT", "DELETE"]
+    target_type: str
+    target_id: str
+    resource: dict[str, Any] | None = None
+    # Global reference -> local id of the target, to push a missing target first.
+    depends_on: dict[Ref, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> Ref:
+        """The global resource this entry writes."""
+        return (self.target_type, self.target_id)
+
+    @property
+    def body_digest(self) -> str | None:
+        """Hash of the body sent (None for deletes)."""
+        return digest(self.resource) if self.resource is not None else None
+
+    def entry(self) -> dict[str, Any]:
+        """The transaction entry (Aidbox format)."""
+        url = f"/{self.target_type}/{self.target_id}"
+        entry: dict[str, Any] = {"request": {"method": self.method, "url": url}}
+        if self.resource is not None:
+            entry["resource"] = self.resource
+        return entry
+
+    def size(self) -> int:
+        """Serialized size of the entry in bytes."""
+        return len(orjson.dumps(self.entry()))
+
+
+def order_by_references(items: list[Outgoing]) -> list[Outgoing]:
+    """Stable topological order: an entry comes after the entries it references.
+
+    A reference cycle (rare: Patient.link both ways) is broken where it is first met; if Aidbox
+    then refuses the transaction, the sink bisects it like any other refusal.
+    """
+    by_key = {item.key: item for item in items}
+    placed: set[Ref] = set()
+    visiting: set[Ref] = set()
+    ordered: list[Outgoing] = []
+
+    def place(item: Outgoing) -> None:
+        if item.key in placed or item.key in visiting:
+            return
+        visiting.add(item.key)
+        for ref in sorted(item.depends_on):
+            target = by_key.get(ref)
+            if target is not None and target.method == "PUT":
+                place(target)
+        visiting.discard(item.key)
+        placed.add(item.key)
+        ordered.append(item)
+
+    for item in items:
+        place(item)
+    return ordered
+
+
+def batches(
+    items: Iterable[Outgoing], max_entries: int, max_bytes: int
+) -> Iterator[list[Outgoing]]:
+    """Split into batches bounded by entry count and serialized bytes (an oversize entry
+    travels alone)."""
+    batch: list[Outgoing] = []
+    size = 0
+    for item in items:
+        item_size = item.size()
+        if batch and (len(batch) >= max_entries or size + item_size > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += item_size
+    if batch:
+        yield batch
+
+
+def transaction(items: Iterable[Outgoing]) -> dict[str, Any]:
+    """A transaction Bundle of the entries, in the given order."""
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [i.entry() for i in items]}

@@ -1,0 +1,95 @@
+"""The configuration in force: `SyncConfig/default` and its `AnonymizationProfile`.
+
+Both live in the local Aidbox and are edited in the console. They are re-read every cycle; a
+version that fails validation is refused (the error is kept for `$sync-status`) and the last
+valid one stays in force (DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from app.aidbox.client import AidboxClient
+from app.anonymize import Plan, ProfileError, compile_profile, parse_profile
+from app.model import SyncConfig
+
+log = logging.getLogger("aidbox_sync.config")
+
+
+@dataclass(frozen=True)
+class InForce:
+    """A validated configuration and its compiled anonymization plan."""
+
+    config: SyncConfig
+    plan: Plan
+    profile_id: str
+
+
+def validation_message(exc: ValidationError) -> str:
+    """`path: message` for each problem (values are not echoed)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+class ConfigSource:
+    """Loads and validates the configuration; keeps the last good one."""
+
+    def __init__(self, local: AidboxClient) -> None:
+        self._local = local
+        self._current: InForce | None = None
+        self._plans: dict[tuple[str, str | None], Plan] = {}
+        self.error: str | None = None
+
+    @property
+    def current(self) -> InForce:
+        """The configuration loaded last (load() must have succeeded once)."""
+        if self._current is None:
+            raise ConfigError("configuration not loaded yet")
+        return self._current
+
+    async def load(self) -> InForce:
+        """The configuration in force now (raises ConfigError if none was ever valid)."""
+        try:
+            self._current = await self._read()
+            self.error = None
+        except ConfigError as exc:
+            self.error = str(exc)
+            if self._current is None:
+                raise
+            log.error("configuration refused, previous one stays in force: %s", exc)
+        return self._current
+
+    async def _read(self) -> InForce:
+        resp = await self._local.call("GET", "/SyncConfig/default", accept=(404, 410))
+        if resp.status != 200:
+            raise ConfigError("SyncConfig/default does not exist")
+        try:
+            config = SyncConfig.model_validate(resp.body)
+        except ValidationError as exc:
+            raise ConfigError(f"SyncConfig/default: {validation_message(exc)}") from None
+        return InForce(config, await self._plan(config.profile), config.profile)
+
+    async def _plan(self, profile_id: str) -> Plan:
+        resp = await self._local.call(
+            "GET", f"/AnonymizationProfile/{profile_id}", accept=(404, 410)
+        )
+        if resp.status != 200:
+            raise ConfigError(f"AnonymizationProfile/{profile_id} does not exist")
+        version = (resp.body.get("meta") or {}).get("versionId")
+        cached = self._plans.get((profile_id, version))
+        if cached is not None:
+            return cached
+        try:
+            plan = compile_profile(parse_profile(resp.body))
+        except ProfileError as exc:
+            raise ConfigError(f"AnonymizationProfile/{profile_id}: {exc}") from None
+        self._plans = {(profile_id, version): plan}
+        return plan
+
+
+class ConfigError(Exception):
+    """No valid configuration could be loaded."""

@@ -1,0 +1,107 @@
+"""Reads a clinic's changes of one resource type from Aidbox's Changes API.
+
+Only settled windows (lo, hi] are read (see watermark.py), so a window's content can shrink
+(a resource updated again moves to a later txid) but never grow. A window that fills a whole
+page is split in two by txid and each half read again; this needs no assumption about the
+order of `changes` in a page, which the documentation does not state (api/other/changes-api.md:
+`version=lo,hi` is lo-exclusive, hi-inclusive; 304 when nothing changed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from app.aidbox.client import AidboxClient, AidboxError
+
+Event = Literal["created", "updated", "deleted"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change event: the resource's state after the event (Aidbox format)."""
+
+    event: Event
+    resource_type: str
+    id: str
+    version: int
+    resource: dict[str, Any]
+
+    @property
+    def deleted(self) -> bool:
+        """A delete event: the target must remove the resource."""
+        return self.event == "deleted"
+
+
+class FeedError(Exception):
+    """The Changes API answered something this reader cannot use."""
+
+
+def _to_change(resource_type: str, item: dict[str, Any], fallback_version: int) -> Change:
+    resource = item.get("resource") or {}
+    event = item.get("event")
+    if event not in ("created", "updated", "deleted") or not resource.get("id"):
+        raise FeedError(f"{resource_type} $changes entry without event or id")
+    version_id = (resource.get("meta") or {}).get("versionId")
+    version = int(version_id) if version_id else fallback_version
+    return Change(event, resource_type, resource["id"], version, resource)
+
+
+def latest_per_resource(changes: list[Change]) -> list[Change]:
+    """Collapse several changes of one id to the latest, keeping first-seen order."""
+    latest: dict[str, Change] = {}
+    for change in changes:
+        kept = latest.get(change.id)
+        if kept is None or change.version >= kept.version:
+            latest[change.id] = change
+    return sorted(latest.values(), key=lambda c: c.version)
+
+
+class ChangeFeed:
+    """Changes of one resource type in the local Aidbox."""
+
+    def __init__(self, client: AidboxClient, resource_type: str, page_size: int = 500) -> None:
+        self._client = client
+        self.resource_type = resource_type
+        self.page_size = page_size
+
+    async def head(self) -> int:
+        """The type's latest version (`GET /<Type>/$changes`)."""
+        resp = await self._client.call("GET", f"/{self.resource_type}/$changes")
+        return int((resp.body or {}).get("version", 0))
+
+    async def _page(self, lo: int, hi: int, count: int) -> list[Change]:
+        path = f"/{self.resource_type}/$changes"
+        params = {"version": f"{lo},{hi}", "_count": str(count)}
+        try:
+            resp = await self._client.call("GET", path, params=params)
+        except AidboxError as exc:
+            if exc.status == 404:
+                raise FeedError(f"unknown resource type {self.resource_type}") from None
+            raise
+        if resp.status == 304 or not resp.body:
+            return []
+        return [_to_change(self.resource_type, item, hi) for item in resp.body.get("changes", [])]
+
+    async def windows(self, lo: int, hi: int) -> AsyncIterator[tuple[int, list[Change]]]:
+        """Changes in the settled window (lo, hi] as consecutive sub-windows, oldest first.
+
+        Yields `(upper, changes)`: every change up to `upper` has been yielded once the pair is
+        consumed, so a caller may checkpoint at `upper`. One change per resource per pair.
+        """
+        windows = [(lo, hi)] if hi > lo else []
+        while windows:
+            a, b = windows.pop()
+            count = self.page_size
+            page = await self._page(a, b, count)
+            while len(page) >= count and b - a == 1:
+                # One transaction wrote more resources of this type than a page holds: a
+                # single txid cannot be split, so ask for a larger page.
+                count *= 4
+                page = await self._page(a, b, count)
+            if len(page) >= count:
+                mid = (a + b) // 2
+                windows += [(mid, b), (a, mid)]
+                continue
+            yield b, latest_per_resource(page)

@@ -1,0 +1,34 @@
+"""Quarantine records (`SyncQuarantine` in the local Aidbox): what the global refused.
+
+Only ids, version and the refusal reason are kept, never a body (DESIGN.md §4.4). The record id
+is derived from (stream, resource id, version), so a replay after a crash does not duplicate it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from app.aidbox.client import AidboxClient
+from app.model import QuarantineRecord
+from app.sync.feed import Change
+
+
+def record_id(stream_id: str, change: Change) -> str:
+    """Deterministic, FHIR-id-safe record id."""
+    raw = f"{stream_id}/{change.resource_type}/{change.id}/{change.version}".encode()
+    return "q-" + hashlib.sha256(raw).hexdigest()[:40]
+
+
+async def quarantine(local: AidboxClient, stream_id: str, change: Change, reason: str) -> None:
+    """Store (or overwrite) the record of a refused change."""
+    rec = QuarantineRecord(
+        id=record_id(stream_id, change),
+        stream=stream_id,
+        resourceId=f"{change.resource_type}/{change.id}",
+        version=change.version,
+        reason=reason[:500],
+        at=datetime.now(UTC),
+    )
+    body = rec.model_dump(mode="json")
+    await local.call("PUT", f"/SyncQuarantine/{rec.id}", json=body)

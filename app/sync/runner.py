@@ -1,0 +1,155 @@
+"""Runs the push streams: on a timer, on subscription wake-ups, and on `$sync` requests.
+
+Streams of the same `order` run concurrently (bounded by SYNC_CONCURRENCY); lower orders go
+first so referenced types usually reach the global before their referrers. A stream never has
+two runs at once in this process (a lock per stream); across processes the checkpoint's
+If-Match keeps them from both advancing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Iterable
+
+from app.aidbox.client import AidboxClient
+from app.anonymize import PseudonymKey
+from app.model import Direction, StreamConfig
+from app.sync.checkpoint import CheckpointStore
+from app.sync.config import ConfigSource
+from app.sync.feed import Change, ChangeFeed
+from app.sync.metrics import SyncMetrics
+from app.sync.retry import RetryPolicy
+from app.sync.sent import SentCache
+from app.sync.sink import DependencyResolver, GlobalSink
+from app.sync.stream import Limits, PushStream, RunSummary
+from app.sync.watermark import Watermark
+
+log = logging.getLogger("aidbox_sync.runner")
+
+
+class PushService:
+    """All push streams of one clinic."""
+
+    def __init__(
+        self,
+        *,
+        local: AidboxClient,
+        global_: AidboxClient,
+        key: PseudonymKey,
+        retry: RetryPolicy,
+        limits: Limits,
+        poll_interval: float,
+        concurrency: int,
+        settle_timeout: float = 2.0,
+    ) -> None:
+        self.local = local
+        self.global_ = global_
+        self.key = key
+        self.config = ConfigSource(local)
+        self.checkpoints = CheckpointStore(local)
+        self.metrics = SyncMetrics()
+        self.wakeups: dict[str, int] = {}
+        self._retry = retry
+        self._limits = limits
+        self._poll_interval = poll_interval
+        self._settle_timeout = settle_timeout
+        self._watermark = Watermark(local)
+        self._sent = SentCache()
+        self._streams: dict[str, PushStream] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+
+    # -- building blocks -------------------------------------------------------------------
+
+    async def read_local(self, resource_type: str, local_id: str) -> Change | None:
+        """The clinic's current copy of a resource, as a change (None if gone)."""
+        resp = await self.local.call("GET", f"/{resource_type}/{local_id}", accept=(404, 410))
+        if resp.status != 200:
+            return None
+        version = int((resp.body.get("meta") or {}).get("versionId") or 0)
+        return Change("updated", resource_type, local_id, version, resp.body)
+
+    def _sink(self, resolve: DependencyResolver) -> GlobalSink:
+        return GlobalSink(self.global_, self._retry, resolve)
+
+    def stream(self, resource_type: str) -> PushStream:
+        """The stream of a type (created on first use)."""
+        if resource_type not in self._streams:
+            self._streams[resource_type] = PushStream(
+                resource_type,
+                local=self.local,
+                feed=ChangeFeed(self.local, resource_type),
+                sink_for=self._sink,
+                checkpoints=self.checkpoints,
+                sent=self._sent,
+                read_local=self.read_local,
+                limits=self._limits,
+            )
+            self._locks[resource_type] = asyncio.Lock()
+        return self._streams[resource_type]
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def _run_one(self, cfg: StreamConfig, bound: int) -> RunSummary:
+        stream = self.stream(cfg.type)
+        async with self._semaphore, self._locks[cfg.type]:
+            in_force = self.config.current
+            summary = await stream.run(bound, in_force.plan, self.key)
+        self.metrics.observe_run(
+            summary.stream, summary.version, summary.counters, summary.error is None, time.time()
+        )
+        return summary
+
+    async def sync(
+        self, types: Iterable[str] | None = None, *, wait_settled: bool = True
+    ) -> list[RunSummary]:
+        """Run the enabled push streams (all, or those of `types`) up to the settled bound.
+
+        With `wait_settled`, first wait (bounded) for transactions open now to finish, so the
+        run includes every change committed before the call.
+        """
+        in_force = await self.config.load()
+        wanted = set(types) if types is not None else None
+        streams = [
+            s
+            for s in in_force.config.enabled_streams(Direction.PUSH)
+            if wanted is None or s.type in wanted
+        ]
+        if wait_settled:
+            bound = await self._watermark.settle(self._settle_timeout)
+        else:
+            bound = await self._watermark.advance()
+        summaries: list[RunSummary] = []
+        for _, group in itertools.groupby(streams, key=lambda s: s.order):
+            summaries += await asyncio.gather(*(self._run_one(s, bound) for s in group))
+        return summaries
+
+    def wake(self, resource_type: str) -> None:
+        """A subscription saw a change of `resource_type`: run soon (coalesced)."""
+        self.wakeups[resource_type] = self.wakeups.get(resource_type, 0) + 1
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        """Background loop: run after each wake-up, or every poll interval."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            self._wake.clear()
+            try:
+                await self.sync(wait_settled=False)
+            except Exception as exc:  # keep the loop alive; the cause is in status and logs
+                log.error("sync cycle failed: %s: %s", type(exc).__name__, exc)
+            if self._watermark.pending:
+                # Some transaction was still open: look again shortly, not a poll later.
+                self._wake.set()
+                await asyncio.sleep(min(0.05, self._poll_interval))
+
+    def forget_sent(self, resource_type: str) -> None:
+        """After a reset: re-send everything of this type, even if unchanged."""
+        self._sent.clear()
+        self._streams.pop(resource_type, None)

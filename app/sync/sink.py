@@ -1,0 +1,112 @@
+"""Writes batches to the global Aidbox as transactions, isolating what it refuses.
+
+- Transient failures are retried (retry.py); if they persist the run fails and the checkpoint
+  stays where it was, so nothing is lost.
+- A transaction refused because a referenced resource is missing (422, "Referenced resource
+  Patient/<id> does not exist", contract §5) gets that resource pushed first, in the same
+  transaction, when the clinic still has it.
+- Any other refusal is bisected until the refused entry stands alone; it is then quarantined
+  (ids, version, reason) and the rest is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from app.aidbox.client import AidboxClient, AidboxError, outcome_summary
+from app.sync.bundle import Outgoing, Ref, order_by_references, transaction
+from app.sync.retry import RetryPolicy, retrying
+
+log = logging.getLogger("aidbox_sync.sink")
+
+_MISSING_REF = re.compile(r"Referenced resource ([A-Za-z][A-Za-z0-9]*)/([A-Za-z0-9\-.]+) does not")
+
+# Resolves a missing global reference to an Outgoing PUT built from the clinic's copy of the
+# target (None when the clinic no longer has it). Arguments: the global ref and the local id.
+DependencyResolver = Callable[[Ref, str], Awaitable[Outgoing | None]]
+
+
+@dataclass
+class SinkResult:
+    """What a write achieved."""
+
+    written: list[Outgoing] = field(default_factory=list)
+    quarantined: list[tuple[Outgoing, str]] = field(default_factory=list)
+
+
+def missing_reference(body: object) -> Ref | None:
+    """The first missing reference named by a 422 OperationOutcome, if any."""
+    if not isinstance(body, dict):
+        return None
+    for issue in body.get("issue") or []:
+        match = _MISSING_REF.search(issue.get("diagnostics") or "")
+        if match:
+            return (match.group(1), match.group(2))
+    return None
+
+
+class GlobalSink:
+    """Transactions to the global Aidbox."""
+
+    def __init__(
+        self, client: AidboxClient, policy: RetryPolicy, resolve: DependencyResolver
+    ) -> None:
+        self._client = client
+        self._policy = policy
+        self._resolve = resolve
+
+    async def _send(self, items: list[Outgoing]) -> None:
+        bundle = transaction(items)
+        await retrying(
+            f"transaction of {len(items)} entries",
+            lambda: self._client.call("POST", "/", json=bundle),
+            self._policy,
+        )
+
+    async def _with_dependency(
+        self, items: list[Outgoing], err: AidboxError
+    ) -> list[Outgoing] | None:
+        """`items` with the missing target prepended, or None if it cannot be resolved."""
+        ref = missing_reference(err.body) if err.status == 422 else None
+        if ref is None or any(i.key == ref for i in items):
+            return None
+        local_id = next((i.depends_on[ref] for i in items if ref in i.depends_on), None)
+        if local_id is None:
+            return None
+        target = await self._resolve(ref, local_id)
+        return None if target is None else order_by_references([target, *items])
+
+    async def write(self, items: list[Outgoing]) -> SinkResult:
+        """Write `items` (already ordered); every item ends written or quarantined."""
+        result = SinkResult()
+        stack = [items]
+        while stack:
+            part = stack.pop()
+            try:
+                await self._send(part)
+            except AidboxError as err:
+                if err.transient:
+                    raise
+                expanded = await self._with_dependency(part, err)
+                if expanded is not None:
+                    stack.append(expanded)
+                elif len(part) == 1:
+                    reason = f"{err.status} {outcome_summary(err.body)}"
+                    item = part[0]
+                    log.error(
+                        "global refused %s/%s version %s: %s",
+                        item.change.resource_type,
+                        item.change.id,
+                        item.change.version,
+                        reason,
+                    )
+                    result.quarantined.append((item, reason))
+                else:
+                    half = len(part) // 2
+                    stack += [part[half:], part[:half]]
+                continue
+            result.written.extend(part)
+        return result

@@ -1,0 +1,55 @@
+"""`$sync-status`: where each stream stands (checkpoint, head, lag, counters, errors)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from app.model import ChangesInfo, Direction
+from app.sync.config import ConfigError
+from app.sync.feed import ChangeFeed
+from app.sync.runner import PushService
+
+
+async def sync_status(service: PushService) -> dict[str, Any]:
+    """Status of every configured stream, plus the configuration's own health."""
+    try:
+        in_force = await service.config.load()
+    except ConfigError as exc:
+        return {"configuration": {"error": str(exc)}, "streams": []}
+    now = datetime.now(UTC)
+    streams = []
+    for cfg in sorted(in_force.config.streams, key=lambda s: (s.order, s.type)):
+        sid = ChangesInfo.stream_id(cfg.direction, cfg.type)
+        info = await service.checkpoints.get(sid) or ChangesInfo(
+            id=sid, direction=cfg.direction, type=cfg.type
+        )
+        entry: dict[str, Any] = {
+            "stream": sid,
+            "direction": cfg.direction.value,
+            "type": cfg.type,
+            "enabled": cfg.enabled,
+            "status": info.status,
+            "checkpoint": info.version,
+            "counters": info.counters.model_dump(),
+            "quarantined": info.counters.quarantined,
+            "wakeups": service.wakeups.get(cfg.type, 0),
+            "lastStartedAt": info.lastStartedAt,
+            "lastFinishedAt": info.lastFinishedAt,
+            "lastSuccessAt": info.lastSuccessAt,
+            "lastError": info.lastError.model_dump(mode="json") if info.lastError else None,
+        }
+        if cfg.direction is Direction.PUSH:
+            head = await ChangeFeed(service.local, cfg.type).head()
+            behind = max(0, head - info.version)
+            since = info.lastSuccessAt or info.lastStartedAt
+            entry["head"] = head
+            entry["lag"] = {
+                "versions": behind,
+                "seconds": round((now - since).total_seconds(), 3) if behind and since else 0,
+            }
+        streams.append(entry)
+    return {
+        "configuration": {"profile": in_force.profile_id, "error": service.config.error},
+        "streams": streams,
+    }

@@ -1,0 +1,190 @@
+"""One push stream: a resource type's changes from the clinic to the global.
+
+A run reads settled sub-windows of changes after the checkpoint, anonymizes them, writes them to
+the global, and only then advances the checkpoint to the sub-window's upper bound. A crash at
+any point replays from the last checkpoint; the global's writes are idempotent PUT/DELETE on
+deterministic ids, so a replay never forks (DESIGN.md §4.2).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from app.aidbox.client import AidboxClient
+from app.anonymize import Plan, PseudonymKey
+from app.model import ChangesInfo, Counters, Direction, LastError
+from app.sync.bundle import Outgoing, Ref, batches, order_by_references
+from app.sync.checkpoint import CheckpointStore
+from app.sync.feed import Change, ChangeFeed
+from app.sync.quarantine import quarantine
+from app.sync.sent import SentCache
+from app.sync.sink import DependencyResolver, GlobalSink
+from app.sync.transform import to_outgoing
+
+log = logging.getLogger("aidbox_sync.stream")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Batch bounds for transactions to the global."""
+
+    max_entries: int = 200
+    max_bytes: int = 1_000_000
+
+
+@dataclass
+class RunSummary:
+    """What one run of one stream did."""
+
+    stream: str
+    version: int
+    counters: Counters
+    error: str | None = None
+
+    def as_json(self) -> dict:
+        """The `$sync` answer for this stream."""
+        out = {"stream": self.stream, "version": self.version, **self.counters.model_dump()}
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+# Fetches a resource from the clinic by (type, local id) as a Change, or None if it is gone.
+LocalReader = Callable[[str, str], Awaitable[Change | None]]
+
+
+class PushStream:
+    """Moves one resource type's changes to the global."""
+
+    def __init__(
+        self,
+        resource_type: str,
+        *,
+        local: AidboxClient,
+        feed: ChangeFeed,
+        sink_for: Callable[[DependencyResolver], GlobalSink],
+        checkpoints: CheckpointStore,
+        sent: SentCache,
+        read_local: LocalReader,
+        limits: Limits,
+    ) -> None:
+        self.resource_type = resource_type
+        self.id = ChangesInfo.stream_id(Direction.PUSH, resource_type)
+        self._local = local
+        self._feed = feed
+        self._checkpoints = checkpoints
+        self._sent = sent
+        self._read_local = read_local
+        self._limits = limits
+        self._sink_for = sink_for
+        # (checkpoint versionId, bound): nothing unsent up to bound while the checkpoint is
+        # unchanged. An edit of the checkpoint (a reset, in the console too) invalidates it.
+        self._verified: tuple[str | None, int] = (None, 0)
+
+    async def run(self, bound: int, plan: Plan, key: PseudonymKey) -> RunSummary:
+        """Push every change up to the settled `bound`; the checkpoint follows each write."""
+        info = await self._checkpoints.load(Direction.PUSH, self.resource_type)
+        total = Counters()
+        start = info.version
+        if self._verified[0] == info.version_id:
+            start = max(start, self._verified[1])
+        if bound <= start:
+            return RunSummary(self.id, start, total)
+
+        async def resolve(ref: Ref, local_id: str) -> Outgoing | None:
+            change = await self._read_local(ref[0], local_id)
+            return None if change is None else to_outgoing(change, plan, key)
+
+        sink = self._sink_for(resolve)
+        started = datetime.now(UTC)
+        # Empty windows are remembered in memory only: persisting them would itself be a write
+        # (a new txid) and wake every stream again.
+        try:
+            async for upper, changes in self._feed.windows(start, bound):
+                if not changes:
+                    continue
+                counters = await self._push(changes, plan, key, sink)
+                total = total.add(counters)
+                info = await self._advance(info, upper, counters, started)
+            if info.status == "failed":
+                info = await self._advance(info, info.version, Counters(), started)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("stream %s failed at version %s: %s", self.id, info.version, reason)
+            await self._record_failure(info, reason)
+            return RunSummary(self.id, info.version, total, error=reason)
+        self._verified = (info.version_id, bound)
+        return RunSummary(self.id, bound, total)
+
+    async def _push(
+        self, changes: list[Change], plan: Plan, key: PseudonymKey, sink: GlobalSink
+    ) -> Counters:
+        outgoing: list[Outgoing] = []
+        refused = 0
+        for change in changes:
+            try:
+                outgoing.append(to_outgoing(change, plan, key))
+            except Exception as exc:  # one malformed resource must not stop the stream
+                # The exception text may quote the resource, so only its type is kept.
+                reason = f"anonymization failed: {type(exc).__name__}"
+                log.error(
+                    "stream %s: %s/%s version %s: %s",
+                    self.id,
+                    change.resource_type,
+                    change.id,
+                    change.version,
+                    reason,
+                )
+                await quarantine(self._local, self.id, change, reason)
+                refused += 1
+        fresh = [o for o in outgoing if not self._sent.unchanged(o)]
+        counters = Counters(
+            read=len(changes), skipped=len(outgoing) - len(fresh), quarantined=refused
+        )
+        for batch in batches(order_by_references(fresh), **self._limits.__dict__):
+            result = await sink.write(batch)
+            for item in result.written:
+                self._sent.remember(item)
+            for item, reason in result.quarantined:
+                await quarantine(self._local, self.id, item.change, reason)
+            own = [i for i in result.written if i.target_type == self.resource_type]
+            counters = counters.add(
+                Counters(
+                    written=sum(1 for i in own if i.method == "PUT"),
+                    deleted=sum(1 for i in own if i.method == "DELETE"),
+                    quarantined=len(result.quarantined),
+                )
+            )
+        return counters
+
+    async def _advance(
+        self, info: ChangesInfo, version: int, counters: Counters, started: datetime
+    ) -> ChangesInfo:
+        now = datetime.now(UTC)
+        updated = info.model_copy(
+            update={
+                "version": version,
+                "status": "idle",
+                "counters": info.counters.add(counters),
+                "lastStartedAt": started,
+                "lastFinishedAt": now,
+                "lastSuccessAt": now,
+            }
+        )
+        return await self._checkpoints.save(updated)
+
+    async def _record_failure(self, info: ChangesInfo, reason: str) -> None:
+        failed = info.model_copy(
+            update={
+                "status": "failed",
+                "lastFinishedAt": datetime.now(UTC),
+                "lastError": LastError(at=datetime.now(UTC), message=reason[:500]),
+            }
+        )
+        try:
+            await self._checkpoints.save(failed)
+        except Exception as exc:  # the failure is already logged; status is best effort
+            log.warning("stream %s: could not record failure: %s", self.id, type(exc).__name__)

@@ -1,0 +1,105 @@
+"""The settled upper bound of a `$changes` read (DESIGN.md §4.1).
+
+Aidbox takes a write transaction's txid from `transaction_id_seq` when the transaction starts,
+so txid 99 may commit after 100 is already visible (api/other/changes-api.md, "Possible Race
+Condition"). A reader that moves past 100 while 99 is in flight loses 99 forever.
+
+The bound used here is exact rather than time-based. We read the sequence's `last_value` H at
+database time t, then, in a later statement, the start time of the oldest transaction still
+open in the database. A transaction holding a txid <= H took it before t, so it started before
+t. If no transaction that started before t is still open, every txid <= H is committed or
+rolled back, and the window (checkpoint, H] can be read once and never changes again (new writes
+get txids > H). Otherwise the last bound proven settled is kept, and the caller retries soon.
+
+Both reads go through `$psql` (contract §3), which the SDK itself relies on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from aidbox_python_sdk.db import parse_psql_response
+
+from app.aidbox.client import AidboxClient
+
+# Times as integer microseconds since the epoch: exact, and no timestamp format to parse.
+_HEAD_SQL = (
+    "SELECT last_value AS head, "
+    "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS at FROM transaction_id_seq"
+)
+# Client backends of this database other than the one answering this query; idle pooled
+# connections have no xact_start.
+_OLDEST_OPEN_SQL = (
+    "SELECT (extract(epoch FROM min(xact_start)) * 1000000)::bigint AS oldest "
+    "FROM pg_stat_activity "
+    "WHERE datname = current_database() AND backend_type = 'client backend' "
+    "AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
+)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A head observed at a database time."""
+
+    head: int
+    at: int  # microseconds since the epoch, database clock
+
+
+class WatermarkError(Exception):
+    """`$psql` is not usable (no permission, or an unexpected answer)."""
+
+
+class Watermark:
+    """Tracks the highest txid proven settled in the local Aidbox's database."""
+
+    def __init__(self, client: AidboxClient) -> None:
+        self._client = client
+        self._pending: Observation | None = None
+        self.settled = 0
+
+    @property
+    def pending(self) -> bool:
+        """A newer head was seen but is not settled yet."""
+        return self._pending is not None
+
+    async def _query(self, sql: str) -> dict:
+        resp = await self._client.request("POST", "/$psql", json={"query": sql})
+        if resp.status != 200:
+            raise WatermarkError(f"$psql answered {resp.status}; the App's client needs $psql")
+        try:
+            return parse_psql_response(resp.body)[0][0]
+        except Exception as exc:
+            raise WatermarkError(f"unexpected $psql answer: {type(exc).__name__}") from None
+
+    async def advance(self) -> int:
+        """Observe the database once and return the settled bound (never decreases)."""
+        row = await self._query(_HEAD_SQL)
+        head, at = int(row["head"]), int(row["at"])
+        oldest = (await self._query(_OLDEST_OPEN_SQL)).get("oldest")
+        oldest_at = int(oldest) if oldest is not None else None
+        # An earlier pending observation may have settled meanwhile.
+        for obs in (self._pending, Observation(head, at)):
+            if obs is not None and (oldest_at is None or oldest_at > obs.at):
+                self.settled = max(self.settled, obs.head)
+        if self.settled < head:
+            # Keep the newest unsettled observation, so a later call can settle it.
+            self._pending = Observation(head, at)
+        else:
+            self._pending = None
+        return self.settled
+
+    async def settle(self, wait: float, interval: float = 0.01) -> int:
+        """Advance until everything committed before this call is settled, or `wait` seconds.
+
+        Used by on-demand syncs: an operator's `$sync` should include every change committed
+        before it, and the transactions still open then normally finish within milliseconds.
+        """
+        bound = await self.advance()
+        target = self._pending.head if self._pending else bound
+        deadline = time.monotonic() + wait
+        while bound < target and time.monotonic() < deadline:
+            await asyncio.sleep(interval)
+            bound = await self.advance()
+        return bound

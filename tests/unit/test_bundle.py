@@ -1,0 +1,130 @@
+"""Pure building blocks of the push: references, ordering, batching, collapsing."""
+
+from __future__ import annotations
+
+from app.sync.bundle import Outgoing, batches, find_references, order_by_references, transaction
+from app.sync.feed import Change, latest_per_resource
+from app.sync.sent import SentCache
+from app.sync.sink import missing_reference
+
+
+def change(rtype: str, rid: str, version: int = 1, event: str = "updated") -> Change:
+    return Change(event, rtype, rid, version, {"resourceType": rtype, "id": rid})  # type: ignore[arg-type]
+
+
+def put(rtype: str, rid: str, deps: dict | None = None, body: dict | None = None) -> Outgoing:
+    return Outgoing(
+        change(rtype, rid),
+        "PUT",
+        rtype,
+        rid,
+        body or {"resourceType": rtype, "id": rid},
+        deps or {},
+    )
+
+
+def test_find_references_in_aidbox_format_including_contained_and_nested() -> None:
+    resource = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "subject": {"resourceType": "Patient", "id": "p1", "display": "x"},
+        "performer": [{"resourceType": "Practitioner", "id": "pr1"}],
+        "contained": [
+            {
+                "resourceType": "Device",
+                "id": "d1",
+                "owner": {"resourceType": "Organization", "id": "org"},
+            }
+        ],
+        "component": [{"value": {"Reference": {"resourceType": "Encounter", "id": "e1"}}}],
+    }
+    assert find_references(resource) == {
+        ("Patient", "p1"),
+        ("Practitioner", "pr1"),
+        ("Organization", "org"),
+        ("Encounter", "e1"),
+    }
+
+
+def test_targets_are_ordered_before_their_referrers() -> None:
+    obs = put("Observation", "o", {("Patient", "p"): "lp", ("Encounter", "e"): "le"})
+    enc = put("Encounter", "e", {("Patient", "p"): "lp"})
+    pat = put("Patient", "p")
+    ordered = order_by_references([obs, enc, pat])
+    assert [i.target_id for i in ordered] == ["p", "e", "o"]
+
+
+def test_a_reference_cycle_is_broken_once_and_nothing_is_lost() -> None:
+    a = put("Patient", "a", {("Patient", "b"): "b"})
+    b = put("Patient", "b", {("Patient", "a"): "a"})
+    assert [i.target_id for i in order_by_references([a, b])] == ["b", "a"]
+
+
+def test_batches_are_bounded_by_count_and_bytes() -> None:
+    items = [
+        put("Patient", f"p{i}", body={"resourceType": "Patient", "id": f"p{i}", "x": "y" * 100})
+        for i in range(10)
+    ]
+    by_count = list(batches(items, max_entries=3, max_bytes=10**6))
+    assert [len(b) for b in by_count] == [3, 3, 3, 1]
+    one_size = items[0].size()
+    by_bytes = list(batches(items, max_entries=100, max_bytes=one_size * 2))
+    assert all(sum(i.size() for i in b) <= one_size * 2 for b in by_bytes)
+    assert sum(len(b) for b in by_bytes) == 10
+
+
+def test_transaction_entries_are_put_and_delete_in_order() -> None:
+    delete = Outgoing(change("Patient", "x", event="deleted"), "DELETE", "Patient", "gx")
+    bundle = transaction([put("Patient", "g1"), delete])
+    assert bundle["type"] == "transaction"
+    assert [e["request"] for e in bundle["entry"]] == [
+        {"method": "PUT", "url": "/Patient/g1"},
+        {"method": "DELETE", "url": "/Patient/gx"},
+    ]
+    assert "resource" not in bundle["entry"][1]
+
+
+def test_several_changes_of_one_resource_collapse_to_the_latest() -> None:
+    changes = [
+        change("Patient", "a", 5),
+        change("Patient", "b", 6),
+        change("Patient", "a", 7, "deleted"),
+    ]
+    latest = latest_per_resource(changes)
+    assert [(c.id, c.version, c.event) for c in latest] == [
+        ("b", 6, "updated"),
+        ("a", 7, "deleted"),
+    ]
+
+
+def test_missing_reference_is_read_from_aidbox_422() -> None:
+    # Contract §5 (api/batch-transaction.md): diagnostics name the missing target.
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "expression": ["Observation.subject"],
+                "diagnostics": "Referenced resource Patient/clinic-a-abc does not exist",
+            }
+        ],
+    }
+    assert missing_reference(outcome) == ("Patient", "clinic-a-abc")
+    assert (
+        missing_reference({"resourceType": "OperationOutcome", "issue": [{"diagnostics": "x"}]})
+        is None
+    )
+
+
+def test_sent_cache_skips_only_identical_state_and_is_bounded() -> None:
+    cache = SentCache(capacity=2)
+    first = put("Patient", "p", body={"resourceType": "Patient", "id": "p", "gender": "male"})
+    cache.remember(first)
+    assert cache.unchanged(
+        put("Patient", "p", body={"id": "p", "gender": "male", "resourceType": "Patient"})
+    )
+    assert not cache.unchanged(put("Patient", "p", body={"resourceType": "Patient", "id": "p"}))
+    deleted = Outgoing(change("Patient", "p", event="deleted"), "DELETE", "Patient", "p")
+    assert not cache.unchanged(deleted)
+    cache.remember(put("Patient", "q"))
+    cache.remember(put("Patient", "r"))
+    assert not cache.unchanged(first)  # evicted
