@@ -1,0 +1,407 @@
+"""Compile a profile once into a plan: per resource type, a tree of element names to rules.
+
+Rule semantics (what the tree encodes): an element is handled by the first rule, in profile
+order, whose path selects the element or one of its ancestors; elements no rule selects get the
+type's default action. Each tree node therefore carries its own rule and the lowest rule index
+found below it (``below``), so the engine can apply a rule to a whole subtree at once whenever
+nothing below it could win, and walk down only where something could.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+from app.anonymize import methods
+from app.anonymize.methods import DROP
+from app.anonymize.paths import Segment, parse_path
+from app.anonymize.profile import (
+    ANY_TYPE,
+    RECURSIVE_ELEMENTS,
+    MethodSpec,
+    Profile,
+    QuestionRule,
+    normalize_question,
+)
+from app.anonymize.pseudonym import PseudonymKey
+
+Leaf = Callable[[Any, PseudonymKey, date], Any]
+_LAST = sys.maxsize  # the index of default actions: any rule wins over them
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledRule:
+    """A rule ready to apply: the method bound to its parameters, and how it treats references.
+
+    ``whole`` replaces the element as a whole (redact, replace); otherwise ``leaf`` is applied to
+    every primitive inside the element. References are rewritten to pseudonymous ids by keep and
+    pseudonymize and removed by the others; absolute (``uri``) references survive only an
+    explicit keep rule.
+    """
+
+    index: int
+    label: str
+    method: str
+    leaf: Leaf
+    whole: Callable[[Any], Any] | None = None
+    rewrites_references: bool = False
+    keeps_uri: bool = False
+    takes_quantity: bool = False
+    removes: bool = False  # redact: lets the walker skip an element without a call
+
+    @property
+    def is_keep(self) -> bool:
+        """True for keep and default keep: the element is sent as is (references rewritten)."""
+        return self.method in ("keep", "default keep")
+
+
+def _keep(value: Any, key: PseudonymKey, today: date) -> Any:
+    return value
+
+
+def _drop(value: Any) -> Any:
+    return DROP
+
+
+def _bind(spec: MethodSpec) -> tuple[Leaf, Callable[[Any], Any] | None]:
+    """The per-primitive function and the whole-element function of a method."""
+    match spec.method:
+        case "keep":
+            return _keep, None
+        case "redact":
+            return _keep, _drop
+        case "replace":
+            constant = spec.value or ""
+            return _keep, lambda value: methods.replace(value, constant)
+        case "pseudonymize":
+            return lambda value, key, today: methods.pseudonymize(value, key), None
+        case "generalize-date":
+            return lambda value, key, today: methods.generalize_date(value), None
+        case "zip3":
+            return lambda value, key, today: methods.zip3(value), None
+        case "age":
+            cap = spec.age_cap
+            return lambda value, key, today: methods.age(value, cap, today), None
+    raise AssertionError(spec.method)  # pragma: no cover - MethodName is a closed Literal
+
+
+def compile_rule(spec: MethodSpec, index: int, label: str) -> CompiledRule:
+    """Bind one rule's method and parameters."""
+    leaf, whole = _bind(spec)
+    return CompiledRule(
+        index=index,
+        label=label,
+        method=spec.method,
+        leaf=leaf,
+        whole=whole,
+        rewrites_references=spec.method in ("keep", "pseudonymize"),
+        keeps_uri=spec.method == "keep",
+        takes_quantity=spec.method == "age",
+        removes=spec.method == "redact",
+    )
+
+
+def default_rule(action: Literal["keep", "redact"], resource_type: str) -> CompiledRule:
+    """The action for elements no rule selects. A default keep does not keep absolute URLs."""
+    return CompiledRule(
+        index=_LAST,
+        label=f"{resource_type}.default",
+        method=f"default {action}",
+        leaf=_keep,
+        whole=_drop if action == "redact" else None,
+        rewrites_references=action == "keep",
+        removes=action == "redact",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """An item filter: ``test(item[key])``. ``retain`` keeps ``key`` on items that survive."""
+
+    key: str
+    test: Callable[[Any], bool]
+    ident: tuple[str, ...]
+    retain: bool
+
+
+@dataclass(eq=False, slots=True)
+class Node:
+    """One element of the tree: its rule, its children by key, the lowest rule index below."""
+
+    rule: CompiledRule | None = None
+    children: dict[str, Edge] = field(default_factory=dict)
+    below: int | None = None
+    retain: tuple[str, ...] = ()
+
+
+@dataclass(eq=False, slots=True)
+class Edge:
+    """The nodes reachable through one key: unfiltered, and one per filter."""
+
+    plain: Node | None = None
+    filtered: list[tuple[Matcher, Node]] = field(default_factory=list)
+    merged: dict[tuple[int, ...], Node] = field(default_factory=dict)
+
+    def nodes(self) -> Iterator[Node]:
+        """Every node this edge leads to."""
+        if self.plain is not None:
+            yield self.plain
+        for _, node in self.filtered:
+            yield node
+
+    def select(self, item: Any) -> Node | None:
+        """The node for one item: the unfiltered node merged with every matching filter's."""
+        if not self.filtered or type(item) is not dict:
+            return self.plain
+        hits = tuple(
+            i for i, (matcher, _) in enumerate(self.filtered) if matcher.test(item.get(matcher.key))
+        )
+        if not hits:
+            return self.plain
+        node = self.merged.get(hits)
+        if node is None:
+            # Merged lazily and memoized: a plan is compiled once and then only read, so
+            # filling this memo is the only write, and it is idempotent.
+            node = self.plain
+            for i in hits:
+                node = _merge(node, self.filtered[i][1])
+            self.merged[hits] = node
+        return node
+
+
+def _first(a: CompiledRule | None, b: CompiledRule | None) -> CompiledRule | None:
+    if a is None or (b is not None and b.index < a.index):
+        return b
+    return a
+
+
+def _min(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+def _merge(a: Node | None, b: Node) -> Node:
+    if a is None or a is b:
+        return b
+    children = dict(a.children)
+    for name, edge in b.children.items():
+        children[name] = _merge_edges(children.get(name), edge)
+    return Node(
+        rule=_first(a.rule, b.rule),
+        children=children,
+        below=_min(a.below, b.below),
+        retain=tuple(dict.fromkeys(a.retain + b.retain)),
+    )
+
+
+def _merge_edges(a: Edge | None, b: Edge) -> Edge:
+    if a is None or a is b:
+        return b
+    plain = _merge(a.plain, b.plain) if b.plain is not None else a.plain
+    filtered = list(a.filtered)
+    for matcher, node in b.filtered:
+        for i, (existing, other) in enumerate(filtered):
+            if existing.ident == matcher.ident:
+                filtered[i] = (existing, _merge(other, node))
+                break
+        else:
+            filtered.append((matcher, node))
+    return Edge(plain=plain, filtered=filtered)
+
+
+def _path_matcher(segment: Segment) -> Matcher:
+    assert segment.filter is not None
+    key, expected = segment.filter.key, segment.filter.value
+    return Matcher(key, lambda value: value == expected, ("=", key, expected), retain=True)
+
+
+def _descend(node: Node, segment: Segment) -> Node:
+    edge = node.children.setdefault(segment.name, Edge())
+    if segment.filter is None:
+        if edge.plain is None:
+            edge.plain = Node()
+        return edge.plain
+    matcher = _path_matcher(segment)
+    for existing, child in edge.filtered:
+        if existing.ident == matcher.ident:
+            return child
+    child = Node(retain=(matcher.key,))
+    edge.filtered.append((matcher, child))
+    return child
+
+
+def _attach(node: Node, rule: CompiledRule) -> None:
+    node.rule = _first(node.rule, rule)
+
+
+def _question_matchers(question: QuestionRule) -> Iterator[Matcher]:
+    if question.link_id:
+        ids = frozenset(question.link_id)
+        yield Matcher("linkId", lambda value: value in ids, ("linkId", *sorted(ids)), False)
+    if question.text:
+        texts = tuple(sorted({normalize_question(text) for text in question.text}))
+
+        if question.match == "exact":
+
+            def test(value: Any) -> bool:
+                return isinstance(value, str) and normalize_question(value) in texts
+        else:
+
+            def test(value: Any) -> bool:
+                if not isinstance(value, str):
+                    return False
+                asked = normalize_question(value)
+                return any(text in asked for text in texts)
+
+        yield Matcher("text", test, ("text", question.match, *texts), False)
+
+
+def _add_questions(root: Node, questions: list[QuestionRule]) -> None:
+    """Question rules act on the answers of matching items: redact removes whole answers
+    (with their nested items); other methods transform the answer values."""
+    edge = root.children.setdefault("item", Edge())
+    for index, question in enumerate(questions):
+        rule = compile_rule(question, index, f"questionnaire.questions[{index}]")
+        for matcher in _question_matchers(question):
+            item = Node()
+            edge.filtered.append((matcher, item))
+            target = _descend(item, Segment("answer"))
+            if question.method != "redact":
+                target = _descend(target, Segment("value"))
+            _attach(target, rule)
+
+
+def _wire_recursion(root: Node, name: str) -> None:
+    """Make ``name`` inside ``name`` (and inside its ``answer``) lead back to the top edge,
+    so rules on ``item`` apply at every nesting depth."""
+    edge = root.children.get(name)
+    if edge is None:
+        return
+    if edge.plain is None:
+        edge.plain = Node()  # unmatched items must still be walked for nested matches
+    for item in edge.nodes():
+        item.children[name] = edge
+        answers = item.children.setdefault("answer", Edge())
+        if answers.plain is None:
+            answers.plain = Node()
+        for answer in answers.nodes():
+            answer.children[name] = edge
+
+
+def _all_nodes(root: Node) -> list[Node]:
+    seen: dict[int, Node] = {}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen[id(node)] = node
+        for edge in node.children.values():
+            stack.extend(edge.nodes())
+    return list(seen.values())
+
+
+def _compute_below(root: Node) -> None:
+    """``below`` = lowest rule index strictly under each node; a fixpoint, as items recurse."""
+    nodes = _all_nodes(root)
+    changed = True
+    while changed:
+        changed = False
+        for node in nodes:
+            low = node.below
+            for edge in node.children.values():
+                for child in edge.nodes():
+                    low = _min(low, child.rule.index if child.rule is not None else None)
+                    low = _min(low, child.below)
+            if low != node.below:
+                node.below = low
+                changed = True
+
+
+@dataclass(frozen=True, slots=True)
+class TypePlan:
+    """The compiled rules of one resource type."""
+
+    resource_type: str
+    root: Node
+    default: CompiledRule
+    drop_contained: CompiledRule | None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A compiled profile. Build it with ``compile_profile``; apply it with ``anonymize``."""
+
+    profile_id: str
+    types: dict[str, TypePlan]
+    fallback: TypePlan
+    security_label: dict[str, str] | None
+    today: date | None = None
+
+    def for_type(self, resource_type: str) -> TypePlan:
+        """The plan of a type, or of ``*`` (or the profile default) for types not listed."""
+        return self.types.get(resource_type, self.fallback)
+
+
+def _type_plan(
+    resource_type: str,
+    rules: list[Any],
+    default: Literal["keep", "redact"],
+    questions: list[QuestionRule],
+    source: str | None = None,
+) -> TypePlan:
+    """``source`` is the profile entry the rules come from, when it is ``*``."""
+    source = source or resource_type
+    root = Node()
+    offset = 0
+    if resource_type == "QuestionnaireResponse" and questions:
+        _add_questions(root, questions)
+        offset = len(questions)  # question rules come first: they target specific answers
+    drop_contained = None
+    for index, rule in enumerate(rules):
+        compiled = compile_rule(rule, offset + index, f"{source}.rules[{index}]")
+        segments = parse_path(rule.path)
+        if segments[0].name == "contained":
+            drop_contained = compiled
+            continue
+        node = root
+        for segment in segments:
+            node = _descend(node, segment)
+        _attach(node, compiled)
+    recursive = RECURSIVE_ELEMENTS.get(resource_type)
+    if recursive:
+        _wire_recursion(root, recursive)
+    _compute_below(root)
+    return TypePlan(resource_type, root, default_rule(default, resource_type), drop_contained)
+
+
+def compile_profile(profile: Profile, *, today: date | None = None) -> Plan:
+    """Compile a validated profile. ``today`` pins the date ``age`` measures against (tests);
+    by default each call to ``anonymize`` uses the current date."""
+    entries = {entry.type: entry for entry in profile.resources}
+    questions = profile.questionnaire.questions
+    types: dict[str, TypePlan] = {}
+    for resource_type, entry in entries.items():
+        if resource_type != ANY_TYPE:
+            default = entry.default or profile.default
+            types[resource_type] = _type_plan(resource_type, entry.rules, default, questions)
+    wildcard = entries.get(ANY_TYPE)
+    fallback_rules = wildcard.rules if wildcard else []
+    fallback_default = (wildcard.default if wildcard else None) or profile.default
+    fallback = _type_plan(ANY_TYPE, fallback_rules, fallback_default, [])
+    if "QuestionnaireResponse" not in types and questions:
+        types["QuestionnaireResponse"] = _type_plan(
+            "QuestionnaireResponse", fallback_rules, fallback_default, questions, ANY_TYPE
+        )
+    label = profile.security_label
+    return Plan(
+        profile_id=profile.id,
+        types=types,
+        fallback=fallback,
+        security_label=label.model_dump(exclude_none=True) if label else None,
+        today=today,
+    )

@@ -1,0 +1,276 @@
+"""The walker: rule order, arrays, filters, references, contained resources, purity."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from app.anonymize import PseudonymKey, anonymize, explain
+from tests.unit.anonymize.conftest import plan_of
+
+
+def rules(resource_type: str, *pairs: tuple[str, str], **extra: Any) -> dict[str, Any]:
+    return {"type": resource_type, "rules": [{"path": p, "method": m} for p, m in pairs], **extra}
+
+
+def test_default_deny_keeps_only_selected_elements(key: PseudonymKey) -> None:
+    plan = plan_of([rules("Patient", ("gender", "keep"))])
+    out = anonymize(
+        {"resourceType": "Patient", "id": "p1", "gender": "female", "name": [{"family": "Doe"}]},
+        plan,
+        key,
+    )
+    assert out == {
+        "resourceType": "Patient",
+        "id": key.resource_id("Patient", "p1"),
+        "gender": "female",
+    }
+
+
+def test_default_keep_keeps_unselected_elements(key: PseudonymKey) -> None:
+    plan = plan_of([rules("Patient", ("name", "redact"))], default="keep")
+    out = anonymize(
+        {"resourceType": "Patient", "name": [{"family": "Doe"}], "gender": "f"}, plan, key
+    )
+    assert out == {"resourceType": "Patient", "gender": "f"}
+
+
+def test_a_path_steps_through_arrays(key: PseudonymKey) -> None:
+    plan = plan_of([rules("Patient", ("name.given", "keep"))])
+    resource = {
+        "resourceType": "Patient",
+        "name": [{"given": ["A", "B"], "family": "X"}, {"given": ["C"], "text": "C X"}],
+    }
+    assert anonymize(resource, plan, key)["name"] == [{"given": ["A", "B"]}, {"given": ["C"]}]
+
+
+def test_nested_paths(key: PseudonymKey) -> None:
+    plan = plan_of([rules("Patient", ("contact.name.family", "pseudonymize"))])
+    resource = {"resourceType": "Patient", "contact": [{"name": {"family": "Roe", "given": ["R"]}}]}
+    assert anonymize(resource, plan, key)["contact"] == [{"name": {"family": key.pseudonym("Roe")}}]
+
+
+def test_the_first_rule_selecting_an_element_or_an_ancestor_wins(key: PseudonymKey) -> None:
+    resource = {"resourceType": "Patient", "address": [{"postalCode": "02139", "city": "Boston"}]}
+    specific_first = plan_of(
+        [rules("Patient", ("address.postalCode", "zip3"), ("address", "keep"))]
+    )
+    assert anonymize(resource, specific_first, key)["address"] == [
+        {"postalCode": "021", "city": "Boston"}
+    ]
+    ancestor_first = plan_of(
+        [rules("Patient", ("address", "keep"), ("address.postalCode", "zip3"))]
+    )
+    assert anonymize(resource, ancestor_first, key)["address"] == [
+        {"postalCode": "02139", "city": "Boston"}
+    ]
+
+
+def test_a_method_on_a_composite_applies_to_its_primitives(key: PseudonymKey) -> None:
+    plan = plan_of([rules("Encounter", ("period", "generalize-date"))])
+    resource = {
+        "resourceType": "Encounter",
+        "period": {"start": "2024-03-01T10:00:00Z", "end": "2024-03-02"},
+    }
+    assert anonymize(resource, plan, key)["period"] == {"start": "2024", "end": "2024"}
+
+
+def test_replace_puts_a_constant(key: PseudonymKey) -> None:
+    plan = plan_of(
+        [{"type": "Patient", "rules": [{"path": "name.text", "method": "replace", "value": "***"}]}]
+    )
+    out = anonymize({"resourceType": "Patient", "name": [{"text": "Jane Doe"}]}, plan, key)
+    assert out["name"] == [{"text": "***"}]
+
+
+def test_extensions_are_selected_by_url_and_keep_their_url(key: PseudonymKey) -> None:
+    race = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+    plan = plan_of(
+        [
+            rules(
+                "Patient",
+                (f"extension(url={race}).extension(url=ombCategory).value.Coding", "keep"),
+            )
+        ]
+    )
+    coding = {"system": "urn:oid:2.16.840.1.113883.6.238", "code": "2106-3"}
+    resource = {
+        "resourceType": "Patient",
+        "extension": [
+            {
+                "url": race,
+                "extension": [
+                    {"url": "ombCategory", "value": {"Coding": coding}},
+                    {"url": "text", "value": {"string": "White, lives at 1 Main St"}},
+                ],
+            },
+            {"url": "http://clinic.example/favourite-colour", "value": {"string": "Jane's"}},
+        ],
+    }
+    assert anonymize(resource, plan, key)["extension"] == [
+        {"url": race, "extension": [{"url": "ombCategory", "value": {"Coding": coding}}]}
+    ]
+
+
+def test_filters_select_some_items_of_an_array(key: PseudonymKey) -> None:
+    plan = plan_of([rules("Patient", ("telecom(system=email)", "redact"))], default="keep")
+    resource = {
+        "resourceType": "Patient",
+        "telecom": [{"system": "email", "value": "a@b.org"}, {"system": "phone", "value": "555"}],
+    }
+    assert anonymize(resource, plan, key)["telecom"] == [{"system": "phone", "value": "555"}]
+
+
+def test_every_reference_is_rewritten_and_loses_its_display(key: PseudonymKey) -> None:
+    plan = plan_of([], default="keep")
+    resource = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "subject": {"resourceType": "Patient", "id": "p1", "display": "Jane Doe"},
+        "performer": [{"resourceType": "Practitioner", "id": "pr1", "identifier": {"value": "N1"}}],
+        "extension": [
+            {"url": "x", "value": {"Reference": {"resourceType": "Patient", "id": "p1"}}}
+        ],
+    }
+    out = anonymize(resource, plan, key)
+    patient = {"resourceType": "Patient", "id": key.resource_id("Patient", "p1")}
+    assert out["subject"] == patient
+    assert out["performer"] == [
+        {"resourceType": "Practitioner", "id": key.resource_id("Practitioner", "pr1")}
+    ]
+    assert out["extension"][0]["value"]["Reference"] == patient
+
+
+def test_references_under_other_methods_are_removed(key: PseudonymKey) -> None:
+    plan = plan_of(
+        [rules("Observation", ("subject", "generalize-date"), ("focus", "pseudonymize"))]
+    )
+    resource = {
+        "resourceType": "Observation",
+        "subject": {"resourceType": "Patient", "id": "p1"},
+        "focus": [{"resourceType": "Patient", "id": "p1"}],
+    }
+    out = anonymize(resource, plan, key)
+    assert "subject" not in out
+    assert out["focus"] == [{"resourceType": "Patient", "id": key.resource_id("Patient", "p1")}]
+
+
+def test_absolute_references_need_an_explicit_keep(key: PseudonymKey) -> None:
+    resource = {
+        "resourceType": "Observation",
+        "subject": {"uri": "http://other.example/Patient/1", "display": "Jane"},
+        "focus": [{"uri": "http://other.example/Patient/2"}],
+    }
+    by_default = anonymize(resource, plan_of([], default="keep"), key)
+    assert "subject" not in by_default
+    assert "focus" not in by_default
+    kept = anonymize(resource, plan_of([rules("Observation", ("subject", "keep"))]), key)
+    assert kept["subject"] == {"uri": "http://other.example/Patient/1"}
+
+
+def test_contained_resources_follow_their_own_type_and_local_refs_follow_them(
+    key: PseudonymKey,
+) -> None:
+    plan = plan_of(
+        [
+            rules("Observation", ("subject", "keep"), ("code", "keep")),
+            rules("Patient", ("gender", "keep")),
+        ]
+    )
+    resource = {
+        "resourceType": "Observation",
+        "contained": [
+            {
+                "resourceType": "Patient",
+                "id": "pt-jane-doe",
+                "name": [{"family": "Doe"}],
+                "gender": "f",
+            }
+        ],
+        "subject": {"localRef": "pt-jane-doe", "display": "Jane"},
+        "code": {
+            "coding": [{"code": "x"}],
+            "extension": [{"value": {"Reference": {"localRef": "nope"}}}],
+        },
+    }
+    out = anonymize(resource, plan, key)
+    assert out["contained"] == [{"resourceType": "Patient", "id": "c0", "gender": "f"}]
+    assert out["subject"] == {"localRef": "c0"}
+    assert out["code"] == {"coding": [{"code": "x"}]}  # a dangling local reference goes
+
+
+def test_a_rule_can_remove_contained_resources(key: PseudonymKey) -> None:
+    plan = plan_of([rules("Observation", ("contained", "redact"))], default="keep")
+    resource = {
+        "resourceType": "Observation",
+        "contained": [{"resourceType": "Patient", "id": "x"}],
+    }
+    assert "contained" not in anonymize(resource, plan, key)
+
+
+def test_meta_keeps_what_rules_keep_and_gets_the_security_label(key: PseudonymKey) -> None:
+    label = {
+        "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+        "code": "PSEUDED",
+    }
+    plan = plan_of([rules("Patient", ("meta.profile", "keep"))], securityLabel=label)
+    resource = {
+        "resourceType": "Patient",
+        "meta": {
+            "profile": ["http://p"],
+            "lastUpdated": "2024-01-01T00:00:00Z",
+            "tag": [{"code": "vip"}],
+        },
+    }
+    assert anonymize(resource, plan, key)["meta"] == {"profile": ["http://p"], "security": [label]}
+    assert anonymize({"resourceType": "Patient"}, plan, key)["meta"] == {"security": [label]}
+
+
+def test_types_without_rules_use_the_wildcard_entry(key: PseudonymKey) -> None:
+    plan = plan_of([rules("*", ("status", "keep"))])
+    out = anonymize(
+        {"resourceType": "Device", "status": "active", "serialNumber": "SN-1"}, plan, key
+    )
+    assert out == {"resourceType": "Device", "status": "active"}
+
+
+def test_input_is_never_mutated_nor_shared(key: PseudonymKey) -> None:
+    plan = plan_of(
+        [rules("Patient", ("name", "keep"), ("address.postalCode", "zip3"))], default="keep"
+    )
+    resource = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "name": [{"given": ["A"]}],
+        "address": [{"postalCode": "02139"}],
+        "contained": [{"resourceType": "Patient", "id": "c", "name": [{"given": ["B"]}]}],
+        "meta": {"tag": [{"code": "t"}]},
+    }
+    before = copy.deepcopy(resource)
+    out = anonymize(resource, plan, key)
+    assert resource == before
+    out["name"][0]["given"].append("changed")
+    out["contained"][0]["name"][0]["given"].append("changed")
+    assert resource == before
+
+
+def test_explain_names_the_rule_behind_each_change_without_values(key: PseudonymKey) -> None:
+    plan = plan_of([rules("Patient", ("gender", "keep"), ("address.postalCode", "zip3"))])
+    resource = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "gender": "f",
+        "name": [{"family": "Doe"}],
+        "address": [{"postalCode": "02139", "city": "Boston"}],
+    }
+    explanation = explain(resource, plan, key)
+    assert explanation.resource == anonymize(resource, plan, key)
+    changes = {(c.path, c.action, c.rule) for c in explanation.changes}
+    assert ("Patient.name", "removed", "Patient.default") in changes
+    assert ("Patient.address[0].postalCode", "zip3", "Patient.rules[1]") in changes
+    assert ("Patient.address[0].city", "removed", "Patient.default") in changes
+    assert ("Patient.id", "pseudonymized", "engine: resource id") in changes
+    assert not any(c.path.startswith("Patient.gender") for c in explanation.changes)
+    text = str(explanation.to_dict()["changes"])
+    assert "Doe" not in text
+    assert "Boston" not in text

@@ -1,0 +1,148 @@
+"""Each anonymization method on its own: pure functions of one value."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from app.anonymize import PseudonymKey
+from app.anonymize.methods import (
+    DROP,
+    age,
+    generalize_date,
+    keep,
+    pseudonymize,
+    redact,
+    replace,
+    zip3,
+)
+
+TODAY = date(2025, 6, 1)
+KEY = PseudonymKey(secret=b"k" * 32, namespace="clinic-a")
+
+
+def test_keep_returns_the_value() -> None:
+    assert keep("x") == "x"
+    assert keep(3) == 3
+
+
+def test_redact_removes() -> None:
+    assert redact("Jane") is DROP
+
+
+def test_replace_sends_the_constant() -> None:
+    assert replace("Jane Doe", "***") == "***"
+
+
+def test_pseudonymize_is_keyed_and_stable() -> None:
+    first = pseudonymize("MRN-123", KEY)
+    assert first == pseudonymize("MRN-123", KEY)
+    assert first != "MRN-123"
+    assert "123" not in first
+    assert first != pseudonymize("MRN-124", KEY)
+    other = PseudonymKey(secret=b"z" * 32, namespace="clinic-a")
+    assert first != pseudonymize("MRN-123", other)
+
+
+def test_pseudonymize_numbers_like_their_text_and_drops_other_types() -> None:
+    assert pseudonymize(123, KEY) == pseudonymize("123", KEY)
+    assert pseudonymize(True, KEY) is DROP
+    assert pseudonymize(None, KEY) is DROP
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2023-05-17", "2023"),  # date
+        ("2023-05-17T10:11:12+02:00", "2023"),  # dateTime
+        ("2023-05-17T10:11:12.123Z", "2023"),  # instant
+        ("2023-05", "2023"),  # partial
+        ("2023", "2023"),  # year only
+    ],
+)
+def test_generalize_date_keeps_the_year(value: str, expected: str) -> None:
+    assert generalize_date(value) == expected
+
+
+@pytest.mark.parametrize("value", ["17/05/2023", "May 2023", "20230517", "", "abcd", 2023, None])
+def test_generalize_date_removes_what_is_not_a_date(value: object) -> None:
+    assert generalize_date(value) is DROP
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("02139", "021"),
+        ("02139-4307", "021"),
+        ("021394307", "021"),
+        ("021", "021"),
+        (" 10001 ", "100"),
+        # restricted prefixes (population 20,000 or fewer) become 000
+        ("03601", "000"),
+        ("05901", "000"),
+        ("89301-1234", "000"),
+        ("102", "000"),
+    ],
+)
+def test_zip3(value: str, expected: str) -> None:
+    assert zip3(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "SW1A 1AA",
+        "75008 Paris",
+        "1234",
+        "0213",
+        "",
+        2139,
+        "\uff10\uff12\uff11\uff13\uff19",
+    ],  # full-width digits
+)
+def test_zip3_removes_non_us_codes(value: object) -> None:
+    assert zip3(value) is DROP
+
+
+def test_every_restricted_zip3_becomes_000() -> None:
+    from app.anonymize.safe_harbor import RESTRICTED_ZIP3
+
+    assert len(RESTRICTED_ZIP3) == 17
+    for prefix in RESTRICTED_ZIP3:
+        assert zip3(prefix + "00") == "000"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(45, 45), (89, 89), (90, 90), (104, 90), (95.5, 90)]
+)
+def test_age_caps_numbers_at_90(value: float, expected: int) -> None:
+    assert age(value, 89, TODAY) == expected
+
+
+def test_age_on_a_quantity_aggregates_to_90_or_more() -> None:
+    old = {"value": 97, "unit": "years", "system": "http://unitsofmeasure.org", "code": "a"}
+    assert age(old, 89, TODAY) == {
+        "value": 90,
+        "comparator": ">=",
+        "unit": "years",
+        "system": "http://unitsofmeasure.org",
+        "code": "a",
+    }
+    young = {"value": 40, "unit": "years", "extension": [{"url": "x"}]}
+    assert age(young, 89, TODAY) == {"value": 40, "unit": "years"}
+
+
+def test_age_on_a_birth_date_keeps_the_year_only_when_it_cannot_say_over_89() -> None:
+    assert age("1980-02-29", 89, TODAY) == "1980"
+    assert age("1936-12-31", 89, TODAY) == "1936"  # 2025 - 1936 = 89: at most 89
+    assert age("1935-12-31", 89, TODAY) is DROP  # may be 90 today: even the year goes
+    assert age("1920", 89, TODAY) is DROP
+    assert age("1990-05", 89, TODAY) == "1990"
+
+
+def test_age_respects_a_custom_cap_and_drops_other_values() -> None:
+    assert age(70, 65, TODAY) == 66
+    assert age("unknown", 89, TODAY) is DROP
+    assert age(True, 89, TODAY) is DROP
+    assert age({"unit": "a"}, 89, TODAY) is DROP
