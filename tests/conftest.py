@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
-from tests.support.postgres import postgres_server
+from tests.support.postgres import create_database, postgres_server, with_database
 
 
 @pytest.fixture(scope="session")
@@ -14,3 +20,50 @@ def pg_server_dsn() -> Iterator[str]:
     """DSN of the session's PostgreSQL server (embedded unless AIDBOX_SYNC_TEST_PG_DSN is set)."""
     with postgres_server() as dsn:
         yield dsn
+
+
+@pytest.fixture(scope="session")
+def emulator_template_db(pg_server_dsn: str) -> str:
+    """Name of a template database holding the Aidbox emulator's schema (built once)."""
+    return asyncio.run(_build_emulator_template(pg_server_dsn))
+
+
+async def _build_emulator_template(server_dsn: str) -> str:
+    from aidbox_emulator.schema import prepare_database
+
+    name = f"emulator_template_{os.getpid()}"
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    await prepare_database(with_database(server_dsn, name))
+    return name
+
+
+@asynccontextmanager
+async def fresh_emulator(server_dsn: str, template: str, **kwargs: Any) -> AsyncIterator[Any]:
+    """A started Aidbox emulator on a new database cloned from the template; dropped after."""
+    from aidbox_emulator import Emulator
+
+    dsn = await create_database(server_dsn, "emu", template=template)
+    emulator = Emulator(dsn, **kwargs)
+    try:
+        await emulator.start(host="127.0.0.1", port=0)
+        yield emulator
+    finally:
+        await emulator.stop()
+        conn = await asyncpg.connect(server_dsn)
+        try:
+            name = urlsplit(dsn).path.lstrip("/")
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def emulator(pg_server_dsn: str, emulator_template_db: str) -> AsyncIterator[Any]:
+    """A running `aidbox_emulator.Emulator` (root client root/secret) on a fresh database."""
+    async with fresh_emulator(pg_server_dsn, emulator_template_db) as emu:
+        yield emu

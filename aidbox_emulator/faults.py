@@ -1,0 +1,158 @@
+"""Fault injection for tests: off by default, driven by events (no timers).
+
+`emu.faults` is an instance of `Faults`; the server and the write path consult it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class Hold:
+    """A write transaction paused after it took its txid and did its writes, before COMMIT."""
+
+    def __init__(self, resource_type: str | None) -> None:
+        self.resource_type = resource_type
+        loop = asyncio.get_running_loop()
+        self._txid: asyncio.Future[int] = loop.create_future()
+        self._done: asyncio.Future[bool] = loop.create_future()
+        self._released = asyncio.Event()
+
+    def matches(self, resource_types: Iterable[str]) -> bool:
+        """True if this hold applies to a transaction touching `resource_types`."""
+        return self.resource_type is None or self.resource_type in set(resource_types)
+
+    async def txid_taken(self) -> int:
+        """Wait until the held transaction has taken its txid; return it."""
+        return await asyncio.shield(self._txid)
+
+    def release(self) -> None:
+        """Let the held transaction go on to COMMIT."""
+        self._released.set()
+
+    async def committed(self) -> bool:
+        """Wait until the held transaction ended: True if it committed, False if it failed."""
+        return await asyncio.shield(self._done)
+
+    # -- used by the write path --
+    def _took(self, txid: int) -> None:
+        if not self._txid.done():
+            self._txid.set_result(txid)
+
+    async def _wait_release(self) -> None:
+        await self._released.wait()
+
+    def _finish(self, ok: bool) -> None:
+        if not self._done.done():
+            self._done.set_result(ok)
+
+
+@dataclass
+class _Random:
+    error_rate: float
+    drop_rate: float
+    rng: random.Random
+    methods: frozenset[str] | None
+    path_prefix: str | None
+
+
+@dataclass(frozen=True)
+class _Rejection:
+    resource_type: str
+    resource_id: str | None
+    diagnostics: str
+
+
+class Faults:
+    """Registry of armed faults. All methods are synchronous and take effect at once."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        """Disarm everything (pending holds are released so nothing stays stuck)."""
+        for hold in getattr(self, "_holds", []):
+            hold.release()
+        self._holds: list[Hold] = []
+        self._random: _Random | None = None
+        self._serialization_failures = 0
+        self._rejections: list[_Rejection] = []
+
+    def hold_next_write(self, resource_type: str | None = None) -> Hold:
+        """Pause the next write transaction (touching `resource_type`, if given) before COMMIT."""
+        hold = Hold(resource_type)
+        self._holds.append(hold)
+        return hold
+
+    def set_random(
+        self,
+        error_rate: float = 0.2,
+        drop_rate: float = 0.0,
+        seed: int = 1,
+        methods: Iterable[str] | None = None,
+        path_prefix: str | None = None,
+    ) -> None:
+        """Answer a fraction of matching requests with 503, or drop their connection."""
+        self._random = _Random(
+            error_rate,
+            drop_rate,
+            random.Random(seed),
+            frozenset(m.upper() for m in methods) if methods else None,
+            path_prefix,
+        )
+
+    def serialization_failures(self, n: int) -> None:
+        """Make the next `n` write transactions fail as a SERIALIZABLE conflict."""
+        self._serialization_failures = n
+
+    def reject(
+        self,
+        resource_type: str,
+        id: str | None = None,
+        diagnostics: str = "Rejected",
+    ) -> None:
+        """Make writes of `resource_type` (or of one id) fail with a 422 validation outcome."""
+        self._rejections.append(_Rejection(resource_type, id, diagnostics))
+
+    # -- hooks consulted by the server and the write path --
+    def claim_hold(self, resource_types: Iterable[str]) -> Hold | None:
+        """Take the first armed hold that applies to a transaction touching `resource_types`."""
+        types = set(resource_types)
+        for hold in self._holds:
+            if hold.matches(types):
+                self._holds.remove(hold)
+                return hold
+        return None
+
+    def random_fault(self, method: str, path: str) -> str | None:
+        """'error', 'drop' or None for an incoming request."""
+        cfg = self._random
+        if cfg is None:
+            return None
+        if cfg.methods is not None and method.upper() not in cfg.methods:
+            return None
+        if cfg.path_prefix is not None and not path.startswith(cfg.path_prefix):
+            return None
+        draw = cfg.rng.random()
+        if draw < cfg.drop_rate:
+            return "drop"
+        if draw < cfg.drop_rate + cfg.error_rate:
+            return "error"
+        return None
+
+    def take_serialization_failure(self) -> bool:
+        """Consume one armed serialization failure, if any."""
+        if self._serialization_failures > 0:
+            self._serialization_failures -= 1
+            return True
+        return False
+
+    def rejection(self, resource_type: str, resource_id: str) -> str | None:
+        """The diagnostics of an armed rejection matching this resource, or None."""
+        for r in self._rejections:
+            if r.resource_type == resource_type and r.resource_id in (None, resource_id):
+                return r.diagnostics
+        return None
