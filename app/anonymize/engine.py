@@ -18,7 +18,7 @@ from app.anonymize.plan import CompiledRule, Edge, Node, Plan, TypePlan
 from app.anonymize.pseudonym import PseudonymKey
 
 # An absolute reference in Aidbox format is {"uri": ...}; a choice-type URI (value.uri) has the
-# same shape, and Safe Harbor treats both as URLs: removed unless a rule keeps them.
+# same shape, and Safe Harbor treats both as URLs: removed unless a rule names their uri.
 _URI_REFERENCE_KEYS = frozenset({"uri", "display", "type", "identifier", "extension"})
 
 
@@ -181,10 +181,10 @@ def _item(value: Any, edge: Edge, cover: CompiledRule | None, ctx: _Context, pat
     if rule is not None and (cover is None or rule.index < cover.index):
         cover = rule
     below = node.below
+    if below is not None and type(value) is dict and _is_reference(value):
+        return _reference(value, cover if cover is not None else ctx.default, ctx, path, node)
     if below is None or type(value) is not dict or (cover is not None and cover.index < below):
         return _apply(value, cover if cover is not None else ctx.default, ctx, path)
-    if _is_reference(value):
-        return _reference(value, cover if cover is not None else ctx.default, ctx, path)
     result = _walk(value, node, cover, ctx, path)
     if result is not DROP:
         for name in node.retain:  # the filter's own key (e.g. extension url) stays with the item
@@ -262,16 +262,24 @@ def _is_reference(obj: dict) -> bool:
     return "uri" in obj and obj.keys() <= _URI_REFERENCE_KEYS
 
 
-def _reference(ref: dict, rule: CompiledRule, ctx: _Context, path: str | None) -> Any:
-    """A reference as a whole: rewritten to a pseudonymous {resourceType, id} or removed."""
-    if rule.whole is not None:
+def _reference(
+    ref: dict, rule: CompiledRule, ctx: _Context, path: str | None, node: Node | None = None
+) -> Any:
+    """A reference as a whole: rewritten to a pseudonymous {resourceType, id} or removed.
+
+    ``node`` is the reference's place in the tree when the walker reached it there; only then
+    can a rule name its ``uri`` element.
+    """
+    if "resourceType" not in ref and "localRef" not in ref:
+        result = _uri_reference(ref, rule, node)
+    elif rule.whole is not None:
         result = rule.whole(ref)
     elif not rule.rewrites_references:
         result = DROP
     elif "localRef" in ref:
         target = ctx.local_ids.get(ref["localRef"]) if isinstance(ref["localRef"], str) else None
         result = DROP if target is None else {"localRef": target}
-    elif "resourceType" in ref:
+    else:
         resource_type, local_id = ref["resourceType"], ref["id"]
         if isinstance(resource_type, str) and isinstance(local_id, str | int):
             result = {
@@ -280,9 +288,17 @@ def _reference(ref: dict, rule: CompiledRule, ctx: _Context, path: str | None) -
             }
         else:
             result = DROP
-    else:
-        result = {"uri": ref["uri"]} if rule.keeps_uri else DROP
     if path is not None and ctx.trace is not None:
         action = "removed" if result is DROP else "reference rewritten"
         ctx.trace.append(Change(path, action, rule.label))
     return result
+
+
+def _uri_reference(ref: dict, rule: CompiledRule, node: Node | None) -> Any:
+    """An absolute URL (Safe Harbor (N)) survives only a keep rule naming its ``uri`` element
+    (``subject.uri``, ``value.uri``) that comes before whatever rule covers the reference."""
+    edge = node.children.get("uri") if node is not None else None
+    named = edge.plain.rule if edge is not None and edge.plain is not None else None
+    if named is not None and named.index < rule.index:
+        return {"uri": ref["uri"]} if named.method == "keep" else DROP
+    return rule.whole(ref) if rule.whole is not None else DROP

@@ -38,8 +38,8 @@ class CompiledRule:
 
     ``whole`` replaces the element as a whole (redact, replace); otherwise ``leaf`` is applied to
     every primitive inside the element. References are rewritten to pseudonymous ids by keep and
-    pseudonymize and removed by the others; absolute (``uri``) references survive only an
-    explicit keep rule.
+    pseudonymize and removed by the others; absolute (``uri``) references survive only a keep
+    rule naming their ``uri`` element.
     """
 
     index: int
@@ -48,7 +48,6 @@ class CompiledRule:
     leaf: Leaf
     whole: Callable[[Any], Any] | None = None
     rewrites_references: bool = False
-    keeps_uri: bool = False
     takes_quantity: bool = False
     removes: bool = False  # redact: lets the walker skip an element without a call
 
@@ -98,7 +97,6 @@ def compile_rule(spec: MethodSpec, index: int, label: str) -> CompiledRule:
         leaf=leaf,
         whole=whole,
         rewrites_references=spec.method in ("keep", "pseudonymize"),
-        keeps_uri=spec.method == "keep",
         takes_quantity=spec.method == "age",
         removes=spec.method == "redact",
     )

@@ -155,7 +155,7 @@ def test_references_under_other_methods_are_removed(key: PseudonymKey) -> None:
     assert out["focus"] == [{"resourceType": "Patient", "id": key.resource_id("Patient", "p1")}]
 
 
-def test_absolute_references_need_an_explicit_keep(key: PseudonymKey) -> None:
+def test_absolute_references_need_a_keep_rule_naming_their_uri(key: PseudonymKey) -> None:
     resource = {
         "resourceType": "Observation",
         "subject": {"uri": "http://other.example/Patient/1", "display": "Jane"},
@@ -164,8 +164,12 @@ def test_absolute_references_need_an_explicit_keep(key: PseudonymKey) -> None:
     by_default = anonymize(resource, plan_of([], default="keep"), key)
     assert "subject" not in by_default
     assert "focus" not in by_default
-    kept = anonymize(resource, plan_of([rules("Observation", ("subject", "keep"))]), key)
+    keep_reference = plan_of([rules("Observation", ("subject", "keep"))])
+    assert "subject" not in anonymize(resource, keep_reference, key)
+    keep_uri = plan_of([rules("Observation", ("subject.uri", "keep"), ("focus", "keep"))])
+    kept = anonymize(resource, keep_uri, key)
     assert kept["subject"] == {"uri": "http://other.example/Patient/1"}
+    assert "focus" not in kept
 
 
 def test_contained_resources_follow_their_own_type_and_local_refs_follow_them(
@@ -274,3 +278,91 @@ def test_explain_names_the_rule_behind_each_change_without_values(key: Pseudonym
     text = str(explanation.to_dict()["changes"])
     assert "Doe" not in text
     assert "Boston" not in text
+
+
+def questionnaire_plan(questions: list[dict[str, Any]], *extra_rules: tuple[str, str]) -> Any:
+    return plan_of(
+        [rules("QuestionnaireResponse", ("item.linkId", "keep"), *extra_rules)],
+        questionnaire={"questions": questions},
+    )
+
+
+def answered(link_id: str, text: str, value: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"linkId": link_id, "text": text, "answer": [{"value": value, **extra}]}
+
+
+def test_answers_are_selected_by_question_text_in_any_case_at_any_depth(
+    key: PseudonymKey,
+) -> None:
+    plan = questionnaire_plan(
+        [{"text": ["Personal Email"], "method": "redact"}],
+        ("item.answer.value.string", "keep"),
+    )
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "item": [
+            answered("e1", "personal EMAIL:", {"string": "a@b.org"}),
+            {"linkId": "g", "item": [answered("e2", "Personal  Email", {"string": "c@d.org"})]},
+            answered(
+                "q",
+                "Anything else?",
+                {"string": "no"},
+                item=[answered("e3", "Personal Email?", {"string": "e@f.org"})],
+            ),
+        ],
+    }
+    out = anonymize(resource, plan, key)
+    assert out["item"] == [
+        {"linkId": "e1"},
+        {"linkId": "g", "item": [{"linkId": "e2"}]},
+        {"linkId": "q", "answer": [{"value": {"string": "no"}, "item": [{"linkId": "e3"}]}]},
+    ]
+
+
+def test_answers_are_selected_by_link_id(key: PseudonymKey) -> None:
+    plan = questionnaire_plan(
+        [{"linkId": ["dob"], "method": "generalize-date"}], ("item.answer.value.date", "keep")
+    )
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "item": [
+            answered("dob", "When were you born", {"date": "1980-02-03"}),
+            answered("visit", "Visit date", {"date": "2024-02-03"}),
+        ],
+    }
+    assert [i.get("answer") for i in anonymize(resource, plan, key)["item"]] == [
+        [{"value": {"date": "1980"}}],
+        [{"value": {"date": "2024-02-03"}}],
+    ]
+
+
+def test_contains_matching_and_redact_removing_nested_answers(key: PseudonymKey) -> None:
+    plan = plan_of(
+        [rules("QuestionnaireResponse", ("item.linkId", "keep"))],
+        default="keep",
+        questionnaire={"questions": [{"text": ["phone"], "match": "contains", "method": "redact"}]},
+    )
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "item": [
+            answered(
+                "p",
+                "What is your mobile PHONE number?",
+                {"string": "555"},
+                item=[answered("p2", "Extension", {"string": "12"})],
+            ),
+            answered("n", "Nickname", {"string": "JD"}),
+        ],
+    }
+    out = anonymize(resource, plan, key)
+    assert out["item"][0] == {"linkId": "p", "text": "What is your mobile PHONE number?"}
+    assert out["item"][1]["answer"] == [{"value": {"string": "JD"}}]
+
+
+def test_custom_attributes_are_plain_paths(key: PseudonymKey) -> None:
+    plan = plan_of([rules("QuestionnaireResponse", ("patientFirstName", "redact"))], default="keep")
+    resource = {"resourceType": "QuestionnaireResponse", "patientFirstName": "Jane", "status": "x"}
+    assert anonymize(resource, plan, key) == {
+        "resourceType": "QuestionnaireResponse",
+        "status": "x",
+    }
