@@ -126,7 +126,7 @@ async def _transaction(
         await rt.tables.ensure([t for t in types if await fhirschema.is_known_type(conn, t)])
     results = []
     async with rt.write(types, outer.headers.get("x-max-isolation-level")) as tx:
-        ctx = Ctx(rt, tx.conn, tx, client)
+        ctx = Ctx(rt, tx.conn, tx, client, bundle_targets=frozenset(targets.values()))
         for req in reqs:
             route = await _match(rt, tx.conn, req)
             await authorize(tx.conn, client, route.operation_id, req)

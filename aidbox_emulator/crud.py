@@ -72,7 +72,7 @@ async def _prepare(
     if not skip_refs:
         known = await fhirschema.known_types(ctx.conn)
         await ctx.rt.tables.ensure({t for _, t, _ in iter_references(resource)} & known)
-        await check_references(ctx.conn, resource, known)
+        await check_references(ctx.conn, resource, known, exempt=ctx.bundle_targets)
     return resource
 
 

@@ -51,10 +51,19 @@ def skips_reference_check(headers: Mapping[str, str]) -> bool:
 
 
 async def check_references(
-    conn: asyncpg.Connection, resource: dict[str, Any], known_types: frozenset[str] | set[str]
+    conn: asyncpg.Connection,
+    resource: dict[str, Any],
+    known_types: frozenset[str] | set[str],
+    *,
+    exempt: frozenset[tuple[str, str]] = frozenset(),
 ) -> None:
-    """Raise 422 for the first reference whose target does not exist (now, in this transaction)."""
+    """Raise 422 for the first reference whose target does not exist (now, in this transaction).
+
+    `exempt` targets (created by the same transaction bundle) count as existing.
+    """
     for expression, rtype, rid in iter_references(resource):
+        if (rtype, rid) in exempt:
+            continue
         exists = rtype in known_types and await conn.fetchval(
             f'SELECT EXISTS (SELECT 1 FROM "{table_name(rtype)}" WHERE id = $1)', rid
         )

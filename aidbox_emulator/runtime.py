@@ -48,7 +48,10 @@ class Ctx:
     rt: Runtime
     conn: asyncpg.Connection
     tx: WriteTx | None
-    client: dict | None = None  # the authenticated Client resource (None inside the emulator)
+    client: dict | None = None  # the authenticated Client resource (None for root)
+    # (type, id) of a transaction's urn:uuid entries: references to them count as existing,
+    # since the docs' example refers to an entry placed later (api/batch-transaction.md).
+    bundle_targets: frozenset[tuple[str, str]] = frozenset()
 
     def write_tx(self) -> WriteTx:
         """The open write transaction; writes outside one are a programming error."""
