@@ -18,6 +18,10 @@ from .runtime import Ctx
 from .search import Query, find_ids
 from .transactions import Event
 
+# An App manifest embeds resources (e.g. AccessPolicies linking Operations it is about to
+# create); those are checked when the emulator creates them, not inside the App.
+_UNCHECKED_REFERENCES = frozenset({"App"})
+
 AfterWrite = Callable[[Ctx, dict[str, Any]], Awaitable[None]]
 _after_write: dict[str, AfterWrite] = {}
 
@@ -69,7 +73,7 @@ async def _prepare(
         fhirschema.validate(resource, schema)
     if resource_type == "FHIRSchema":
         await fhirschema.install_definition(ctx.conn, resource)
-    if not skip_refs:
+    if not skip_refs and resource_type not in _UNCHECKED_REFERENCES:
         known = await fhirschema.known_types(ctx.conn)
         await ctx.rt.tables.ensure({t for _, t, _ in iter_references(resource)} & known)
         await check_references(ctx.conn, resource, known, exempt=ctx.bundle_targets)
