@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from app.anonymize.methods import DROP
-from app.anonymize.plan import CompiledRule, Edge, Node, Plan, TypePlan
+from app.anonymize.plan import ENGINE_OWNED, CompiledRule, Edge, Node, Plan, TypePlan
 from app.anonymize.pseudonym import PseudonymKey
 
 # An absolute reference in Aidbox format is {"uri": ...}; a choice-type URI (value.uri) has the
@@ -109,8 +109,7 @@ def _body(
     out: dict[str, Any] = {"resourceType": resource["resourceType"]}
     if new_id is not None:
         out["id"] = new_id
-    body = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "contained")}
-    walked = _walk(body, type_plan.root, None, ctx, path)
+    walked = _walk(resource, type_plan.root, None, ctx, path)
     if walked is not DROP:
         out.update(walked)
     return out
@@ -154,6 +153,13 @@ def _walk(obj: dict, node: Node, cover: CompiledRule | None, ctx: _Context, path
             if fallback.removes and not tracing:
                 continue  # the common default-deny case, without a call
             result = _apply(value, fallback, ctx, here)
+        elif edge is ENGINE_OWNED:
+            continue
+        elif edge.terminal is not None:  # nothing below: one rule for the whole value
+            rule = edge.terminal
+            result = _apply(
+                value, rule if cover is None or rule.index < cover.index else cover, ctx, here
+            )
         elif type(value) is list:
             result = _items(value, edge, cover, ctx, here)
         else:

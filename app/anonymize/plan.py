@@ -135,13 +135,33 @@ class Node:
     retain: tuple[str, ...] = ()
 
 
+_MEMO_LIMIT = 4096
+_MISS = object()
+
+
 @dataclass(eq=False, slots=True)
 class Edge:
-    """The nodes reachable through one key: unfiltered, and one per filter."""
+    """The nodes reachable through one key: unfiltered, and one per filter.
+
+    ``seal`` (after compilation) precomputes what the walker asks for every element:
+    ``terminal``, the rule of an unfiltered edge with nothing below it, applied to the whole
+    value at once; and ``keys``, the item keys the filters read, whose values memoize the
+    selected node (questionnaire items repeat the same linkId/text in every response).
+    """
 
     plain: Node | None = None
     filtered: list[tuple[Matcher, Node]] = field(default_factory=list)
-    merged: dict[tuple[int, ...], Node] = field(default_factory=dict)
+    terminal: CompiledRule | None = None
+    keys: tuple[str, ...] = ()
+    memo: dict[tuple[Any, ...], Node | None] = field(default_factory=dict)
+
+    def seal(self) -> Edge:
+        """Precompute ``terminal`` and ``keys``; call once the nodes' ``below`` is known."""
+        plain = self.plain
+        if not self.filtered and plain is not None and plain.below is None:
+            self.terminal = plain.rule
+        self.keys = tuple(dict.fromkeys(matcher.key for matcher, _ in self.filtered))
+        return self
 
     def nodes(self) -> Iterator[Node]:
         """Every node this edge leads to."""
@@ -154,19 +174,23 @@ class Edge:
         """The node for one item: the unfiltered node merged with every matching filter's."""
         if not self.filtered or type(item) is not dict:
             return self.plain
-        hits = tuple(
-            i for i, (matcher, _) in enumerate(self.filtered) if matcher.test(item.get(matcher.key))
-        )
-        if not hits:
-            return self.plain
-        node = self.merged.get(hits)
-        if node is None:
-            # Merged lazily and memoized: a plan is compiled once and then only read, so
-            # filling this memo is the only write, and it is idempotent.
-            node = self.plain
-            for i in hits:
-                node = _merge(node, self.filtered[i][1])
-            self.merged[hits] = node
+        probe = tuple([item.get(key) for key in self.keys])
+        try:
+            node = self.memo.get(probe, _MISS)
+        except TypeError:  # a filtered key holding an object or array: not memoizable
+            return self._resolve(item)
+        if node is _MISS:
+            node = self._resolve(item)
+            # The only write to a compiled plan: idempotent, bounded, safe to race.
+            if len(self.memo) < _MEMO_LIMIT:
+                self.memo[probe] = node
+        return node  # type: ignore[return-value]
+
+    def _resolve(self, item: dict[str, Any]) -> Node | None:
+        node = self.plain
+        for matcher, child in self.filtered:
+            if matcher.test(item.get(matcher.key)):
+                node = _merge(node, child)
         return node
 
 
@@ -208,7 +232,11 @@ def _merge_edges(a: Edge | None, b: Edge) -> Edge:
                 break
         else:
             filtered.append((matcher, node))
-    return Edge(plain=plain, filtered=filtered)
+    return Edge(plain=plain, filtered=filtered).seal()
+
+
+# Marks the elements the engine owns at the root of every type (resourceType, id, contained).
+ENGINE_OWNED = Edge()
 
 
 def _path_matcher(segment: Segment) -> Matcher:
@@ -374,6 +402,11 @@ def _type_plan(
     if recursive:
         _wire_recursion(root, recursive)
     _compute_below(root)
+    for node in _all_nodes(root):
+        for edge in node.children.values():
+            edge.seal()
+    for name in ("resourceType", "id", "contained"):
+        root.children[name] = ENGINE_OWNED
     return TypePlan(resource_type, root, default_rule(default, resource_type), drop_contained)
 
 

