@@ -21,8 +21,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.anonymize import PseudonymKey, anonymize, compile_profile, load_profile  # noqa: E402
-from tests.phi.corpus import generate_corpus  # noqa: E402
+from app.anonymize import PseudonymKey, anonymize, compile_profile, load_profile
+from tests.phi.corpus import generate_corpus
 
 
 def _best_rate(work: Callable[[], None], count: int, seconds: float) -> float:
