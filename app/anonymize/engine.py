@@ -187,9 +187,10 @@ def _item(value: Any, edge: Edge, cover: CompiledRule | None, ctx: _Context, pat
     if rule is not None and (cover is None or rule.index < cover.index):
         cover = rule
     below = node.below
+    # cover.index == below: the rule below is cover itself (reached again through nested items)
     if below is not None and type(value) is dict and _is_reference(value):
         return _reference(value, cover if cover is not None else ctx.default, ctx, path, node)
-    if below is None or type(value) is not dict or (cover is not None and cover.index < below):
+    if below is None or type(value) is not dict or (cover is not None and cover.index <= below):
         return _apply(value, cover if cover is not None else ctx.default, ctx, path)
     result = _walk(value, node, cover, ctx, path)
     if result is not DROP:

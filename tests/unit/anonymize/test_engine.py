@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from app.anonymize import PseudonymKey, anonymize, explain
+from app.anonymize import Change, PseudonymKey, anonymize, explain
 from tests.unit.anonymize.conftest import plan_of
 
 
@@ -366,3 +366,22 @@ def test_custom_attributes_are_plain_paths(key: PseudonymKey) -> None:
         "resourceType": "QuestionnaireResponse",
         "status": "x",
     }
+
+
+def test_explain_reports_a_removed_answer_once(key: PseudonymKey) -> None:
+    plan = questionnaire_plan([{"linkId": ["addr"], "method": "redact"}])
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "item": [
+            answered(
+                "addr",
+                "Address",
+                {"string": "1 Main St"},
+                item=[answered("c", "City", {"string": "X"})],
+            )
+        ],
+    }
+    changes = [c for c in explain(resource, plan, key).changes if ".answer" in c.path]
+    assert changes == [
+        Change("QuestionnaireResponse.item[0].answer[0]", "removed", "questionnaire.questions[0]")
+    ]
