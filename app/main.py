@@ -13,21 +13,25 @@ from aidbox_python_sdk.sdk import SDK
 from aiohttp import web
 
 from app.aidbox.bootstrap import define_custom_resources, push_types_to_watch
-from app.aidbox.client import AidboxClient
+from app.aidbox.client import AidboxClient, RetryPolicy
 from app.aidbox.keys import own_aidbox_key, push_service_key, settings_key
 from app.aidbox.manifest import Manifest, load_manifest
 from app.aidbox.operations import register_operations
 from app.aidbox.subscriptions import register_subscriptions
 from app.anonymize import PseudonymKey
 from app.settings import AppSettings, Role, SettingsError, load_settings
-from app.sync.retry import RetryPolicy
 from app.sync.runner import PushService
 from app.sync.stream import Limits
 
 log = logging.getLogger("aidbox_sync")
 
 
+def _retry_policy(settings: AppSettings) -> RetryPolicy:
+    return RetryPolicy(settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay)
+
+
 def _push_service(settings: AppSettings, own: AidboxClient) -> PushService:
+    retry = _retry_policy(settings)
     assert settings.global_url and settings.global_client_id  # checked by AppSettings
     assert settings.global_client_secret and settings.pseudonym_key and settings.instance_id
     return PushService(
@@ -37,13 +41,11 @@ def _push_service(settings: AppSettings, own: AidboxClient) -> PushService:
             settings.global_client_id,
             settings.global_client_secret.get_secret_value(),
             timeout=settings.http_timeout,
+            retry=retry,
         ),
         key=PseudonymKey(
             secret=settings.pseudonym_key.get_secret_value().encode(),
             namespace=settings.instance_id,
-        ),
-        retry=RetryPolicy(
-            settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay
         ),
         limits=Limits(settings.batch_max_entries, settings.batch_max_bytes),
         poll_interval=settings.poll_interval,
@@ -68,6 +70,7 @@ def build_app(settings: AppSettings) -> web.Application:
         settings.app_init_client_id,
         settings.app_init_client_secret.get_secret_value(),
         timeout=settings.http_timeout,
+        retry=_retry_policy(settings),
     )
     app[settings_key] = settings
     app[own_aidbox_key] = own

@@ -1,11 +1,15 @@
 """A small typed HTTP client for Aidbox's REST API (Aidbox format at `/`).
 
-It only moves bytes and classifies failures; what to retry and when is the caller's decision.
-Errors carry the OperationOutcome's diagnostics, never a request body (which may hold PHI).
+It moves bytes, classifies failures, and retries the transient ones under the RetryPolicy it
+was given. Errors carry the OperationOutcome's diagnostics, never a request body (which may
+hold PHI).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +17,23 @@ import aiohttp
 import orjson
 
 JSON = dict[str, Any]
+log = logging.getLogger("aidbox_sync.http")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry transient failures."""
+
+    attempts: int = 6
+    base_delay: float = 0.2
+    max_delay: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**attempt)] (spreads retrying clinics)."""
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+
+
+NO_RETRY = RetryPolicy(attempts=1)
 
 
 @dataclass(frozen=True)
@@ -40,12 +61,17 @@ class AidboxError(Exception):
 
     @property
     def transient(self) -> bool:
-        """Worth retrying: server errors, and 409/412 raised by concurrent (SERIALIZABLE) writes.
+        """Worth retrying: server errors, and conflicts of concurrent (SERIALIZABLE) writes.
 
         Aidbox runs writes at SERIALIZABLE isolation and answers conflicts it cannot serialise
         with an error the client must retry (api/batch-transaction.md, crud/update.md).
         """
         return self.status >= 500 or self.status == 429 or is_serialization_conflict(self.body)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection problems, timeouts, 5xx and serialization conflicts."""
+    return isinstance(exc, AidboxUnavailable) or (isinstance(exc, AidboxError) and exc.transient)
 
 
 class AidboxUnavailable(Exception):
@@ -76,9 +102,16 @@ class AidboxClient:
     """Basic-auth client for one Aidbox base URL."""
 
     def __init__(
-        self, base_url: str, client_id: str, client_secret: str, *, timeout: float = 30.0
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy = NO_RETRY,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.retry = retry
         self._auth = aiohttp.BasicAuth(client_id, client_secret)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -137,11 +170,21 @@ class AidboxClient:
         headers: dict[str, str] | None = None,
         accept: tuple[int, ...] = (),
     ) -> Response:
-        """Like `request`, but raises AidboxError unless 2xx/304 or a status in `accept`."""
-        resp = await self.request(method, path, json=json, params=params, headers=headers)
-        if not resp.ok and resp.status not in accept:
-            raise AidboxError(method, path, resp.status, resp.body)
-        return resp
+        """Like `request`, but raises AidboxError unless 2xx/304 or a status in `accept`;
+        transient failures are retried under the client's policy (the last one propagates)."""
+        for attempt in range(self.retry.attempts):
+            try:
+                resp = await self.request(method, path, json=json, params=params, headers=headers)
+                if not resp.ok and resp.status not in accept:
+                    raise AidboxError(method, path, resp.status, resp.body)
+                return resp
+            except (AidboxError, AidboxUnavailable) as exc:
+                if not is_transient(exc) or attempt == self.retry.attempts - 1:
+                    raise
+                delay = self.retry.delay(attempt)
+                log.warning("%s %s: %s; retry %d in %.2fs", method, path, exc, attempt + 1, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _parse(raw: bytes) -> Any:

@@ -62,7 +62,7 @@ def _input(request: dict[str, Any]) -> dict[str, Any]:
     body = request.get("resource")
     merged = dict(request.get("params") or {})
     if isinstance(body, dict):
-        merged.update({k: v for k, v in body.items() if k != "resourceType"})
+        merged.update(body)
     elif body is not None:
         raise OperationError(400, "invalid", "the request body must be a JSON object")
     return merged
@@ -169,17 +169,23 @@ async def status(operation: dict[str, Any], request: dict[str, Any]) -> web.Resp
 
 @_outcomes
 async def anonymize_preview(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
-    """POST /$anonymize: exactly what would leave the clinic for a resource (dry run)."""
+    """POST /$anonymize: exactly what would leave the clinic for a resource (dry run).
+
+    The body is the resource to preview; without a body, `?resourceType=&id=` names a resource
+    of the clinic."""
     service = _service(request)
     body = request.get("resource")
-    params = request.get("params") or {}
-    if isinstance(body, dict) and body.get("resourceType") and body.get("id") is not None:
+    if body is not None:
+        if not (isinstance(body, dict) and body.get("resourceType") and body.get("id")):
+            raise OperationError(
+                400, "required", "the body must be a resource with resourceType and id"
+            )
         resource = body
     else:
-        target = _parse(AnonymizeInput, {"params": params, "resource": body})
+        target = _parse(AnonymizeInput, request)
         if not (target.resourceType and target.id):
             raise OperationError(
-                400, "required", "give a resource as the body, or resourceType and id"
+                400, "required", "give a resource as the body, or resourceType and id parameters"
             )
         change = await service.read_local(target.resourceType, target.id)
         if change is None:

@@ -22,7 +22,6 @@ from app.sync.checkpoint import CheckpointStore
 from app.sync.config import ConfigSource
 from app.sync.feed import Change, ChangeFeed
 from app.sync.metrics import SyncMetrics
-from app.sync.retry import RetryPolicy
 from app.sync.sent import SentCache
 from app.sync.sink import DependencyResolver, GlobalSink
 from app.sync.stream import Limits, PushStream, RunSummary
@@ -40,7 +39,6 @@ class PushService:
         local: AidboxClient,
         global_: AidboxClient,
         key: PseudonymKey,
-        retry: RetryPolicy,
         limits: Limits,
         poll_interval: float,
         concurrency: int,
@@ -53,7 +51,6 @@ class PushService:
         self.checkpoints = CheckpointStore(local)
         self.metrics = SyncMetrics()
         self.wakeups: dict[str, int] = {}
-        self._retry = retry
         self._limits = limits
         self._poll_interval = poll_interval
         self._settle_timeout = settle_timeout
@@ -75,7 +72,7 @@ class PushService:
         return Change("updated", resource_type, local_id, version, resp.body)
 
     def _sink(self, resolve: DependencyResolver) -> GlobalSink:
-        return GlobalSink(self.global_, self._retry, resolve)
+        return GlobalSink(self.global_, resolve)
 
     def stream(self, resource_type: str) -> PushStream:
         """The stream of a type (created on first use)."""

@@ -1,12 +1,15 @@
 """Writes batches to the global Aidbox as transactions, isolating what it refuses.
 
-- Transient failures are retried (retry.py); if they persist the run fails and the checkpoint
-  stays where it was, so nothing is lost.
+- Transient failures are retried by the client (its RetryPolicy); if they persist the run
+  fails and the checkpoint stays where it was, so nothing is lost.
 - A transaction refused because a referenced resource is missing (422, "Referenced resource
   Patient/<id> does not exist", contract §5) gets that resource pushed first, in the same
   transaction, when the clinic still has it.
-- Any other refusal is bisected until the refused entry stands alone; it is then quarantined
-  (ids, version, reason) and the rest is written.
+- A refusal of content (400, 409, 412, 413, 422) is bisected until the refused entry stands
+  alone; it is then quarantined (ids, version, reason) and the rest is written.
+- Any other refusal (401, 403, 404 on the bundle endpoint...) says nothing about the resources:
+  the run fails and nothing is quarantined, so wrong credentials or a wrong URL never turn
+  into lost data.
 """
 
 from __future__ import annotations
@@ -18,9 +21,12 @@ from dataclasses import dataclass, field
 
 from app.aidbox.client import AidboxClient, AidboxError, outcome_summary
 from app.sync.bundle import Outgoing, Ref, order_by_references, transaction
-from app.sync.retry import RetryPolicy, retrying
 
 log = logging.getLogger("aidbox_sync.sink")
+
+# Statuses by which Aidbox refuses what a bundle contains (contract §5, §6), as opposed to who
+# sent it or where.
+CONTENT_REFUSALS = frozenset({400, 409, 412, 413, 422})
 
 _MISSING_REF = re.compile(r"Referenced resource ([A-Za-z][A-Za-z0-9]*)/([A-Za-z0-9\-.]+) does not")
 
@@ -51,20 +57,12 @@ def missing_reference(body: object) -> Ref | None:
 class GlobalSink:
     """Transactions to the global Aidbox."""
 
-    def __init__(
-        self, client: AidboxClient, policy: RetryPolicy, resolve: DependencyResolver
-    ) -> None:
+    def __init__(self, client: AidboxClient, resolve: DependencyResolver) -> None:
         self._client = client
-        self._policy = policy
         self._resolve = resolve
 
     async def _send(self, items: list[Outgoing]) -> None:
-        bundle = transaction(items)
-        await retrying(
-            f"transaction of {len(items)} entries",
-            lambda: self._client.call("POST", "/", json=bundle),
-            self._policy,
-        )
+        await self._client.call("POST", "/", json=transaction(items))
 
     async def _with_dependency(
         self, items: list[Outgoing], err: AidboxError
@@ -88,7 +86,7 @@ class GlobalSink:
             try:
                 await self._send(part)
             except AidboxError as err:
-                if err.transient:
+                if err.transient or err.status not in CONTENT_REFUSALS:
                     raise
                 expanded = await self._with_dependency(part, err)
                 if expanded is not None:

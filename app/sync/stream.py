@@ -86,8 +86,13 @@ class PushStream:
 
     async def run(self, bound: int, plan: Plan, key: PseudonymKey) -> RunSummary:
         """Push every change up to the settled `bound`; the checkpoint follows each write."""
-        info = await self._checkpoints.load(Direction.PUSH, self.resource_type)
         total = Counters()
+        try:
+            info = await self._checkpoints.load(Direction.PUSH, self.resource_type)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("stream %s: cannot read its checkpoint: %s", self.id, reason)
+            return RunSummary(self.id, 0, total, error=reason)
         start = info.version
         if self._verified[0] == info.version_id:
             start = max(start, self._verified[1])

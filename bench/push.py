@@ -1,0 +1,152 @@
+"""Push benchmark: the App's throughput against the global's direct ingest, and latency.
+
+Everything runs here on loopback: an embedded PostgreSQL, an emulated local and global Aidbox,
+and the App. Two numbers are printed, each against a baseline measured in the same run:
+
+- throughput: resources per second pushed by the App (read `$changes`, anonymize, write
+  transactions, checkpoint) against the emulated global ingesting the very same transaction
+  bundles posted directly (target ratio >= 0.9);
+- latency: from a local commit to visibility in the global, with the subscription wake-up
+  and the background runner (target p50 <= 1 s).
+
+Usage: python bench/push.py [--resources 2000] [--samples 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aidbox_emulator import Emulator
+from app.aidbox.client import AidboxClient
+from app.sync.bundle import batches, order_by_references, transaction
+from app.sync.feed import Change
+from app.sync.transform import to_outgoing
+from tests.support.apps import running_app
+from tests.support.clinic import CLINIC, KEY, patient, safe_harbor
+from tests.support.postgres import create_database, postgres_server
+
+BATCH = 200
+
+
+async def _emulator(dsn: str, prefix: str) -> Emulator:
+    emu = Emulator(await create_database(dsn, prefix))
+    await emu.start()
+    async with AidboxClient(emu.url, "root", "secret") as root:
+        await root.call("PUT", f"/Client/{CLINIC}", json={"secret": f"{CLINIC}-secret"})
+        await root.call(
+            "PUT",
+            f"/AccessPolicy/{CLINIC}",
+            json={"engine": "allow", "link": [{"resourceType": "Client", "id": CLINIC}]},
+        )
+    return emu
+
+
+async def _seed(local: AidboxClient, n: int) -> list[dict]:
+    bodies = [patient(f"p{i}", family=f"Family{i}") for i in range(n)]
+    for start in range(0, n, BATCH):
+        entries = [
+            {"request": {"method": "PUT", "url": f"/Patient/{b['id']}"}, "resource": b}
+            for b in bodies[start : start + BATCH]
+        ]
+        await local.call("POST", "/", json={"type": "transaction", "entry": entries})
+    return bodies
+
+
+async def throughput(dsn: str, n: int) -> tuple[float, float]:
+    """(App resources/s, direct ingest resources/s) for the same data."""
+    local, global_, direct = [await _emulator(dsn, p) for p in ("bl", "bg", "bd")]
+    try:
+        async with (
+            AidboxClient(local.url, "root", "secret") as local_root,
+            running_app(
+                local.url,
+                global_url=global_.url,
+                SYNC_RUNNER_ENABLED="false",
+                SYNC_BATCH_MAX_ENTRIES=str(BATCH),
+            ) as app,
+        ):
+            # Warm-up on the empty clinic: checkpoints created, emulator tables in place.
+            await app.service.sync(["Patient"])
+            bodies = await _seed(local_root, n)
+            started = time.perf_counter()
+            [summary] = await app.service.sync(["Patient"])
+            app_seconds = time.perf_counter() - started
+            assert summary.error is None and summary.counters.written == n, summary
+
+        # The same bundles, posted straight to an empty emulated global.
+        plan = safe_harbor()
+        outgoing = [
+            to_outgoing(Change("created", "Patient", b["id"], 1, b), plan, KEY) for b in bodies
+        ]
+        bundles = [transaction(b) for b in batches(order_by_references(outgoing), BATCH, 10**7)]
+        async with AidboxClient(direct.url, "root", "secret") as direct_root:
+            started = time.perf_counter()
+            for bundle in bundles:
+                await direct_root.call("POST", "/", json=bundle)
+            direct_seconds = time.perf_counter() - started
+        return n / app_seconds, n / direct_seconds
+    finally:
+        for emu in (local, global_, direct):
+            await emu.stop()
+
+
+async def latency(dsn: str, samples: int) -> list[float]:
+    """Seconds from a local commit to the resource being readable in the global."""
+    local, global_ = await _emulator(dsn, "ll"), await _emulator(dsn, "lg")
+    results = []
+    try:
+        async with (
+            AidboxClient(local.url, "root", "secret") as local_root,
+            AidboxClient(global_.url, "root", "secret") as global_root,
+            running_app(local.url, global_url=global_.url, SYNC_POLL_INTERVAL="5") as app,
+        ):
+            await app.service.sync()  # checkpoints exist before measuring
+            for i in range(samples):
+                pid = f"lat{i}"
+                target = f"/Patient/{KEY.resource_id('Patient', pid)}"
+                await local_root.call("PUT", f"/Patient/{pid}", json=patient(pid))
+                committed = time.perf_counter()
+                # The global has no event for "visible now": look, as a consumer would.
+                while (await global_root.request("GET", target)).status != 200:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+                results.append(time.perf_counter() - committed)
+    finally:
+        await local.stop()
+        await global_.stop()
+    return results
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resources", type=int, default=2000)
+    parser.add_argument("--samples", type=int, default=40)
+    args = parser.parse_args()
+    with postgres_server() as dsn:
+        app_rate, direct_rate = await throughput(dsn, args.resources)
+        lat = await latency(dsn, args.samples)
+    ratio = app_rate / direct_rate
+    print(
+        f"push throughput: {app_rate:,.0f} resources/s; direct ingest of the same bundles: "
+        f"{direct_rate:,.0f} resources/s; ratio {ratio:.2f} (target >= 0.9)"
+    )
+    print(
+        f"commit-to-global latency over {len(lat)} samples: p50 {_pct(lat, 0.5) * 1000:.0f} ms, "
+        f"p99 {_pct(lat, 0.99) * 1000:.0f} ms, mean {statistics.mean(lat) * 1000:.0f} ms "
+        "(target p50 <= 1000 ms)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,124 @@
+"""The App's Aidbox surface over real HTTP both ways: registration, custom resources,
+operations routed through Aidbox, subscriptions, and their refusals."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from aidbox_emulator import Emulator
+from app.aidbox.client import AidboxClient
+from tests.support.apps import RunningApp
+
+
+def _is_outcome(body: object) -> bool:
+    return isinstance(body, dict) and body.get("resourceType") == "OperationOutcome"
+
+
+async def test_registers_the_app_and_defines_custom_resources(
+    sync_app: RunningApp, local_root: AidboxClient
+) -> None:
+    app = await local_root.call("GET", "/App/aidbox-sync")
+    assert app.body["endpoint"]["url"] == f"{sync_app.url}/aidbox"
+    for rtype in ("ChangesInfo", "SyncConfig", "SyncQuarantine", "AnonymizationProfile"):
+        assert (await local_root.call("GET", f"/FHIRSchema/{rtype}")).status == 200
+
+
+async def test_seeds_the_default_configuration_and_profiles(
+    local_root: AidboxClient, sync_app: RunningApp
+) -> None:
+    config = (await local_root.call("GET", "/SyncConfig/default")).body
+    assert config["profile"] == "safe-harbor"
+    assert {"type": "Patient", "direction": "push", "order": 10} in config["streams"]
+    for profile in ("safe-harbor", "minimal"):
+        assert (await local_root.call("GET", f"/AnonymizationProfile/{profile}")).status == 200
+
+
+async def test_custom_resource_create_read_and_validation_error(
+    sync_app: RunningApp, local_root: AidboxClient
+) -> None:
+    body = {"direction": "push", "type": "Encounter", "version": 0}
+    created = await local_root.call("PUT", "/ChangesInfo/push-Encounter", json=body)
+    assert created.status == 201
+    read = await local_root.call("GET", "/ChangesInfo/push-Encounter")
+    assert read.body["type"] == "Encounter"
+
+    invalid = await local_root.request(
+        "PUT", "/ChangesInfo/bad", json={"direction": "push", "version": "not-a-number"}
+    )
+    assert invalid.status == 422
+    assert _is_outcome(invalid.body)
+
+    bad_config = await local_root.request("PUT", "/SyncConfig/other", json={"profile": "x"})
+    assert bad_config.status == 422  # `streams` is required
+    assert _is_outcome(bad_config.body)
+
+
+async def test_operations_are_routed_through_aidbox_to_the_app(
+    sync_app: RunningApp, local_root: AidboxClient
+) -> None:
+    status = await local_root.call("GET", "/$sync-status")
+    streams = {s["stream"]: s for s in status.body["streams"]}
+    assert streams["push-Patient"]["checkpoint"] == 0
+    assert status.body["configuration"] == {"profile": "safe-harbor", "error": None}
+
+    synced = await local_root.call("POST", "/ChangesInfo/push-Patient/$sync")
+    assert [s["stream"] for s in synced.body["streams"]] == ["push-Patient"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("POST", "/$sync", {"resourceType": "patient"}, 400),  # not a resource type name
+        ("POST", "/$sync", {"colour": "blue"}, 400),  # unknown parameter
+        ("POST", "/$sync", {"resourceType": "Device"}, 404),  # no such stream configured
+        ("POST", "/$sync", {"direction": "sideways"}, 400),
+        ("POST", "/ChangesInfo/nonsense/$sync", None, 404),
+        ("POST", "/ChangesInfo/push-Patient/$reset", {"version": -1}, 400),
+        ("POST", "/$anonymize", {"resourceType": "Patient"}, 400),  # a resource without id
+        ("POST", "/$anonymize", None, 400),  # neither a body nor a type and id
+        ("POST", "/$anonymize?resourceType=Patient&id=missing", None, 404),
+        ("POST", "/$anonymize?resourceType=Patient&id=p&x=1", None, 400),  # unknown parameter
+    ],
+)
+async def test_bad_operation_input_gets_an_operation_outcome(
+    sync_app: RunningApp,
+    local_root: AidboxClient,
+    method: str,
+    path: str,
+    body: object,
+    status: int,
+) -> None:
+    resp = await local_root.request(method, path, json=body)
+    assert resp.status == status
+    assert _is_outcome(resp.body)
+
+
+async def test_app_endpoint_refuses_a_wrong_app_secret(sync_app: RunningApp) -> None:
+    call = {"type": "operation", "operation": {"id": "x"}, "request": {}}
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(
+            f"{sync_app.url}/aidbox", json=call, auth=aiohttp.BasicAuth("aidbox-sync", "wrong")
+        )
+        assert resp.status == 401
+
+
+async def test_operation_called_by_a_client_without_policy_is_forbidden(
+    sync_app: RunningApp, local_root: AidboxClient, local_aidbox: Emulator
+) -> None:
+    await local_root.call("PUT", "/Client/viewer", json={"secret": "pw", "grant_types": ["basic"]})
+    async with AidboxClient(local_aidbox.url, "viewer", "pw") as viewer:
+        resp = await viewer.request("GET", "/$sync-status")
+    assert resp.status == 403
+    assert _is_outcome(resp.body)
+
+
+async def test_subscription_event_reaches_the_app(
+    sync_app: RunningApp, local_root: AidboxClient, local_aidbox: Emulator
+) -> None:
+    await local_root.call("PUT", "/Patient/p1", json={"gender": "female"})
+    await local_aidbox.deliveries_idle()
+    assert sync_app.service.wakeups.get("Patient") == 1
+    status = await local_root.call("GET", "/$sync-status")
+    patient = next(s for s in status.body["streams"] if s["type"] == "Patient")
+    assert patient["wakeups"] == 1

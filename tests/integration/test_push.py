@@ -1,0 +1,212 @@
+"""Push pipeline over real HTTP: emulated local + emulated global + the App (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aidbox_emulator import Emulator
+from app.aidbox.client import AidboxClient
+from tests.phi.scanner import find_planted
+from tests.support.apps import RunningApp, running_app
+from tests.support.clinic import (
+    KEY,
+    encounter,
+    expected_global,
+    global_state,
+    last_txid,
+    observation,
+    patient,
+    questionnaire_response,
+    resources,
+)
+
+TYPES = ["Patient", "Encounter", "Observation", "QuestionnaireResponse"]
+PHI = ["Smith", "Alice", "555-0100", "1980-04-12", "Elm Street", "Springfield", "alice@example.org"]
+
+
+async def sync(local_root: AidboxClient, path: str = "/$sync") -> dict:
+    """Run a sync through the local Aidbox's operation; fail on any stream error."""
+    resp = await local_root.call("POST", path)
+    errors = [s for s in resp.body["streams"] if s.get("error")]
+    assert not errors, errors
+    return {s["stream"]: s for s in resp.body["streams"]}
+
+
+async def seed_clinic(local_root: AidboxClient) -> None:
+    for body in (
+        patient("p1"),
+        patient("p2", family="Jones"),
+        encounter("e1", "p1"),
+        observation("o1", "p1"),
+        observation("o2", "p2"),
+        questionnaire_response("q1", "p1"),
+    ):
+        await local_root.call("PUT", f"/{body['resourceType']}/{body['id']}", json=body)
+
+
+async def test_create_update_delete_reach_the_global_anonymized(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    await seed_clinic(local_root)
+    first = await sync(local_root)
+    assert first["push-Patient"]["written"] == 2
+    assert await global_state(global_root, TYPES) == await expected_global(local_root, TYPES)
+
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="other"))
+    await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p1", value=90))
+    await local_root.call("DELETE", "/Observation/o2")
+    await sync(local_root)
+
+    held = await global_state(global_root, TYPES)
+    assert held == await expected_global(local_root, TYPES)
+    assert KEY.resource_id("Observation", "o2") not in held["Observation"]
+    gone = await global_root.request("GET", f"/Observation/{KEY.resource_id('Observation', 'o2')}")
+    assert gone.status == 410
+    assert find_planted(PHI, held) == []
+
+
+async def test_late_commit_is_not_missed(
+    sync_app: RunningApp,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+    local_aidbox: Emulator,
+) -> None:
+    # Contract §4: txid is taken at transaction start; a lower txid can commit after a higher.
+    hold = local_aidbox.faults.hold_next_write("Patient")
+    late = asyncio.create_task(local_root.call("PUT", "/Patient/late", json=patient("late")))
+    late_txid = await hold.txid_taken()
+    await local_root.call("PUT", "/Patient/early", json=patient("early"))
+
+    summary = await sync(local_root)
+    # The open transaction keeps the window unsettled: the checkpoint must stay below it.
+    assert summary["push-Patient"]["version"] < late_txid
+
+    hold.release()
+    await late
+    await sync(local_root)
+    arrived = await resources(global_root, "Patient")
+    assert {KEY.resource_id("Patient", "late"), KEY.resource_id("Patient", "early")} <= set(arrived)
+
+
+async def test_unchanged_anonymized_body_is_not_resent(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    await sync(local_root)
+    before = await last_txid(global_root)
+    # Only PHI changes: the anonymized body is the same.
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", family="Brown"))
+    summary = await sync(local_root)
+    assert summary["push-Patient"]["skipped"] == 1
+    assert await last_txid(global_root) == before
+
+
+async def test_idle_system_writes_nothing_to_the_global(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    await seed_clinic(local_root)
+    await sync(local_root)
+    before = await last_txid(global_root)
+    for _ in range(3):
+        await sync(local_root)
+    assert await last_txid(global_root) == before
+
+
+async def test_observation_ahead_of_its_patient_brings_the_patient(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p1"))
+    summary = await sync(local_root, "/ChangesInfo/push-Observation/$sync")
+    assert summary["push-Observation"]["written"] == 1
+    assert summary["push-Observation"]["quarantined"] == 0
+    assert KEY.resource_id("Patient", "p1") in await resources(global_root, "Patient")
+
+    before = await last_txid(global_root)
+    later = await sync(local_root, "/ChangesInfo/push-Patient/$sync")
+    assert later["push-Patient"]["skipped"] == 1  # already there, not written twice
+    assert await last_txid(global_root) == before
+
+
+async def test_rejected_resource_is_quarantined_and_the_rest_arrives(
+    sync_app: RunningApp,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+    global_aidbox: Emulator,
+) -> None:
+    await seed_clinic(local_root)
+    bad = KEY.resource_id("Observation", "o2")
+    global_aidbox.faults.reject("Observation", id=bad, diagnostics="value out of range")
+    summary = await sync(local_root)
+    assert summary["push-Observation"]["quarantined"] == 1
+    assert summary["push-Observation"]["written"] == 1
+    arrived = await resources(global_root, "Observation")
+    assert set(arrived) == {KEY.resource_id("Observation", "o1")}
+
+    records = await resources(local_root, "SyncQuarantine")
+    [record] = records.values()
+    assert record["resourceId"] == "Observation/o2"
+    assert record["stream"] == "push-Observation"
+    assert "value out of range" in record["reason"]
+    assert find_planted(PHI, records) == []
+
+    status = await local_root.call("GET", "/$sync-status")
+    obs = next(s for s in status.body["streams"] if s["stream"] == "push-Observation")
+    assert obs["quarantined"] == 1
+    assert obs["lag"]["versions"] == 0  # the stream moved on
+
+
+async def test_transient_failures_on_the_global_lose_nothing(
+    sync_app: RunningApp,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+    global_aidbox: Emulator,
+) -> None:
+    for i in range(40):
+        await local_root.call("PUT", f"/Patient/p{i}", json=patient(f"p{i}"))
+        await local_root.call("PUT", f"/Observation/o{i}", json=observation(f"o{i}", f"p{i}"))
+    global_aidbox.faults.set_random(error_rate=0.2, drop_rate=0.1, seed=7)
+    await sync(local_root)
+    global_aidbox.faults.clear()
+    assert await global_state(global_root, ["Patient", "Observation"]) == await expected_global(
+        local_root, ["Patient", "Observation"]
+    )
+
+
+async def test_global_down_keeps_the_checkpoint_then_catches_up(
+    sync_app: RunningApp,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+    global_aidbox: Emulator,
+) -> None:
+    await seed_clinic(local_root)
+    global_aidbox.faults.set_random(error_rate=1.0, seed=1)
+    resp = await local_root.call("POST", "/$sync", accept=(207,))
+    failed = {s["stream"]: s for s in resp.body["streams"]}
+    assert failed["push-Patient"]["error"]
+    assert failed["push-Patient"]["version"] == 0  # nothing acknowledged, nothing advanced
+    global_aidbox.faults.clear()
+    await sync(local_root)
+    assert await global_state(global_root, TYPES) == await expected_global(local_root, TYPES)
+
+
+async def test_wrong_global_credentials_fail_the_run_and_quarantine_nothing(
+    local_aidbox: Emulator, global_aidbox: Emulator, local_root: AidboxClient
+) -> None:
+    async with running_app(
+        local_aidbox.url,
+        global_url=global_aidbox.url,
+        SYNC_RUNNER_ENABLED="false",
+        SYNC_GLOBAL_CLIENT_SECRET="wrong",
+    ):
+        await seed_clinic(local_root)
+        resp = await local_root.call("POST", "/$sync")
+        assert resp.status == 207
+        streams = {s["stream"]: s for s in resp.body["streams"]}
+        assert "401" in streams["push-Patient"]["error"]
+        assert streams["push-Patient"]["version"] == 0
+        assert await resources(local_root, "SyncQuarantine") == {}
+        status = await local_root.call("GET", "/$sync-status")
+        patient_status = next(s for s in status.body["streams"] if s["stream"] == "push-Patient")
+        assert patient_status["status"] == "failed"
+        assert "401" in patient_status["lastError"]["message"]

@@ -1,0 +1,131 @@
+"""Clinic data for push tests (Aidbox format) and the expected view from the global."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aidbox_python_sdk.db import parse_psql_response
+
+from app.aidbox.client import AidboxClient
+from app.anonymize import Plan, PseudonymKey, anonymize, compile_profile, load_profile
+from tests.support.apps import PSEUDONYM_KEY
+
+CLINIC = "clinic-a"
+KEY = PseudonymKey(secret=PSEUDONYM_KEY.encode(), namespace=CLINIC)
+
+
+def safe_harbor() -> Plan:
+    """The plan of the default profile."""
+    return compile_profile(load_profile("safe-harbor"))
+
+
+def patient(pid: str, family: str = "Smith", **extra: Any) -> dict[str, Any]:
+    """A Patient full of PHI."""
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "name": [{"family": family, "given": ["Alice"]}],
+        "telecom": [{"system": "phone", "value": "+1-555-0100"}],
+        "birthDate": "1980-04-12",
+        "gender": "female",
+        "address": [{"line": ["12 Elm Street"], "city": "Springfield", "postalCode": "02139"}],
+        **extra,
+    }
+
+
+def encounter(eid: str, pid: str) -> dict[str, Any]:
+    """An Encounter of a patient."""
+    return {
+        "resourceType": "Encounter",
+        "id": eid,
+        "status": "finished",
+        "class": {"code": "AMB", "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode"},
+        "subject": {"resourceType": "Patient", "id": pid},
+        "period": {"start": "2024-03-01T10:00:00Z", "end": "2024-03-01T10:30:00Z"},
+    }
+
+
+def observation(oid: str, pid: str, value: float = 72.0) -> dict[str, Any]:
+    """A heart-rate Observation of a patient."""
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"resourceType": "Patient", "id": pid, "display": "Alice Smith"},
+        "effective": {"dateTime": "2024-03-01T10:05:00Z"},
+        "value": {"Quantity": {"value": value, "unit": "/min"}},
+    }
+
+
+def questionnaire_response(qid: str, pid: str) -> dict[str, Any]:
+    """A QuestionnaireResponse with the clinic's custom PHI attributes and PHI answers."""
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "id": qid,
+        "status": "completed",
+        "subject": {"resourceType": "Patient", "id": pid},
+        "patientFirstName": "Alice",
+        "patientLastName": "Smith",
+        "item": [
+            {
+                "linkId": "email",
+                "text": "Personal Email",
+                "answer": [{"value": {"string": "alice@example.org"}}],
+            },
+            {
+                "linkId": "smoker",
+                "text": "Do you smoke?",
+                "answer": [{"value": {"boolean": False}}],
+            },
+        ],
+    }
+
+
+def strip_server_meta(resource: dict[str, Any]) -> dict[str, Any]:
+    """A stored resource without what the server adds (versionId, lastUpdated)."""
+    out = dict(resource)
+    meta = {
+        k: v
+        for k, v in (out.pop("meta", None) or {}).items()
+        if k not in ("versionId", "lastUpdated")
+    }
+    if meta:
+        out["meta"] = meta
+    return out
+
+
+async def resources(client: AidboxClient, resource_type: str) -> dict[str, dict[str, Any]]:
+    """Every current resource of a type, by id, without server meta."""
+    resp = await client.call("GET", f"/{resource_type}", params={"_count": "1000"})
+    return {
+        e["resource"]["id"]: strip_server_meta(e["resource"])
+        for e in (resp.body or {}).get("entry", [])
+    }
+
+
+async def expected_global(
+    local: AidboxClient, resource_types: list[str], plan: Plan | None = None
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """What the global must hold: the anonymized current state of the clinic."""
+    plan = plan or safe_harbor()
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for rtype in resource_types:
+        anonymized = [anonymize(r, plan, KEY) for r in (await resources(local, rtype)).values()]
+        out[rtype] = {a["id"]: strip_server_meta(a) for a in anonymized}
+    return out
+
+
+async def global_state(
+    global_: AidboxClient, resource_types: list[str]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """What the global holds."""
+    return {rtype: await resources(global_, rtype) for rtype in resource_types}
+
+
+async def last_txid(client: AidboxClient) -> int:
+    """The database's transaction_id_seq (moves on every write transaction)."""
+    resp = await client.call(
+        "POST", "/$psql", json={"query": "SELECT last_value FROM transaction_id_seq"}
+    )
+    return int(parse_psql_response(resp.body)[0][0]["last_value"])
