@@ -16,7 +16,6 @@ from datetime import date
 from typing import Any, Literal
 
 from app.anonymize import methods
-from app.anonymize.methods import DROP
 from app.anonymize.paths import Segment, parse_path
 from app.anonymize.profile import (
     ANY_TYPE,
@@ -57,24 +56,21 @@ class CompiledRule:
         return self.method in ("keep", "default keep")
 
 
-def _keep(value: Any, key: PseudonymKey, today: date) -> Any:
-    return value
-
-
-def _drop(value: Any) -> Any:
-    return DROP
+def _unchanged(value: Any, key: PseudonymKey, today: date) -> Any:
+    """``methods.keep`` with the leaf signature; also the leaf of whole-element methods."""
+    return methods.keep(value)
 
 
 def _bind(spec: MethodSpec) -> tuple[Leaf, Callable[[Any], Any] | None]:
     """The per-primitive function and the whole-element function of a method."""
     match spec.method:
         case "keep":
-            return _keep, None
+            return _unchanged, None
         case "redact":
-            return _keep, _drop
+            return _unchanged, methods.redact
         case "replace":
             constant = spec.value or ""
-            return _keep, lambda value: methods.replace(value, constant)
+            return _unchanged, lambda value: methods.replace(value, constant)
         case "pseudonymize":
             return lambda value, key, today: methods.pseudonymize(value, key), None
         case "generalize-date":
@@ -108,8 +104,8 @@ def default_rule(action: Literal["keep", "redact"], resource_type: str) -> Compi
         index=_LAST,
         label=f"{resource_type}.default",
         method=f"default {action}",
-        leaf=_keep,
-        whole=_drop if action == "redact" else None,
+        leaf=_unchanged,
+        whole=methods.redact if action == "redact" else None,
         rewrites_references=action == "keep",
         removes=action == "redact",
     )

@@ -12,7 +12,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from app.anonymize.paths import PathError, parse_path
+from app.anonymize.paths import PathError, format_path, parse_path
 from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE
 
 MethodName = Literal["keep", "redact", "pseudonymize", "generalize-date", "zip3", "age", "replace"]
@@ -90,7 +90,7 @@ class ResourceRules(_Model):
                 raise refuse("meta.security is set from the profile's securityLabel")
             if recursive and head == recursive and any(s.name == recursive for s in segments[1:]):
                 raise refuse(f"'{recursive}' paths match every depth; drop the inner '{recursive}'")
-            canonical = ".".join(str(s) for s in segments)
+            canonical = format_path(segments)
             if canonical in seen:
                 raise refuse(f"same path as rule {seen[canonical]}, which always wins")
             seen[canonical] = index
