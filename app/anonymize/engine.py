@@ -18,8 +18,9 @@ from app.anonymize.plan import ENGINE_OWNED, CompiledRule, Edge, Node, Plan, Typ
 from app.anonymize.pseudonym import PseudonymKey
 
 # An absolute reference in Aidbox format is {"uri": ...}; a choice-type URI (value.uri) has the
-# same shape, and Safe Harbor treats both as URLs: removed unless a rule names their uri.
-_URI_REFERENCE_KEYS = frozenset({"uri", "display", "type", "identifier", "extension"})
+# same shape, and Safe Harbor treats both as URLs: removed unless a rule names their uri. A
+# logical reference ({"identifier": ...}, no id) carries an identifier and is always removed.
+_LOOSE_REFERENCE_KEYS = frozenset({"uri", "display", "type", "identifier", "extension"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +267,7 @@ def _is_reference(obj: dict) -> bool:
         return "id" in obj
     if "localRef" in obj:
         return True
-    return "uri" in obj and obj.keys() <= _URI_REFERENCE_KEYS
+    return ("uri" in obj or "identifier" in obj) and obj.keys() <= _LOOSE_REFERENCE_KEYS
 
 
 def _reference(
@@ -303,8 +304,9 @@ def _reference(
 
 def _uri_reference(ref: dict, rule: CompiledRule, node: Node | None) -> Any:
     """An absolute URL (Safe Harbor (N)) survives only a keep rule naming its ``uri`` element
-    (``subject.uri``, ``value.uri``) that comes before whatever rule covers the reference."""
-    edge = node.children.get("uri") if node is not None else None
+    (``subject.uri``, ``value.uri``) that comes before whatever rule covers the reference; a
+    logical reference (identifier only) never does."""
+    edge = node.children.get("uri") if node is not None and "uri" in ref else None
     named = edge.plain.rule if edge is not None and edge.plain is not None else None
     if named is not None and named.index < rule.index:
         return {"uri": ref["uri"]} if named.method == "keep" else DROP

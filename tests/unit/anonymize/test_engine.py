@@ -172,6 +172,15 @@ def test_absolute_references_need_a_keep_rule_naming_their_uri(key: PseudonymKey
     assert "focus" not in kept
 
 
+def test_logical_references_are_removed_even_when_kept(key: PseudonymKey) -> None:
+    plan = plan_of([rules("Observation", ("subject", "keep"), ("subject.uri", "keep"))])
+    resource = {
+        "resourceType": "Observation",
+        "subject": {"identifier": {"system": "urn:mrn", "value": "MRN-1"}, "display": "Jane"},
+    }
+    assert "subject" not in anonymize(resource, plan, key)
+
+
 def test_contained_resources_follow_their_own_type_and_local_refs_follow_them(
     key: PseudonymKey,
 ) -> None:
