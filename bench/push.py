@@ -23,7 +23,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from app.sync.bundle import batches, order_by_references, transaction
 from app.sync.feed import Change
@@ -35,9 +34,36 @@ from tests.support.postgres import create_database, postgres_server
 BATCH = 200
 
 
-async def _emulator(dsn: str, prefix: str) -> Emulator:
-    emu = Emulator(await create_database(dsn, prefix))
-    await emu.start()
+class EmulatorProcess:
+    """An emulated Aidbox in its own OS process, as a real Aidbox would be to the App."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+    async def stop(self) -> None:
+        """Terminate and reap the process."""
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        await self.proc.wait()
+
+
+async def _emulator(dsn: str, prefix: str) -> EmulatorProcess:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aidbox_emulator.cli",
+        "--port",
+        "0",
+        "--pg-dsn",
+        await create_database(dsn, prefix),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    line = (await proc.stdout.readline()).decode()
+    if "listening on " not in line:
+        raise RuntimeError(f"emulator did not start: {line!r}")
+    emu = EmulatorProcess(proc, line.split("listening on ", 1)[1].strip())
     async with AidboxClient(emu.url, "root", "secret") as root:
         await root.call("PUT", f"/Client/{CLINIC}", json={"secret": f"{CLINIC}-secret"})
         await root.call(

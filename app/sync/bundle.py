@@ -113,16 +113,27 @@ def order_by_references(items: list[Outgoing]) -> list[Outgoing]:
     return ordered
 
 
-def batches(
-    items: Iterable[Outgoing], max_entries: int, max_bytes: int
-) -> Iterator[list[Outgoing]]:
-    """Split into batches bounded by entry count and serialized bytes (an oversize entry
-    travels alone)."""
+def batches(items: list[Outgoing], max_entries: int, max_bytes: int) -> Iterator[list[Outgoing]]:
+    """Split into batches bounded by entry count and serialized bytes.
+
+    Counts are spread evenly (450 entries with a bound of 200 go as 150 + 150 + 150, not
+    200 + 200 + 50): as few transactions as the bound allows, none of them a small tail. An
+    entry larger than `max_bytes` travels alone.
+    """
+    count = -(-len(items) // max_entries)  # as few batches as the count bound allows
+    for part in range(count):
+        # Evenly: part sizes differ by at most one.
+        lo = part * len(items) // count
+        hi = (part + 1) * len(items) // count
+        yield from _by_bytes(items[lo:hi], max_bytes)
+
+
+def _by_bytes(items: list[Outgoing], max_bytes: int) -> Iterator[list[Outgoing]]:
     batch: list[Outgoing] = []
     size = 0
     for item in items:
         item_size = item.size()
-        if batch and (len(batch) >= max_entries or size + item_size > max_bytes):
+        if batch and size + item_size > max_bytes:
             yield batch
             batch, size = [], 0
         batch.append(item)

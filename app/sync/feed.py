@@ -61,7 +61,7 @@ def latest_per_resource(changes: list[Change]) -> list[Change]:
 class ChangeFeed:
     """Changes of one resource type in the local Aidbox."""
 
-    def __init__(self, client: AidboxClient, resource_type: str, page_size: int = 500) -> None:
+    def __init__(self, client: AidboxClient, resource_type: str, page_size: int = 1000) -> None:
         self._client = client
         self.resource_type = resource_type
         self.page_size = page_size

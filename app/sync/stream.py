@@ -8,6 +8,8 @@ deterministic ids, so a replay never forks (DESIGN.md §4.2).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from app.anonymize import Plan, PseudonymKey
 from app.model import ChangesInfo, Counters, Direction, LastError
 from app.sync.bundle import Outgoing, Ref, batches, order_by_references
 from app.sync.checkpoint import CheckpointStore
-from app.sync.feed import Change, ChangeFeed
+from app.sync.feed import Change, ChangeFeed, latest_per_resource
 from app.sync.quarantine import quarantine
 from app.sync.sent import SentCache
 from app.sync.sink import DependencyResolver, GlobalSink
@@ -51,6 +53,9 @@ class RunSummary:
             out["error"] = self.error
         return out
 
+
+# A written batch: the checkpoint after it, and what it did.
+Flushed = tuple[ChangesInfo, Counters]
 
 # Fetches a resource from the clinic by (type, local id) as a Change, or None if it is gone.
 LocalReader = Callable[[str, str], Awaitable[Change | None]]
@@ -105,18 +110,43 @@ class PushStream:
 
         sink = self._sink_for(resolve)
         started = datetime.now(UTC)
-        # Empty windows are remembered in memory only: persisting them would itself be a write
-        # (a new txid) and wake every stream again.
+
+        async def flush(base: ChangesInfo, changes: list[Change], upper: int) -> Flushed:
+            counters = await self._push(changes, plan, key, sink)
+            return await self._advance(base, upper, counters, started), counters
+
+        # Windows are gathered until a batch is full; while one batch is written (and then
+        # checkpointed) the next is read. Batches and checkpoints stay strictly in order. Empty
+        # windows are remembered in memory only: persisting them would itself be a write (a new
+        # txid) and wake every stream again.
+        pending: list[Change] = []
+        inflight: asyncio.Task[Flushed] | None = None
         try:
+            last_upper = start
             async for upper, changes in self._feed.windows(start, bound):
-                if not changes:
-                    continue
-                counters = await self._push(changes, plan, key, sink)
+                pending += changes
+                last_upper = upper
+                if len(pending) >= self._limits.max_entries:
+                    if inflight is not None:
+                        info, counters = await inflight
+                        total = total.add(counters)
+                    inflight = asyncio.create_task(
+                        flush(info, latest_per_resource(pending), upper)
+                    )
+                    pending = []
+            if inflight is not None:
+                info, counters = await inflight
+                total, inflight = total.add(counters), None
+            if pending:
+                info, counters = await flush(info, latest_per_resource(pending), last_upper)
                 total = total.add(counters)
-                info = await self._advance(info, upper, counters, started)
             if info.status == "failed":
                 info = await self._advance(info, info.version, Counters(), started)
         except Exception as exc:
+            if inflight is not None:  # let the write in flight finish, so its checkpoint holds
+                with contextlib.suppress(Exception):
+                    info, counters = await inflight
+                    total = total.add(counters)
             reason = f"{type(exc).__name__}: {exc}"
             log.error("stream %s failed at version %s: %s", self.id, info.version, reason)
             await self._record_failure(info, reason)

@@ -66,7 +66,9 @@ def test_batches_are_bounded_by_count_and_bytes() -> None:
         for i in range(10)
     ]
     by_count = list(batches(items, max_entries=3, max_bytes=10**6))
-    assert [len(b) for b in by_count] == [3, 3, 3, 1]
+    sizes = [len(b) for b in by_count]
+    assert len(sizes) == 4  # as few as the bound allows
+    assert max(sizes) - min(sizes) <= 1  # evenly filled, no small tail
     one_size = items[0].size()
     by_bytes = list(batches(items, max_entries=100, max_bytes=one_size * 2))
     assert all(sum(i.size() for i in b) <= one_size * 2 for b in by_bytes)
