@@ -194,8 +194,7 @@ async def anonymize_preview(operation: dict[str, Any], request: dict[str, Any]) 
             )
         resource = change.resource
     plan = (await service.config.load()).plan
-    result = explain(resource, plan, service.key)
-    return json_response(result)
+    return json_response(explain(resource, plan, service.key).to_dict())
 
 
 def register_operations(sdk: SDK, role: Role) -> None:

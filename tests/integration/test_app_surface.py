@@ -122,3 +122,27 @@ async def test_subscription_event_reaches_the_app(
     status = await local_root.call("GET", "/$sync-status")
     patient = next(s for s in status.body["streams"] if s["type"] == "Patient")
     assert patient["wakeups"] == 1
+
+
+async def test_anonymize_preview_shows_what_would_leave_and_why(
+    sync_app: RunningApp, local_root: AidboxClient
+) -> None:
+    body = {
+        "resourceType": "Patient",
+        "id": "pt-1",
+        "name": [{"family": "Smith"}],
+        "birthDate": "1970-02-03",
+        "gender": "female",
+    }
+    inline = await local_root.call("POST", "/$anonymize", json=body)
+    await local_root.call("PUT", "/Patient/pt-1", json=body)
+    stored = await local_root.call(
+        "POST", "/$anonymize", params={"resourceType": "Patient", "id": "pt-1"}
+    )
+    for preview in (inline.body, stored.body):
+        assert preview["resource"]["gender"] == "female"
+        assert preview["resource"]["birthDate"] == "1970"
+        assert "name" not in preview["resource"]
+        assert "Smith" not in str(preview)
+        changed = {c["path"] for c in preview["changes"]}
+        assert {"Patient.name", "Patient.birthDate", "Patient.id"} <= changed
