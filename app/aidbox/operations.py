@@ -18,10 +18,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.aidbox.client import AidboxError, AidboxUnavailable
-from app.aidbox.keys import push_service_key
+from app.aidbox.keys import own_aidbox_key, push_service_key
 from app.aidbox.outcome import OperationError, invalid_input, json_response
 from app.anonymize import explain
-from app.model import Direction, ResourceTypeName
+from app.model import AidboxInstance, Direction, ResourceTypeName
 from app.settings import Role
 from app.sync.config import ConfigError
 from app.sync.runner import PushService
@@ -197,6 +197,25 @@ async def anonymize_preview(operation: dict[str, Any], request: dict[str, Any]) 
     return json_response(explain(resource, plan, service.key).to_dict())
 
 
+@_outcomes
+async def instances_overview(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """GET /$instances (global role): every registered clinic and its status."""
+    _parse(InstancesInput, request)
+    own = request["app"][own_aidbox_key]
+    resp = await own.call("GET", "/AidboxInstance", params={"_count": "1000", "_sort": "id"})
+    instances = []
+    for entry in (resp.body or {}).get("entry", []):
+        instance = AidboxInstance.model_validate(entry["resource"])
+        instances.append(instance.model_dump(mode="json", exclude_none=True))
+    return json_response({"instances": instances, "total": len(instances)})
+
+
+class InstancesInput(BaseModel):
+    """`$instances` takes no parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 def register_operations(sdk: SDK, role: Role) -> None:
     """Declare the operations of `role` with the SDK (they become the App manifest's routes)."""
     if role is Role.LOCAL:
@@ -205,3 +224,5 @@ def register_operations(sdk: SDK, role: Role) -> None:
         sdk.operation(["POST"], ["ChangesInfo", {"name": "id"}, "$reset"])(reset_stream)
         sdk.operation(["GET"], ["$sync-status"])(status)
         sdk.operation(["POST"], ["$anonymize"])(anonymize_preview)
+    else:
+        sdk.operation(["GET"], ["$instances"])(instances_overview)

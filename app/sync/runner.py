@@ -60,6 +60,9 @@ class PushService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._semaphore = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
+        # Highest version each stream has fully pushed in this process, for wait_synced().
+        self._reached: dict[str, int] = {}
+        self._progress = asyncio.Condition()
 
     # -- building blocks -------------------------------------------------------------------
 
@@ -100,7 +103,15 @@ class PushService:
         self.metrics.observe_run(
             summary.stream, summary.version, summary.counters, summary.error is None, time.time()
         )
+        async with self._progress:
+            self._reached[cfg.type] = max(self._reached.get(cfg.type, 0), summary.version)
+            self._progress.notify_all()
         return summary
+
+    async def wait_synced(self, resource_type: str, version: int) -> None:
+        """Return once the stream of `resource_type` has pushed everything up to `version`."""
+        async with self._progress:
+            await self._progress.wait_for(lambda: self._reached.get(resource_type, 0) >= version)
 
     async def sync(
         self, types: Iterable[str] | None = None, *, wait_settled: bool = True

@@ -130,9 +130,7 @@ class PushStream:
                     if inflight is not None:
                         info, counters = await inflight
                         total = total.add(counters)
-                    inflight = asyncio.create_task(
-                        flush(info, latest_per_resource(pending), upper)
-                    )
+                    inflight = asyncio.create_task(flush(info, latest_per_resource(pending), upper))
                     pending = []
             if inflight is not None:
                 info, counters = await inflight

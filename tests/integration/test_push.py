@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from tests.phi.scanner import find_planted
@@ -210,3 +212,38 @@ async def test_wrong_global_credentials_fail_the_run_and_quarantine_nothing(
         patient_status = next(s for s in status.body["streams"] if s["stream"] == "push-Patient")
         assert patient_status["status"] == "failed"
         assert "401" in patient_status["lastError"]["message"]
+
+
+async def test_subscription_wakes_the_background_runner(
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # A poll interval far beyond the test's timeout: only the wake-up can deliver in time.
+    async with running_app(
+        local_aidbox.url, global_url=global_aidbox.url, SYNC_POLL_INTERVAL="3600"
+    ) as app:
+        created = await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+        version = int(created.body["meta"]["versionId"])
+        await asyncio.wait_for(app.service.wait_synced("Patient", version), timeout=10)
+        assert KEY.resource_id("Patient", "p1") in await resources(global_root, "Patient")
+
+
+async def test_metrics_and_status_report_each_stream(
+    sync_app: RunningApp, local_root: AidboxClient
+) -> None:
+    await seed_clinic(local_root)
+    await sync(local_root)
+    await local_root.call("PUT", "/Patient/p3", json=patient("p3"))
+    status = await local_root.call("GET", "/$sync-status")
+    patient_status = next(s for s in status.body["streams"] if s["stream"] == "push-Patient")
+    assert patient_status["counters"]["written"] == 2
+    assert patient_status["head"] > patient_status["checkpoint"]
+    assert patient_status["lag"]["versions"] > 0
+    assert patient_status["lastSuccessAt"]
+
+    async with aiohttp.ClientSession() as http:
+        text = await (await http.get(f"{sync_app.url}/metrics")).text()
+    assert 'aidbox_sync_changes_total{outcome="written",stream="push-Patient"} 2.0' in text
+    assert 'aidbox_sync_checkpoint_version{stream="push-Patient"}' in text
