@@ -74,9 +74,10 @@ class Faults:
 
     def clear(self) -> None:
         """Disarm everything (pending holds are released so nothing stays stuck)."""
-        for hold in getattr(self, "_holds", []):
+        for hold in getattr(self, "_all_holds", []):
             hold.release()
-        self._holds: list[Hold] = []
+        self._holds: list[Hold] = []  # armed, not yet claimed by a transaction
+        self._all_holds: list[Hold] = []  # every hold handed out, so clear() frees them all
         self._random: _Random | None = None
         self._serialization_failures = 0
         self._rejections: list[_Rejection] = []
@@ -85,6 +86,7 @@ class Faults:
         """Pause the next write transaction (touching `resource_type`, if given) before COMMIT."""
         hold = Hold(resource_type)
         self._holds.append(hold)
+        self._all_holds.append(hold)
         return hold
 
     def set_random(

@@ -1,0 +1,65 @@
+"""The emulator's fault injection (emulator only)."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+pytestmark = pytest.mark.emulator_only
+
+
+async def test_random_errors_are_503_outcomes_and_deterministic(box, uid):
+    box.emulator.faults.set_random(error_rate=0.5, seed=7, methods=["GET"])
+    statuses = [(await box.get(f"/Patient/x-{uid}")).status for _ in range(20)]
+    assert set(statuses) == {503, 404}
+    box.emulator.faults.set_random(error_rate=0.5, seed=7, methods=["GET"])
+    assert [(await box.get(f"/Patient/x-{uid}")).status for _ in range(20)] == statuses
+    assert (await box.put(f"/Patient/x-{uid}", {})).status == 201  # PUT not matched
+
+
+async def test_random_errors_happen_before_any_work(box, uid):
+    box.emulator.faults.set_random(error_rate=1.0, path_prefix="/Patient")
+    answer = await box.put(f"/Patient/x-{uid}", {})
+    assert answer.status == 503 and answer.body["resourceType"] == "OperationOutcome"
+    box.emulator.faults.clear()
+    assert (await box.get(f"/Patient/x-{uid}")).status == 404
+
+
+async def test_dropped_connection_gets_no_response(box, uid):
+    box.emulator.faults.set_random(error_rate=0.0, drop_rate=1.0)
+    with pytest.raises(aiohttp.ClientError):
+        await box.get(f"/Patient/x-{uid}")
+    box.emulator.faults.clear()
+    assert (await box.get(f"/Patient/x-{uid}")).status == 404
+
+
+async def test_serialization_failures_then_success(box, uid):
+    box.emulator.faults.serialization_failures(2)
+    first = await box.put(f"/Patient/x-{uid}", {})
+    second = await box.post("/", {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "PUT", "url": f"/Patient/x-{uid}"}, "resource": {}}]})
+    assert (first.status, second.status) == (412, 412)
+    assert first.body["issue"][0]["code"] == "conflict"
+    assert (await box.put(f"/Patient/x-{uid}", {})).status == 201
+
+
+async def test_reject_makes_writes_of_a_resource_422(box, uid):
+    box.emulator.faults.reject("Patient", id=f"bad-{uid}", diagnostics="global says no")
+    bad = await box.put(f"/Patient/bad-{uid}", {})
+    assert bad.status == 422 and bad.body["issue"][0]["diagnostics"] == "global says no"
+    assert (await box.put(f"/Patient/good-{uid}", {})).status == 201
+    batch = await box.post("/", {"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "PUT", "url": f"/Patient/bad-{uid}"}, "resource": {}},
+        {"request": {"method": "PUT", "url": f"/Patient/ok-{uid}"}, "resource": {}}]})
+    assert [e["response"]["status"] for e in batch.body["entry"]] == ["422", "201"]
+
+
+async def test_hold_releases_on_clear(box, uid):
+    import asyncio
+
+    hold = box.emulator.faults.hold_next_write()
+    pending = asyncio.create_task(box.put(f"/Patient/h-{uid}", {}))
+    await hold.txid_taken()
+    box.emulator.faults.clear()
+    assert await hold.committed() is True
+    assert (await pending).status == 201

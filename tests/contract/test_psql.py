@@ -1,0 +1,46 @@
+"""`POST /$psql` in the 2604+ shape the SDK parses (aidbox_python_sdk.db.parse_psql_response)."""
+
+from __future__ import annotations
+
+from aidbox_python_sdk.db import parse_psql_response
+from aidbox_python_sdk.db_migrations import sdk_migrations
+
+
+async def test_psql_rows_and_execute(box, uid):
+    await box.put(f"/Patient/q-{uid}", {"gender": "male"})
+    rows = await box.post("/$psql", {
+        "query": f"SELECT id, resource->>'gender' AS g FROM patient WHERE id = 'q-{uid}'"})
+    assert rows.status == 200
+    assert parse_psql_response(rows.body) == [[{"id": f"q-{uid}", "g": "male"}]]
+    txid = await box.post("/$psql", {"query": "SELECT last_value FROM transaction_id_seq;"})
+    assert parse_psql_response(txid.body)[0][0]["last_value"] >= 1
+    executed = await box.post("/$psql", {"query": f"CREATE TABLE t_{uid} (x int)"},
+                              params={"execute": "true"})
+    assert executed.status == 200 and executed.body["status"] == "success"
+
+
+async def test_psql_error_is_reported(box):
+    answer = await box.post("/$psql", {"query": "SELECT * FROM no_such_table"})
+    body = answer.body[0] if isinstance(answer.body, list) else answer.body
+    assert answer.status >= 400 or body["status"] == "error"
+
+
+async def test_psql_is_root_only(box, uid):
+    await box.put(f"/Client/c-{uid}", {"secret": "pw", "grant_types": ["basic"]})
+    await box.put(f"/AccessPolicy/ap-{uid}", {
+        "engine": "allow", "link": [{"resourceType": "Client", "id": f"c-{uid}"}]})
+    answer = await box.post("/$psql", {"query": "SELECT 1"}, auth=(f"c-{uid}", "pw"))
+    assert answer.status == 403
+
+
+async def test_sdk_drop_before_all_runs_on_the_schema(box, uid):
+    # The SDK installs it through /db/migrations and its safe_db fixture calls it via $psql.
+    await box.post("/db/migrations", sdk_migrations)
+    before = parse_psql_response((await box.post(
+        "/$psql", {"query": "SELECT last_value FROM transaction_id_seq"})).body)[0][0]
+    await box.put(f"/Patient/keep-{uid}", {})
+    await box.put(f"/Patient/keep-{uid}", {"active": True})
+    dropped = await box.post("/$psql", {
+        "query": f"SELECT drop_before_all({before['last_value']});"}, params={"execute": "true"})
+    assert dropped.body["status"] == "success", dropped.body
+    assert (await box.get(f"/Patient/keep-{uid}")).status in (404, 410)
