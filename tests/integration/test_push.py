@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import aiohttp
+import pytest
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
@@ -47,8 +49,12 @@ async def seed_clinic(local_root: AidboxClient) -> None:
 
 
 async def test_create_update_delete_reach_the_global_anonymized(
-    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+    sync_app: RunningApp,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     await seed_clinic(local_root)
     first = await sync(local_root)
     assert first["push-Patient"]["written"] == 2
@@ -65,6 +71,7 @@ async def test_create_update_delete_reach_the_global_anonymized(
     gone = await global_root.request("GET", f"/Observation/{KEY.resource_id('Observation', 'o2')}")
     assert gone.status == 410
     assert find_planted(PHI, held) == []
+    assert find_planted(PHI, caplog.text) == []
 
 
 async def test_late_commit_is_not_missed(
@@ -135,7 +142,9 @@ async def test_rejected_resource_is_quarantined_and_the_rest_arrives(
     local_root: AidboxClient,
     global_root: AidboxClient,
     global_aidbox: Emulator,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     await seed_clinic(local_root)
     bad = KEY.resource_id("Observation", "o2")
     global_aidbox.faults.reject("Observation", id=bad, diagnostics="value out of range")
@@ -151,6 +160,8 @@ async def test_rejected_resource_is_quarantined_and_the_rest_arrives(
     assert record["stream"] == "push-Observation"
     assert "value out of range" in record["reason"]
     assert find_planted(PHI, records) == []
+    assert "Observation/o2" in caplog.text  # one log line names the stream's resource...
+    assert find_planted(PHI, caplog.text) == []  # ...and carries no PHI
 
     status = await local_root.call("GET", "/$sync-status")
     obs = next(s for s in status.body["streams"] if s["stream"] == "push-Observation")
@@ -247,3 +258,23 @@ async def test_metrics_and_status_report_each_stream(
         text = await (await http.get(f"{sync_app.url}/metrics")).text()
     assert 'aidbox_sync_changes_total{outcome="written",stream="push-Patient"} 2.0' in text
     assert 'aidbox_sync_checkpoint_version{stream="push-Patient"}' in text
+
+
+async def test_delete_then_recreate_ends_recreated_on_the_global(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    gid = KEY.resource_id("Patient", "p1")
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    await sync(local_root)
+    # Within one window: deleted and created again.
+    await local_root.call("DELETE", "/Patient/p1")
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="male"))
+    await sync(local_root)
+    assert (await resources(global_root, "Patient"))[gid]["gender"] == "male"
+    # Across windows: deleted, pushed, created again, pushed.
+    await local_root.call("DELETE", "/Patient/p1")
+    await sync(local_root)
+    assert (await global_root.request("GET", f"/Patient/{gid}")).status == 410
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="other"))
+    await sync(local_root)
+    assert (await resources(global_root, "Patient"))[gid]["gender"] == "other"
