@@ -8,6 +8,7 @@ hold PHI).
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import random
 from dataclasses import dataclass
@@ -112,7 +113,8 @@ class AidboxClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry
-        self._auth = aiohttp.BasicAuth(client_id, client_secret)
+        token = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+        self._authorization = f"Basic {token}"
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -125,7 +127,7 @@ class AidboxClient:
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                auth=self._auth,
+                headers={"Authorization": self._authorization},
                 timeout=self._timeout,
                 json_serialize=lambda o: orjson.dumps(o).decode(),
             )
