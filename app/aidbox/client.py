@@ -93,10 +93,25 @@ def outcome_summary(body: Any, limit: int = 300) -> str:
     return summary[:limit]
 
 
+# PostgreSQL's messages for SQLSTATE 40001 / 40P01, which Aidbox passes on in the
+# OperationOutcome's diagnostics (emulator choice documented in docs/aidbox-contract-notes.md).
+_CONFLICT_MESSAGES = ("could not serialize access", "deadlock detected")
+
+
 def is_serialization_conflict(body: Any) -> bool:
-    """True for the OperationOutcome of a PostgreSQL serialization failure (SQLSTATE 40001)."""
-    text = orjson.dumps(body).decode() if body is not None else ""
-    return "40001" in text or "could not serialize access" in text
+    """True for the OperationOutcome of a serialization failure or a deadlock.
+
+    Only issue diagnostics are looked at, for PostgreSQL's message: ids and values elsewhere in
+    a body (a pseudonym may contain "40001") must not make a refusal look transient.
+    """
+    if not isinstance(body, dict):
+        return False
+    return any(
+        message in str(issue.get("diagnostics") or "")
+        for issue in body.get("issue") or []
+        if isinstance(issue, dict)
+        for message in _CONFLICT_MESSAGES
+    )
 
 
 class AidboxClient:

@@ -61,6 +61,9 @@ class Outgoing:
     resource: dict[str, Any] | None = None
     # Global reference -> local id of the target, to push a missing target first.
     depends_on: dict[Ref, str] = field(default_factory=dict)
+    # A missing target pushed on a referrer's behalf: created only if still absent, so it can
+    # never overwrite a newer state written meanwhile by the target's own stream.
+    if_absent: bool = False
 
     @property
     def key(self) -> Ref:
@@ -74,8 +77,12 @@ class Outgoing:
 
     def entry(self) -> dict[str, Any]:
         """The transaction entry (Aidbox format)."""
-        url = f"/{self.target_type}/{self.target_id}"
-        entry: dict[str, Any] = {"request": {"method": self.method, "url": url}}
+        if self.if_absent:
+            # Conditional create, the form the SDK uses for seeds (contract §1).
+            request = {"method": "POST", "url": f"/{self.target_type}?_id={self.target_id}"}
+        else:
+            request = {"method": self.method, "url": f"/{self.target_type}/{self.target_id}"}
+        entry: dict[str, Any] = {"request": request}
         if self.resource is not None:
             entry["resource"] = self.resource
         return entry

@@ -58,6 +58,17 @@ def latest_per_resource(changes: list[Change]) -> list[Change]:
     return sorted(latest.values(), key=lambda c: c.version)
 
 
+def _split_point(lo: int, hi: int, full_page: list[Change]) -> int:
+    """Where to split a window whose read filled a page.
+
+    Correctness needs only lo < split < hi: both halves are read again. The full page hints at
+    a good split: servers commonly return changes oldest first, and then every version below
+    the page's newest is already within one page, so the lower half fits at once.
+    """
+    split = max(c.version for c in full_page) - 1
+    return split if lo < split < hi else (lo + hi) // 2
+
+
 class ChangeFeed:
     """Changes of one resource type in the local Aidbox."""
 
@@ -101,7 +112,6 @@ class ChangeFeed:
                 count *= 4
                 page = await self._page(a, b, count)
             if len(page) >= count:
-                mid = (a + b) // 2
-                windows += [(mid, b), (a, mid)]
+                windows += [(split := _split_point(a, b, page), b), (a, split)]
                 continue
             yield b, latest_per_resource(page)

@@ -5,7 +5,7 @@
 - A transaction refused because a referenced resource is missing (422, "Referenced resource
   Patient/<id> does not exist", contract §5) gets that resource pushed first, in the same
   transaction, when the clinic still has it.
-- A refusal of content (400, 409, 412, 413, 422) is bisected until the refused entry stands
+- A refusal of content (400, 413, 422) is bisected until the refused entry stands
   alone; it is then quarantined (ids, version, reason) and the rest is written.
 - Any other refusal (401, 403, 404 on the bundle endpoint...) says nothing about the resources:
   the run fails and nothing is quarantined, so wrong credentials or a wrong URL never turn
@@ -25,8 +25,9 @@ from app.sync.bundle import Outgoing, Ref, order_by_references, transaction
 log = logging.getLogger("aidbox_sync.sink")
 
 # Statuses by which Aidbox refuses what a bundle contains (contract §5, §6), as opposed to who
-# sent it or where.
-CONTENT_REFUSALS = frozenset({400, 409, 412, 413, 422})
+# sent it or where. 409 and 412 are not among them: the App sends PUT/DELETE without If-Match,
+# so on the global they can only come from concurrent writes (contract §5), never from content.
+CONTENT_REFUSALS = frozenset({400, 413, 422})
 
 _MISSING_REF = re.compile(r"Referenced resource ([A-Za-z][A-Za-z0-9]*)/([A-Za-z0-9\-.]+) does not")
 
@@ -41,6 +42,8 @@ class SinkResult:
 
     written: list[Outgoing] = field(default_factory=list)
     quarantined: list[tuple[Outgoing, str]] = field(default_factory=list)
+    # Conditional creates (if_absent) that did create: the global now holds exactly their body.
+    created: set[Ref] = field(default_factory=set)
 
 
 def missing_reference(body: object) -> Ref | None:
@@ -61,16 +64,29 @@ class GlobalSink:
         self._client = client
         self._resolve = resolve
 
-    async def _send(self, items: list[Outgoing]) -> None:
-        await self._client.call("POST", "/", json=transaction(items))
+    async def _send(self, items: list[Outgoing]) -> set[Ref]:
+        """Send one transaction; returns the conditional creates that created their resource."""
+        resp = await self._client.call("POST", "/", json=transaction(items))
+        answers = (resp.body or {}).get("entry") or [] if isinstance(resp.body, dict) else []
+        return {
+            item.key
+            for item, answer in zip(items, answers, strict=False)
+            if item.if_absent
+            and str((answer.get("response") or {}).get("status", "")).startswith("201")
+        }
 
     async def _with_dependency(
-        self, items: list[Outgoing], err: AidboxError
+        self, items: list[Outgoing], err: AidboxError, tried: set[Ref]
     ) -> list[Outgoing] | None:
-        """`items` with the missing target prepended, or None if it cannot be resolved."""
+        """`items` with the missing target prepended, or None if it cannot be resolved.
+
+        Each target is tried once per write: if it was refused itself, its referrers are then
+        refused too (and quarantined) instead of bringing it back forever.
+        """
         ref = missing_reference(err.body) if err.status == 422 else None
-        if ref is None or any(i.key == ref for i in items):
+        if ref is None or ref in tried:
             return None
+        tried.add(ref)
         local_id = next((i.depends_on[ref] for i in items if ref in i.depends_on), None)
         if local_id is None:
             return None
@@ -80,15 +96,16 @@ class GlobalSink:
     async def write(self, items: list[Outgoing]) -> SinkResult:
         """Write `items` (already ordered); every item ends written or quarantined."""
         result = SinkResult()
+        tried: set[Ref] = set()
         stack = [items]
         while stack:
             part = stack.pop()
             try:
-                await self._send(part)
+                result.created |= await self._send(part)
             except AidboxError as err:
                 if err.transient or err.status not in CONTENT_REFUSALS:
                     raise
-                expanded = await self._with_dependency(part, err)
+                expanded = await self._with_dependency(part, err, tried)
                 if expanded is not None:
                     stack.append(expanded)
                 elif len(part) == 1:

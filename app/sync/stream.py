@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from app.aidbox.client import AidboxClient
@@ -106,7 +106,19 @@ class PushStream:
 
         async def resolve(ref: Ref, local_id: str) -> Outgoing | None:
             change = await self._read_local(ref[0], local_id)
-            return None if change is None else to_outgoing(change, plan, key)
+            if change is None:
+                return None
+            try:
+                return replace(to_outgoing(change, plan, key), if_absent=True)
+            except Exception as exc:  # the referrer is then refused and quarantined
+                log.error(
+                    "stream %s: %s/%s cannot be anonymized: %s",
+                    self.id,
+                    ref[0],
+                    local_id,
+                    type(exc).__name__,
+                )
+                return None
 
         sink = self._sink_for(resolve)
         started = datetime.now(UTC)
@@ -180,15 +192,20 @@ class PushStream:
         for batch in batches(order_by_references(fresh), **self._limits.__dict__):
             result = await sink.write(batch)
             for item in result.written:
-                self._sent.remember(item)
-            for item, reason in result.quarantined:
+                # A conditional create that found the resource there wrote nothing we know of.
+                if not item.if_absent or item.key in result.created:
+                    self._sent.remember(item)
+            # A target pushed on a referrer's behalf belongs to its own stream, which records
+            # and counts it; here only this stream's changes are.
+            rejected = [(i, reason) for i, reason in result.quarantined if not i.if_absent]
+            for item, reason in rejected:
                 await quarantine(self._local, self.id, item.change, reason)
-            own = [i for i in result.written if i.target_type == self.resource_type]
+            own = [i for i in result.written if not i.if_absent]
             counters = counters.add(
                 Counters(
                     written=sum(1 for i in own if i.method == "PUT"),
                     deleted=sum(1 for i in own if i.method == "DELETE"),
-                    quarantined=len(result.quarantined),
+                    quarantined=len(rejected),
                 )
             )
         return counters

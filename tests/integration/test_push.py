@@ -81,10 +81,15 @@ async def test_late_commit_is_not_missed(
     local_aidbox: Emulator,
 ) -> None:
     # Contract §4: txid is taken at transaction start; a lower txid can commit after a higher.
+    # The two writers run at read-committed (contract §5, x-max-isolation-level) so that
+    # SERIALIZABLE cannot abort one of them: the race, not a conflict, is under test.
+    rc = {"x-max-isolation-level": "read-committed"}
     hold = local_aidbox.faults.hold_next_write("Patient")
-    late = asyncio.create_task(local_root.call("PUT", "/Patient/late", json=patient("late")))
+    late = asyncio.create_task(
+        local_root.call("PUT", "/Patient/late", json=patient("late"), headers=rc)
+    )
     late_txid = await hold.txid_taken()
-    await local_root.call("PUT", "/Patient/early", json=patient("early"))
+    await local_root.call("PUT", "/Patient/early", json=patient("early"), headers=rc)
 
     summary = await sync(local_root)
     # The open transaction keeps the window unsettled: the checkpoint must stay below it.
@@ -278,3 +283,22 @@ async def test_delete_then_recreate_ends_recreated_on_the_global(
     await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="other"))
     await sync(local_root)
     assert (await resources(global_root, "Patient"))[gid]["gender"] == "other"
+
+
+async def test_refused_target_quarantines_its_referrers_instead_of_looping(
+    sync_app: RunningApp,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+    global_aidbox: Emulator,
+) -> None:
+    await seed_clinic(local_root)
+    global_aidbox.faults.reject("Patient", id=KEY.resource_id("Patient", "p2"))
+    summary = await asyncio.wait_for(sync(local_root), timeout=60)
+    assert summary["push-Patient"]["quarantined"] == 1
+    assert summary["push-Observation"]["quarantined"] == 1  # o2 refers to the refused p2
+    quarantined = {
+        r["resourceId"] for r in (await resources(local_root, "SyncQuarantine")).values()
+    }
+    assert {"Patient/p2", "Observation/o2"} <= quarantined
+    arrived = await resources(global_root, "Observation")
+    assert set(arrived) == {KEY.resource_id("Observation", "o1")}

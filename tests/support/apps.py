@@ -73,6 +73,8 @@ def app_env(
             SYNC_RETRY_MAX_DELAY="0.05",
             SYNC_RETRY_ATTEMPTS="8",
             SYNC_SETTLE_TIMEOUT="0.3",
+            # Small batches, so every test crosses transaction boundaries.
+            SYNC_BATCH_MAX_ENTRIES="5",
         )
     env.update({k: str(v) for k, v in extra.items()})
     return env

@@ -130,3 +130,19 @@ def test_sent_cache_skips_only_identical_state_and_is_bounded() -> None:
     cache.remember(put("Patient", "q"))
     cache.remember(put("Patient", "r"))
     assert not cache.unchanged(first)  # evicted
+
+
+def test_only_postgres_conflict_messages_make_an_error_transient() -> None:
+    from app.aidbox.client import AidboxError
+
+    def outcome(diagnostics: str) -> dict:
+        return {"resourceType": "OperationOutcome", "issue": [{"diagnostics": diagnostics}]}
+
+    conflict = outcome("could not serialize access due to read/write dependencies")
+    deadlock = outcome("deadlock detected")
+    # A pseudonymous id may contain "40001": a refusal naming it stays a refusal.
+    refusal = outcome("Referenced resource Patient/clinic-a-ab40001cd does not exist")
+    assert AidboxError("POST", "/", 412, conflict).transient
+    assert AidboxError("POST", "/", 409, deadlock).transient
+    assert not AidboxError("POST", "/", 422, refusal).transient
+    assert AidboxError("POST", "/", 503, None).transient
