@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # A FHIR resource type name (R4 and custom types alike are PascalCase identifiers).
-ResourceTypeName = Annotated[str, Field(pattern=r"^[A-Z][A-Za-z0-9]{0,63}$")]
+RESOURCE_TYPE_PATTERN = r"^[A-Z][A-Za-z0-9]{0,63}$"
+ResourceTypeName = Annotated[str, Field(pattern=RESOURCE_TYPE_PATTERN)]
 
 
 class Direction(StrEnum):
@@ -56,7 +57,7 @@ class ChangesInfo(_Resource):
     direction: Direction
     type: ResourceTypeName
     version: int = Field(0, ge=0, description="last version fully applied on the target")
-    status: Literal["idle", "running", "failed"] = "idle"
+    status: Literal["idle", "failed"] = "idle"
     lastStartedAt: datetime | None = None
     lastFinishedAt: datetime | None = None
     lastSuccessAt: datetime | None = None

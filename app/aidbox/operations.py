@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -21,11 +22,13 @@ from app.aidbox.client import AidboxError, AidboxUnavailable
 from app.aidbox.keys import own_aidbox_key, push_service_key
 from app.aidbox.outcome import OperationError, invalid_input, json_response
 from app.anonymize import explain
-from app.model import AidboxInstance, Direction, ResourceTypeName
+from app.model import RESOURCE_TYPE_PATTERN, AidboxInstance, Direction, ResourceTypeName
 from app.settings import Role
+from app.sync.checkpoint import CheckpointConflict
 from app.sync.config import ConfigError
 from app.sync.runner import PushService
 from app.sync.status import sync_status
+from app.sync.watermark import WatermarkError
 
 log = logging.getLogger("aidbox_sync.operations")
 
@@ -44,6 +47,12 @@ def _outcomes(handler: Handler) -> Handler:
             return exc.response()
         except ConfigError as exc:
             return OperationError(409, "invalid", f"configuration: {exc}").response()
+        except CheckpointConflict as exc:
+            return OperationError(
+                409, "conflict", f"checkpoint changed meanwhile: {exc}"
+            ).response()
+        except WatermarkError as exc:
+            return OperationError(503, "transient", str(exc)).response()
         except AidboxUnavailable as exc:
             return OperationError(503, "transient", f"Aidbox unreachable: {exc}").response()
         except AidboxError as exc:
@@ -130,9 +139,12 @@ async def sync_all(operation: dict[str, Any], request: dict[str, Any]) -> web.Re
 def _stream_id(request: dict[str, Any]) -> tuple[Direction, str]:
     sid = (request.get("route-params") or {}).get("id", "")
     direction, _, rtype = sid.partition("-")
-    if direction not in (d.value for d in Direction) or not rtype:
+    if direction not in (d.value for d in Direction) or not _TYPE_NAME.fullmatch(rtype):
         raise OperationError(404, "not-found", f"ChangesInfo/{sid} is not a stream id")
     return Direction(direction), rtype
+
+
+_TYPE_NAME = re.compile(RESOURCE_TYPE_PATTERN)
 
 
 @_outcomes
@@ -153,10 +165,14 @@ async def reset_stream(operation: dict[str, Any], request: dict[str, Any]) -> we
     params = _parse(ResetInput, request)
     direction, rtype = _stream_id(request)
     service = _service(request)
-    info = await service.checkpoints.load(direction, rtype)
-    updated = info.model_copy(update={"version": params.version, "status": "idle"})
-    saved = await service.checkpoints.save(updated)
-    service.forget_sent(rtype)
+    await service.config.load()
+    if direction is Direction.PULL:
+        raise OperationError(501, "not-supported", "pull streams are not available yet")
+    _push_types(service, rtype)  # 404 unless the stream is configured
+    try:
+        saved = await service.reset(direction, rtype, params.version)
+    except ValueError as exc:
+        raise OperationError(422, "business-rule", str(exc), ["version"]) from None
     return json_response(saved.model_dump(mode="json", exclude_none=True))
 
 

@@ -55,10 +55,3 @@ class CheckpointStore:
                 raise CheckpointConflict(info.id) from None
             raise
         return ChangesInfo.model_validate(resp.body)
-
-    async def all(self) -> list[ChangesInfo]:
-        """Every checkpoint in the local Aidbox."""
-        resp = await self._local.call("GET", "/ChangesInfo", params={"_count": "1000"})
-        return [
-            ChangesInfo.model_validate(e["resource"]) for e in (resp.body or {}).get("entry", [])
-        ]

@@ -38,18 +38,29 @@ class FeedError(Exception):
     """The Changes API answered something this reader cannot use."""
 
 
-def _to_change(resource_type: str, item: dict[str, Any], fallback_version: int) -> Change:
-    resource = item.get("resource") or {}
-    event = item.get("event")
-    if event not in ("created", "updated", "deleted") or not resource.get("id"):
-        raise FeedError(f"{resource_type} $changes entry without event or id")
+# Aidbox's storage statuses (contract §3); a recreated resource is, for the target, an update.
+_EVENTS: dict[str, Event] = {
+    "created": "created",
+    "updated": "updated",
+    "recreated": "updated",
+    "deleted": "deleted",
+}
+
+
+def _to_change(resource_type: str, item: Any, upper: int) -> tuple[Change, bool]:
+    """A change and whether its version is known (deleted entries may carry no versionId;
+    they are then placed at the window's upper bound)."""
+    resource = item.get("resource") if isinstance(item, dict) else None
+    event = _EVENTS.get(item.get("event")) if isinstance(item, dict) else None
+    if event is None or not isinstance(resource, dict) or not resource.get("id"):
+        raise FeedError(f"{resource_type} $changes entry without a known event or an id")
     version_id = (resource.get("meta") or {}).get("versionId")
-    version = int(version_id) if version_id else fallback_version
-    return Change(event, resource_type, resource["id"], version, resource)
+    version = int(version_id) if version_id else upper
+    return Change(event, resource_type, resource["id"], version, resource), bool(version_id)
 
 
 def latest_per_resource(changes: list[Change]) -> list[Change]:
-    """Collapse several changes of one id to the latest, keeping first-seen order."""
+    """Collapse several changes of one id to the latest, oldest first."""
     latest: dict[str, Change] = {}
     for change in changes:
         kept = latest.get(change.id)
@@ -58,14 +69,14 @@ def latest_per_resource(changes: list[Change]) -> list[Change]:
     return sorted(latest.values(), key=lambda c: c.version)
 
 
-def _split_point(lo: int, hi: int, full_page: list[Change]) -> int:
+def _split_point(lo: int, hi: int, full_page: list[tuple[Change, bool]]) -> int:
     """Where to split a window whose read filled a page.
 
     Correctness needs only lo < split < hi: both halves are read again. The full page hints at
     a good split: servers commonly return changes oldest first, and then every version below
     the page's newest is already within one page, so the lower half fits at once.
     """
-    split = max(c.version for c in full_page) - 1
+    split = max(c.version for c, _ in full_page) - 1
     return split if lo < split < hi else (lo + hi) // 2
 
 
@@ -82,7 +93,7 @@ class ChangeFeed:
         resp = await self._client.call("GET", f"/{self.resource_type}/$changes")
         return int((resp.body or {}).get("version", 0))
 
-    async def _page(self, lo: int, hi: int, count: int) -> list[Change]:
+    async def _page(self, lo: int, hi: int, count: int) -> list[tuple[Change, bool]]:
         path = f"/{self.resource_type}/$changes"
         params = {"version": f"{lo},{hi}", "_count": str(count)}
         try:
@@ -91,9 +102,36 @@ class ChangeFeed:
             if exc.status == 404:
                 raise FeedError(f"unknown resource type {self.resource_type}") from None
             raise
-        if resp.status == 304 or not resp.body:
+        if resp.status == 304:
             return []
-        return [_to_change(self.resource_type, item, hi) for item in resp.body.get("changes", [])]
+        # Only 304 means "nothing": a 200 without a changes list is not an empty window.
+        changes = resp.body.get("changes") if isinstance(resp.body, dict) else None
+        if not isinstance(changes, list):
+            raise FeedError(f"{self.resource_type} $changes answered 200 without changes")
+        return [_to_change(self.resource_type, item, hi) for item in changes]
+
+    async def _current(self, resource_id: str, upper: int) -> Change:
+        """The resource's state now, as a change (a delete if it is gone)."""
+        path = f"/{self.resource_type}/{resource_id}"
+        resp = await self._client.call("GET", path, accept=(404, 410))
+        if resp.status == 200:
+            version = int((resp.body.get("meta") or {}).get("versionId") or upper)
+            return Change("updated", self.resource_type, resource_id, version, resp.body)
+        stub = {"resourceType": self.resource_type, "id": resource_id}
+        return Change("deleted", self.resource_type, resource_id, upper, stub)
+
+    async def _collapse(self, page: list[tuple[Change, bool]], upper: int) -> list[Change]:
+        """One change per resource. When a resource has several entries and one of them has no
+        version (a delete), their order is unknown, so the clinic's current state decides."""
+        entries: dict[str, list[tuple[Change, bool]]] = {}
+        for change, exact in page:
+            entries.setdefault(change.id, []).append((change, exact))
+        ambiguous = [
+            rid for rid, items in entries.items() if len(items) > 1 and not all(e for _, e in items)
+        ]
+        resolved = [await self._current(rid, upper) for rid in ambiguous]
+        plain = [c for rid, items in entries.items() if rid not in ambiguous for c, _ in items]
+        return latest_per_resource(plain + resolved)
 
     async def windows(self, lo: int, hi: int) -> AsyncIterator[tuple[int, list[Change]]]:
         """Changes in the settled window (lo, hi] as consecutive sub-windows, oldest first.
@@ -114,4 +152,4 @@ class ChangeFeed:
             if len(page) >= count:
                 windows += [(split := _split_point(a, b, page), b), (a, split)]
                 continue
-            yield b, latest_per_resource(page)
+            yield b, await self._collapse(page, b)

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from app.aidbox.client import AidboxClient
 from app.anonymize import PseudonymKey
-from app.model import Direction, StreamConfig
+from app.model import ChangesInfo, Direction, StreamConfig
 from app.sync.checkpoint import CheckpointStore
 from app.sync.config import ConfigSource
 from app.sync.feed import Change, ChangeFeed
@@ -90,14 +90,19 @@ class PushService:
                 read_local=self.read_local,
                 limits=self._limits,
             )
-            self._locks[resource_type] = asyncio.Lock()
         return self._streams[resource_type]
+
+    def lock(self, resource_type: str) -> asyncio.Lock:
+        """The lock that keeps one run (or reset) of a stream at a time in this process."""
+        return self._locks.setdefault(resource_type, asyncio.Lock())
 
     # -- running ---------------------------------------------------------------------------
 
     async def _run_one(self, cfg: StreamConfig, bound: int) -> RunSummary:
         stream = self.stream(cfg.type)
-        async with self._semaphore, self._locks[cfg.type]:
+        # The stream's lock first: callers queued on one stream must not hold the slots that
+        # other streams need.
+        async with self.lock(cfg.type), self._semaphore:
             in_force = self.config.current
             summary = await stream.run(bound, in_force.plan, self.key)
         self.metrics.observe_run(
@@ -157,7 +162,21 @@ class PushService:
                 self._wake.set()
                 await asyncio.sleep(min(0.05, self._poll_interval))
 
-    def forget_sent(self, resource_type: str) -> None:
-        """After a reset: re-send everything of this type, even if unchanged."""
-        self._sent.clear()
-        self._streams.pop(resource_type, None)
+    async def reset(self, direction: Direction, resource_type: str, version: int) -> ChangesInfo:
+        """Move a stream's checkpoint back to `version` (a replay, e.g. a backfill from 0).
+
+        Runs under the stream's lock, so no run of it is under way, and forgets what was sent
+        for the type, so the replay re-sends even unchanged resources.
+        """
+        async with self.lock(resource_type):
+            info = await self.checkpoints.load(direction, resource_type)
+            if version > info.version:
+                raise ValueError(
+                    f"version {version} is ahead of the checkpoint {info.version}: "
+                    "moving forward would skip changes"
+                )
+            saved = await self.checkpoints.save(
+                info.model_copy(update={"version": version, "status": "idle"})
+            )
+            self._sent.forget_type(resource_type)
+            return saved

@@ -37,10 +37,7 @@ class SentCache:
         while len(self._items) > self._capacity:
             self._items.popitem(last=False)
 
-    def forget(self, ref: Ref) -> None:
-        """Drop what is known of one resource (e.g. after a stream reset)."""
-        self._items.pop(ref, None)
-
-    def clear(self) -> None:
-        """Drop everything (a reset replays to the global)."""
-        self._items.clear()
+    def forget_type(self, resource_type: str) -> None:
+        """Drop what is known of one type (its stream replays)."""
+        for ref in [ref for ref in self._items if ref[0] == resource_type]:
+            del self._items[ref]

@@ -15,18 +15,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from app.aidbox.client import AidboxClient
+from app.aidbox.client import AidboxClient, AidboxError, AidboxUnavailable
 from app.anonymize import Plan, PseudonymKey
 from app.model import ChangesInfo, Counters, Direction, LastError
 from app.sync.bundle import Outgoing, Ref, batches, order_by_references
-from app.sync.checkpoint import CheckpointStore
-from app.sync.feed import Change, ChangeFeed, latest_per_resource
+from app.sync.checkpoint import CheckpointConflict, CheckpointStore
+from app.sync.feed import Change, ChangeFeed, FeedError, latest_per_resource
 from app.sync.quarantine import quarantine
 from app.sync.sent import SentCache
 from app.sync.sink import DependencyResolver, GlobalSink
 from app.sync.transform import to_outgoing
 
 log = logging.getLogger("aidbox_sync.stream")
+
+OWN_ERRORS = (AidboxError, AidboxUnavailable, FeedError, CheckpointConflict)
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,21 @@ class RunSummary:
         return out
 
 
-# A written batch: the checkpoint after it, and what it did.
-Flushed = tuple[ChangesInfo, Counters]
+def failure_reason(exc: BaseException) -> str:
+    """A failure as stored in status and logs. Only our own errors keep their message (made of
+    statuses, ids and OperationOutcome diagnostics); any other exception might quote a body."""
+    if isinstance(exc, OWN_ERRORS):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__} (details withheld: may quote a resource)"
+
+
+@dataclass
+class _Progress:
+    """The last checkpoint a run saved, and what the run did so far."""
+
+    info: ChangesInfo
+    total: Counters
+
 
 # Fetches a resource from the clinic by (type, local id) as a Change, or None if it is gone.
 LocalReader = Callable[[str, str], Awaitable[Change | None]]
@@ -88,6 +103,7 @@ class PushStream:
         # (checkpoint versionId, bound): nothing unsent up to bound while the checkpoint is
         # unchanged. An edit of the checkpoint (a reset, in the console too) invalidates it.
         self._verified: tuple[str | None, int] = (None, 0)
+        self._saved = 0  # highest checkpoint this process wrote
 
     async def run(self, bound: int, plan: Plan, key: PseudonymKey) -> RunSummary:
         """Push every change up to the settled `bound`; the checkpoint follows each write."""
@@ -95,9 +111,12 @@ class PushStream:
         try:
             info = await self._checkpoints.load(Direction.PUSH, self.resource_type)
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = failure_reason(exc)
             log.error("stream %s: cannot read its checkpoint: %s", self.id, reason)
             return RunSummary(self.id, 0, total, error=reason)
+        if info.version < self._saved:
+            # Moved back behind this process (a reset in the console): replay even unchanged.
+            self._sent.forget_type(self.resource_type)
         start = info.version
         if self._verified[0] == info.version_id:
             start = max(start, self._verified[1])
@@ -120,49 +139,70 @@ class PushStream:
                 )
                 return None
 
-        sink = self._sink_for(resolve)
+        progress = _Progress(info, Counters())
+        try:
+            await self._drain(progress, start, bound, plan, key, self._sink_for(resolve))
+        except Exception as exc:
+            reason = failure_reason(exc)
+            log.error("stream %s failed at version %s: %s", self.id, progress.info.version, reason)
+            await self._record_failure(progress.info, reason)
+            return RunSummary(self.id, progress.info.version, progress.total, error=reason)
+        self._verified = (progress.info.version_id, bound)
+        return RunSummary(self.id, bound, progress.total)
+
+    async def _drain(
+        self,
+        progress: _Progress,
+        start: int,
+        bound: int,
+        plan: Plan,
+        key: PseudonymKey,
+        sink: GlobalSink,
+    ) -> None:
+        """Push (start, bound], checkpointing after each batch; `progress` always holds the
+        last checkpoint saved, also when this raises.
+
+        Windows are gathered until a batch is full; while one batch is written (and then
+        checkpointed) the next is read. Batches and checkpoints stay strictly in order. Empty
+        windows are remembered in memory only: persisting them would itself be a write (a new
+        txid) and wake every stream again.
+        """
         started = datetime.now(UTC)
 
-        async def flush(base: ChangesInfo, changes: list[Change], upper: int) -> Flushed:
-            counters = await self._push(changes, plan, key, sink)
-            return await self._advance(base, upper, counters, started), counters
+        async def flush(changes: list[Change], upper: int) -> None:
+            counters = await self._push(latest_per_resource(changes), plan, key, sink)
+            progress.info = await self._advance(progress.info, upper, counters, started)
+            progress.total = progress.total.add(counters)
 
-        # Windows are gathered until a batch is full; while one batch is written (and then
-        # checkpointed) the next is read. Batches and checkpoints stay strictly in order. Empty
-        # windows are remembered in memory only: persisting them would itself be a write (a new
-        # txid) and wake every stream again.
         pending: list[Change] = []
-        inflight: asyncio.Task[Flushed] | None = None
+        inflight: asyncio.Task[None] | None = None
+        last_upper = start
         try:
-            last_upper = start
             async for upper, changes in self._feed.windows(start, bound):
                 pending += changes
                 last_upper = upper
                 if len(pending) >= self._limits.max_entries:
                     if inflight is not None:
-                        info, counters = await inflight
-                        total = total.add(counters)
-                    inflight = asyncio.create_task(flush(info, latest_per_resource(pending), upper))
+                        await inflight
+                    inflight = asyncio.create_task(flush(pending, upper))
                     pending = []
             if inflight is not None:
-                info, counters = await inflight
-                total, inflight = total.add(counters), None
+                await inflight
             if pending:
-                info, counters = await flush(info, latest_per_resource(pending), last_upper)
-                total = total.add(counters)
-            if info.status == "failed":
-                info = await self._advance(info, info.version, Counters(), started)
-        except Exception as exc:
+                await flush(pending, last_upper)
+            if progress.info.status == "failed":
+                progress.info = await self._advance(
+                    progress.info, progress.info.version, Counters(), started
+                )
+        except Exception:
             if inflight is not None:  # let the write in flight finish, so its checkpoint holds
                 with contextlib.suppress(Exception):
-                    info, counters = await inflight
-                    total = total.add(counters)
-            reason = f"{type(exc).__name__}: {exc}"
-            log.error("stream %s failed at version %s: %s", self.id, info.version, reason)
-            await self._record_failure(info, reason)
-            return RunSummary(self.id, info.version, total, error=reason)
-        self._verified = (info.version_id, bound)
-        return RunSummary(self.id, bound, total)
+                    await inflight
+            raise
+        finally:
+            # Cancelled (shutdown): no write of this run may land after the run is gone.
+            if inflight is not None and not inflight.done():
+                inflight.cancel()
 
     async def _push(
         self, changes: list[Change], plan: Plan, key: PseudonymKey, sink: GlobalSink
@@ -213,6 +253,7 @@ class PushStream:
     async def _advance(
         self, info: ChangesInfo, version: int, counters: Counters, started: datetime
     ) -> ChangesInfo:
+        self._saved = max(self._saved, version)
         now = datetime.now(UTC)
         updated = info.model_copy(
             update={

@@ -24,18 +24,25 @@ from aidbox_python_sdk.db import parse_psql_response
 
 from app.aidbox.client import AidboxClient
 
-# Times as integer microseconds since the epoch: exact, and no timestamp format to parse.
+# The highest txid handed out (`last_value` is not yet used while `is_called` is false), the
+# sequence's cache (a backend caching values could hand out one <= head later: refused), and
+# the time, as integer microseconds since the epoch: exact, and no timestamp format to parse.
 _HEAD_SQL = (
-    "SELECT last_value AS head, "
-    "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS at FROM transaction_id_seq"
+    "SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END AS head, "
+    "(SELECT seqcache FROM pg_sequence WHERE seqrelid = 'transaction_id_seq'::regclass) "
+    "AS cache, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS at "
+    "FROM transaction_id_seq s"
 )
 # Client backends of this database other than the one answering this query; idle pooled
 # connections have no xact_start.
+# A session of another role shows '<insufficient privilege>' instead of its query and no
+# xact_start: then nothing can be proven, and the bound must not move.
 _OLDEST_OPEN_SQL = (
-    "SELECT (extract(epoch FROM min(xact_start)) * 1000000)::bigint AS oldest "
+    "SELECT (extract(epoch FROM min(xact_start)) * 1000000)::bigint AS oldest, "
+    "count(*) FILTER (WHERE query = '<insufficient privilege>') AS hidden "
     "FROM pg_stat_activity "
     "WHERE datname = current_database() AND backend_type = 'client backend' "
-    "AND xact_start IS NOT NULL AND pid <> pg_backend_pid()"
+    "AND pid <> pg_backend_pid()"
 )
 
 
@@ -65,7 +72,7 @@ class Watermark:
         return self._pending is not None
 
     async def _query(self, sql: str) -> dict:
-        resp = await self._client.request("POST", "/$psql", json={"query": sql})
+        resp = await self._client.call("POST", "/$psql", json={"query": sql}, accept=(401, 403))
         if resp.status != 200:
             raise WatermarkError(f"$psql answered {resp.status}; the App's client needs $psql")
         try:
@@ -77,7 +84,12 @@ class Watermark:
         """Observe the database once and return the settled bound (never decreases)."""
         row = await self._query(_HEAD_SQL)
         head, at = int(row["head"]), int(row["at"])
-        oldest = (await self._query(_OLDEST_OPEN_SQL)).get("oldest")
+        if int(row.get("cache") or 1) > 1:
+            raise WatermarkError("transaction_id_seq caches values; the settled bound is unsafe")
+        activity = await self._query(_OLDEST_OPEN_SQL)
+        if int(activity.get("hidden") or 0):
+            raise WatermarkError("$psql cannot see every session; grant pg_read_all_stats")
+        oldest = activity.get("oldest")
         oldest_at = int(oldest) if oldest is not None else None
         # An earlier pending observation may have settled meanwhile.
         for obs in (self._pending, Observation(head, at)):

@@ -75,6 +75,9 @@ async def test_operations_are_routed_through_aidbox_to_the_app(
         ("POST", "/$sync", {"direction": "sideways"}, 400),
         ("POST", "/ChangesInfo/nonsense/$sync", None, 404),
         ("POST", "/ChangesInfo/push-Patient/$reset", {"version": -1}, 400),
+        ("POST", "/ChangesInfo/push-patient/$reset", None, 404),  # not a type name
+        ("POST", "/ChangesInfo/push-Device/$reset", None, 404),  # no such stream configured
+        ("POST", "/ChangesInfo/push-Patient/$reset", {"version": 10**9}, 422),  # would skip
         ("POST", "/$anonymize", {"resourceType": "Patient"}, 400),  # a resource without id
         ("POST", "/$anonymize", None, 400),  # neither a body nor a type and id
         ("POST", "/$anonymize?resourceType=Patient&id=missing", None, 404),

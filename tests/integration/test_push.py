@@ -271,9 +271,11 @@ async def test_delete_then_recreate_ends_recreated_on_the_global(
     gid = KEY.resource_id("Patient", "p1")
     await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
     await sync(local_root)
-    # Within one window: deleted and created again.
+    # Within one window: deleted, created again, then another write after it. The delete
+    # entry carries no version, so only the clinic's current state can order it.
     await local_root.call("DELETE", "/Patient/p1")
     await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="male"))
+    await local_root.call("PUT", "/Patient/p9", json=patient("p9"))
     await sync(local_root)
     assert (await resources(global_root, "Patient"))[gid]["gender"] == "male"
     # Across windows: deleted, pushed, created again, pushed.
@@ -302,3 +304,17 @@ async def test_refused_target_quarantines_its_referrers_instead_of_looping(
     assert {"Patient/p2", "Observation/o2"} <= quarantined
     arrived = await resources(global_root, "Observation")
     assert set(arrived) == {KEY.resource_id("Observation", "o1")}
+
+
+async def test_reset_replays_the_stream_to_the_global(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    await seed_clinic(local_root)
+    await sync(local_root)
+    gid = KEY.resource_id("Patient", "p1")
+    await global_root.call("DELETE", f"/Patient/{gid}")  # e.g. lost in a restore of the global
+    reset = await local_root.call("POST", "/ChangesInfo/push-Patient/$reset", json={"version": 0})
+    assert reset.body["version"] == 0
+    replay = await sync(local_root, "/ChangesInfo/push-Patient/$sync")
+    assert replay["push-Patient"]["written"] == 2  # sent again, though unchanged
+    assert gid in await resources(global_root, "Patient")
