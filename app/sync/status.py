@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from app.aidbox.client import AidboxError, outcome_summary
 from app.model import ChangesInfo, Direction
 from app.sync.config import ConfigError
 from app.sync.feed import ChangeFeed
@@ -40,7 +41,12 @@ async def sync_status(service: PushService) -> dict[str, Any]:
             "lastError": info.lastError.model_dump(mode="json") if info.lastError else None,
         }
         if cfg.direction is Direction.PUSH:
-            head = await ChangeFeed(service.local, cfg.type).head()
+            try:
+                head = await ChangeFeed(service.local, cfg.type).head()
+            except AidboxError as exc:  # e.g. a type this Aidbox does not know: this stream only
+                entry["error"] = f"head unknown: {exc.status} {outcome_summary(exc.body)}"
+                streams.append(entry)
+                continue
             behind = max(0, head - info.version)
             since = info.lastSuccessAt or info.lastStartedAt
             entry["head"] = head

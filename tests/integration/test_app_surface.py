@@ -149,3 +149,21 @@ async def test_anonymize_preview_shows_what_would_leave_and_why(
         assert "Smith" not in str(preview)
         changed = {c["path"] for c in preview["changes"]}
         assert {"Patient.name", "Patient.birthDate", "Patient.id"} <= changed
+
+
+async def test_a_stream_of_an_unknown_type_does_not_hide_the_others(
+    sync_app: RunningApp, local_root: AidboxClient
+) -> None:
+    config = (await local_root.call("GET", "/SyncConfig/default")).body
+    config["streams"].append({"type": "NoSuchType", "direction": "push", "order": 99})
+    await local_root.call("PUT", "/SyncConfig/default", json=config)
+    status = (await local_root.call("GET", "/$sync-status")).body
+    streams = {s["stream"]: s for s in status["streams"]}
+    assert "head unknown: 404" in streams["push-NoSuchType"]["error"]
+    assert streams["push-Patient"]["lag"]["versions"] == 0
+
+    synced = await local_root.call("POST", "/$sync")
+    assert synced.status == 207  # the unknown type fails, the others run
+    results = {s["stream"]: s for s in synced.body["streams"]}
+    assert "unknown resource type" in results["push-NoSuchType"]["error"]
+    assert "error" not in results["push-Patient"]
