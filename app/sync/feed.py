@@ -2,9 +2,10 @@
 
 Only settled windows (lo, hi] are read (see watermark.py), so a window's content can shrink
 (a resource updated again moves to a later txid) but never grow. A window that fills a whole
-page is split in two by txid and each half read again; this needs no assumption about the
-order of `changes` in a page, which the documentation does not state (api/other/changes-api.md:
-`version=lo,hi` is lo-exclusive, hi-inclusive; 304 when nothing changed).
+page is halved by txid, and the halves are counted with id-only probes (`omit-resources`)
+until each fits a page, then read once; this needs no assumption about the order of `changes`
+in a page, which the documentation does not state (api/other/changes-api.md: `version=lo,hi`
+is lo-exclusive, hi-inclusive; 304 when nothing changed).
 """
 
 from __future__ import annotations
@@ -69,17 +70,6 @@ def latest_per_resource(changes: list[Change]) -> list[Change]:
     return sorted(latest.values(), key=lambda c: c.version)
 
 
-def _split_point(lo: int, hi: int, full_page: list[tuple[Change, bool]]) -> int:
-    """Where to split a window whose read filled a page.
-
-    Correctness needs only lo < split < hi: both halves are read again. The full page hints at
-    a good split: servers commonly return changes oldest first, and then every version below
-    the page's newest is already within one page, so the lower half fits at once.
-    """
-    split = max(c.version for c, _ in full_page) - 1
-    return split if lo < split < hi else (lo + hi) // 2
-
-
 class ChangeFeed:
     """Changes of one resource type in the local Aidbox."""
 
@@ -93,9 +83,12 @@ class ChangeFeed:
         resp = await self._client.call("GET", f"/{self.resource_type}/$changes")
         return int((resp.body or {}).get("version", 0))
 
-    async def _page(self, lo: int, hi: int, count: int) -> list[tuple[Change, bool]]:
+    async def _changes(self, lo: int, hi: int, count: int, *, probe: bool) -> list[Any]:
+        """The raw `changes` of the window (lo, hi], at most `count` of them."""
         path = f"/{self.resource_type}/$changes"
         params = {"version": f"{lo},{hi}", "_count": str(count)}
+        if probe:
+            params["omit-resources"] = "true"  # ids only: counting needs no bodies
         try:
             resp = await self._client.call("GET", path, params=params)
         except AidboxError as exc:
@@ -108,7 +101,15 @@ class ChangeFeed:
         changes = resp.body.get("changes") if isinstance(resp.body, dict) else None
         if not isinstance(changes, list):
             raise FeedError(f"{self.resource_type} $changes answered 200 without changes")
+        return changes
+
+    async def _page(self, lo: int, hi: int, count: int) -> list[tuple[Change, bool]]:
+        changes = await self._changes(lo, hi, count, probe=False)
         return [_to_change(self.resource_type, item, hi) for item in changes]
+
+    async def _size(self, lo: int, hi: int) -> int:
+        """How many changes the window holds, or page_size + 1 for "more than a page"."""
+        return len(await self._changes(lo, hi, self.page_size + 1, probe=True))
 
     async def _current(self, resource_id: str, upper: int) -> Change:
         """The resource's state now, as a change (a delete if it is gone)."""
@@ -140,9 +141,15 @@ class ChangeFeed:
         consumed, so a caller may checkpoint at `upper`. One change per resource per pair.
         """
         windows = [(lo, hi)] if hi > lo else []
+        first = True
         while windows:
             a, b = windows.pop()
-            count = self.page_size
+            if not first and b - a > 1 and await self._size(a, b) > self.page_size:
+                # More than a page: halve by txid, counting with cheap id-only probes, so
+                # that bodies are read once (a window's content never grows once settled).
+                windows += [((a + b) // 2, b), (a, (a + b) // 2)]
+                continue
+            count = self.page_size + 1  # one more than a page: "full" means "more than a page"
             page = await self._page(a, b, count)
             while len(page) >= count and b - a == 1:
                 # One transaction wrote more resources of this type than a page holds: a
@@ -150,6 +157,9 @@ class ChangeFeed:
                 count *= 4
                 page = await self._page(a, b, count)
             if len(page) >= count:
-                windows += [(split := _split_point(a, b, page), b), (a, split)]
+                # Only the first, optimistic read (one request when the window is small, the
+                # usual case) can come back full.
+                first = False
+                windows += [((a + b) // 2, b), (a, (a + b) // 2)]
                 continue
             yield b, await self._collapse(page, b)

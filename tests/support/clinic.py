@@ -124,8 +124,8 @@ async def global_state(
 
 
 async def last_txid(client: AidboxClient) -> int:
-    """The database's transaction_id_seq (moves on every write transaction)."""
-    resp = await client.call(
-        "POST", "/$psql", json={"query": "SELECT last_value FROM transaction_id_seq"}
-    )
+    """The last txid handed out (transaction_id_seq moves on every write transaction)."""
+    # Until the first nextval, last_value is the value that will be handed out next.
+    query = "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS last_value"
+    resp = await client.call("POST", "/$psql", json={"query": f"{query} FROM transaction_id_seq"})
     return int(parse_psql_response(resp.body)[0][0]["last_value"])

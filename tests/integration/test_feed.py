@@ -1,0 +1,50 @@
+"""Reading settled windows of $changes in pages (app/sync/feed.py) against the emulator."""
+
+from __future__ import annotations
+
+from app.aidbox.client import AidboxClient
+from app.sync.feed import ChangeFeed
+from tests.support.clinic import last_txid, patient
+
+
+async def test_windows_larger_than_a_page_yield_every_change_once_in_order(
+    local_root: AidboxClient,
+) -> None:
+    start = await last_txid(local_root)
+    for i in range(7):  # one transaction each
+        await local_root.call("PUT", f"/Patient/single{i}", json=patient(f"single{i}"))
+    # One transaction with more resources than a page: a txid that cannot be split.
+    bulk = [
+        {"request": {"method": "PUT", "url": f"/Patient/bulk{i}"}, "resource": patient(f"bulk{i}")}
+        for i in range(5)
+    ]
+    await local_root.call("POST", "/", json={"type": "transaction", "entry": bulk})
+    await local_root.call("DELETE", "/Patient/single3")
+    end = await last_txid(local_root)
+
+    feed = ChangeFeed(local_root, "Patient", page_size=2)
+    seen: list[tuple[str, str]] = []
+    uppers: list[int] = []
+    async for upper, changes in feed.windows(start, end):
+        uppers.append(upper)
+        seen += [(c.id, c.event) for c in changes]
+
+    assert uppers == sorted(uppers) and uppers[-1] == end
+    ids = [rid for rid, _ in seen]
+    expected = {f"single{i}" for i in range(7)} | {f"bulk{i}" for i in range(5)}
+    assert set(ids) == expected
+    # single3 shows up in the window of its creation and again, deleted, in its last one.
+    assert [e for rid, e in seen if rid == "single3"][-1] == "deleted"
+    assert len(ids) - ids.count("single3") == len(expected) - 1
+
+
+async def test_a_small_window_is_one_request_and_an_empty_one_none(
+    local_root: AidboxClient,
+) -> None:
+    start = await last_txid(local_root)
+    await local_root.call("PUT", "/Patient/x", json=patient("x"))
+    end = await last_txid(local_root)
+    feed = ChangeFeed(local_root, "Patient")
+    assert [[c.id for c in cs] async for _, cs in feed.windows(start, end)] == [["x"]]
+    assert [cs async for _, cs in feed.windows(end, end)] == []
+    assert await feed.head() == end
