@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from aidbox_python_sdk.db import parse_psql_response
@@ -63,13 +64,16 @@ class Watermark:
 
     def __init__(self, client: AidboxClient) -> None:
         self._client = client
-        self._pending: Observation | None = None
+        # Unsettled observations, oldest first; bounded: a long transaction blocks them all
+        # alike, and the newest settle as soon as it ends.
+        self._pending: deque[Observation] = deque(maxlen=64)
         self.settled = 0
+        self.open_since: int | None = None  # start of the oldest open transaction, µs
 
     @property
     def pending(self) -> bool:
         """A newer head was seen but is not settled yet."""
-        return self._pending is not None
+        return bool(self._pending)
 
     async def _query(self, sql: str) -> dict:
         resp = await self._client.call("POST", "/$psql", json={"query": sql}, accept=(401, 403))
@@ -90,16 +94,15 @@ class Watermark:
         if int(activity.get("hidden") or 0):
             raise WatermarkError("$psql cannot see every session; grant pg_read_all_stats")
         oldest = activity.get("oldest")
-        oldest_at = int(oldest) if oldest is not None else None
-        # An earlier pending observation may have settled meanwhile.
-        for obs in (self._pending, Observation(head, at)):
-            if obs is not None and (oldest_at is None or oldest_at > obs.at):
-                self.settled = max(self.settled, obs.head)
-        if self.settled < head:
-            # Keep the newest unsettled observation, so a later call can settle it.
-            self._pending = Observation(head, at)
-        else:
-            self._pending = None
+        self.open_since = int(oldest) if oldest is not None else None
+        # Observations are kept oldest first; each is settled once every transaction open now
+        # started after it. Under a steady flow of short overlapping transactions the newest
+        # is always blocked, while older ones settle: keeping only the newest would stall.
+        self._pending.append(Observation(head, at))
+        while self._pending and (self.open_since is None or self.open_since > self._pending[0].at):
+            self.settled = max(self.settled, self._pending.popleft().head)
+        if self._pending and self._pending[-1].head <= self.settled:
+            self._pending.clear()
         return self.settled
 
     async def settle(self, wait: float, interval: float = 0.01) -> int:
@@ -109,7 +112,7 @@ class Watermark:
         before it, and the transactions still open then normally finish within milliseconds.
         """
         bound = await self.advance()
-        target = self._pending.head if self._pending else bound
+        target = self._pending[-1].head if self._pending else bound
         deadline = time.monotonic() + wait
         while bound < target and time.monotonic() < deadline:
             await asyncio.sleep(interval)
