@@ -14,6 +14,7 @@ import itertools
 import logging
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from app.aidbox.client import AidboxClient
 from app.anonymize import PseudonymKey
@@ -141,6 +142,17 @@ class PushService:
         for _, group in itertools.groupby(streams, key=lambda s: s.order):
             summaries += await asyncio.gather(*(self._run_one(s, bound) for s in group))
         return summaries
+
+    def watermark_status(self) -> dict[str, object]:
+        """The settled bound, and what holds it back (an open transaction) if anything."""
+        since = self._watermark.open_since
+        return {
+            "settled": self._watermark.settled,
+            "waiting": self._watermark.pending,
+            "oldestOpenTransactionSince": (
+                datetime.fromtimestamp(since / 1e6, UTC).isoformat() if since else None
+            ),
+        }
 
     def wake(self, resource_type: str) -> None:
         """A subscription saw a change of `resource_type`: run soon (coalesced)."""

@@ -57,5 +57,6 @@ async def sync_status(service: PushService) -> dict[str, Any]:
         streams.append(entry)
     return {
         "configuration": {"profile": in_force.profile_id, "error": service.config.error},
+        "watermark": service.watermark_status(),
         "streams": streams,
     }

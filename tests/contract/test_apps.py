@@ -49,8 +49,12 @@ async def fake_app() -> AsyncIterator[FakeApp]:
 def manifest(app_id: str, url: str, **parts: Any) -> dict[str, Any]:
     """An SDK-shaped App manifest (sdk.py build_manifest)."""
     return {
-        "resourceType": "App", "apiVersion": 1, "type": "app", "id": app_id,
-        "endpoint": {"url": url, "type": "http-rpc", "secret": "app-secret"}, **parts,
+        "resourceType": "App",
+        "apiVersion": 1,
+        "type": "app",
+        "id": app_id,
+        "endpoint": {"url": url, "type": "http-rpc", "secret": "app-secret"},
+        **parts,
     }
 
 
@@ -58,17 +62,22 @@ def sync_op(uid: str) -> dict[str, Any]:
     """`POST /ChangesInfo/<id>/$sync` and `POST /$sync-<uid>`."""
     return {
         f"POST.app.sync_one.{uid}": {
-            "method": "POST", "path": [f"ChangesInfo{uid}", {"name": "id"}, "$sync"]},
+            "method": "POST",
+            "path": [f"ChangesInfo{uid}", {"name": "id"}, "$sync"],
+        },
         f"POST.app.sync_all.{uid}": {"method": "POST", "path": [f"$sync-{uid}"]},
     }
 
 
 async def test_operation_forwarded_with_documented_body(box, fake_app, uid):
-    reg = await box.put(f"/App/app-{uid}", manifest(f"app-{uid}", fake_app.url,
-                                                    operations=sync_op(uid)))
+    reg = await box.put(
+        f"/App/app-{uid}", manifest(f"app-{uid}", fake_app.url, operations=sync_op(uid))
+    )
     assert reg.status in (200, 201), reg.body
     answer = await box.request(
-        "POST", f"/ChangesInfo{uid}/abc/$sync", json={"resourceType": "Parameters"},
+        "POST",
+        f"/ChangesInfo{uid}/abc/$sync",
+        json={"resourceType": "Parameters"},
         params={"dry": "1"},
     )
     assert answer.status == 202
@@ -103,10 +112,17 @@ async def test_root_path_operation_and_reregistration_replaces_routes(box, fake_
 async def test_operation_policy_client_without_policy_403_public_allowed(box, fake_app, uid):
     ops = sync_op(uid)
     public_op = f"POST.app.sync_all.{uid}"
-    policies = {"AccessPolicy": {f"app-{uid}-endpoint": {
-        "engine": "allow", "link": [{"resourceType": "Operation", "id": public_op}]}}}
-    reg = await box.put(f"/App/app-{uid}", manifest(f"app-{uid}", fake_app.url, operations=ops,
-                                                    resources=policies))
+    policies = {
+        "AccessPolicy": {
+            f"app-{uid}-endpoint": {
+                "engine": "allow",
+                "link": [{"resourceType": "Operation", "id": public_op}],
+            }
+        }
+    }
+    reg = await box.put(
+        f"/App/app-{uid}", manifest(f"app-{uid}", fake_app.url, operations=ops, resources=policies)
+    )
     assert reg.status in (200, 201), reg.body
     await box.put(f"/Client/c-{uid}", {"secret": "pw", "grant_types": ["basic"]})
     client = (f"c-{uid}", "pw")
@@ -122,16 +138,20 @@ async def test_operation_policy_client_without_policy_403_public_allowed(box, fa
 
 @pytest.mark.emulator_only
 async def test_unreachable_app_is_5xx_outcome(box, uid):
-    await box.put(f"/App/app-{uid}", manifest(f"app-{uid}", "http://127.0.0.1:9/aidbox",
-                                              operations=sync_op(uid)))
+    await box.put(
+        f"/App/app-{uid}",
+        manifest(f"app-{uid}", "http://127.0.0.1:9/aidbox", operations=sync_op(uid)),
+    )
     answer = await box.request("POST", f"/$sync-{uid}")
     assert 500 <= answer.status < 600
     assert answer.body["resourceType"] == "OperationOutcome"
 
 
 async def test_subscription_delivered_after_commit(box, fake_app, uid):
-    await box.put(f"/App/app-{uid}", manifest(
-        f"app-{uid}", fake_app.url, subscriptions={"Patient": {"handler": "on_patient"}}))
+    await box.put(
+        f"/App/app-{uid}",
+        manifest(f"app-{uid}", fake_app.url, subscriptions={"Patient": {"handler": "on_patient"}}),
+    )
     created = await box.put(f"/Patient/p-{uid}", {"active": True})
     await box.put(f"/Patient/p-{uid}", {"active": False})
     events = []
@@ -164,8 +184,10 @@ async def test_subscription_retried_until_app_accepts(box, uid):
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     url = f"http://127.0.0.1:{runner.addresses[0][1]}/aidbox"
     try:
-        await box.put(f"/App/app-{uid}", manifest(
-            f"app-{uid}", url, subscriptions={"Patient": {"handler": "h"}}))
+        await box.put(
+            f"/App/app-{uid}",
+            manifest(f"app-{uid}", url, subscriptions={"Patient": {"handler": "h"}}),
+        )
         await box.put(f"/Patient/p-{uid}", {})
         await box.emulator.deliveries_idle()
         assert len(attempts) == 3

@@ -18,13 +18,16 @@ def bundle(kind: str, *entries):
 
 async def test_entries_run_in_given_order_each_a_version(box, uid):
     # "Multiple resources with the same id": processed in order, history per entry.
-    answer = await box.post("/", bundle(
-        "transaction",
-        entry("PUT", f"/Patient/b-{uid}", {"birthDate": "2021-01-01"}),
-        entry("PUT", f"/Patient/b-{uid}", {"birthDate": "2021-01-02"}),
-        entry("DELETE", f"/Patient/b-{uid}"),
-        entry("PUT", f"/Patient/b-{uid}", {"birthDate": "2021-01-03"}),
-    ))
+    answer = await box.post(
+        "/",
+        bundle(
+            "transaction",
+            entry("PUT", f"/Patient/b-{uid}", {"birthDate": "2021-01-01"}),
+            entry("PUT", f"/Patient/b-{uid}", {"birthDate": "2021-01-02"}),
+            entry("DELETE", f"/Patient/b-{uid}"),
+            entry("PUT", f"/Patient/b-{uid}", {"birthDate": "2021-01-03"}),
+        ),
+    )
     assert answer.status == 200, answer.body
     assert answer.body["type"] == "transaction-response"
     statuses = [e["response"]["status"] for e in answer.body["entry"]]
@@ -36,29 +39,45 @@ async def test_entries_run_in_given_order_each_a_version(box, uid):
 
 
 async def test_transaction_rolls_back_and_answers_first_error(box, uid):
-    answer = await box.post("/", bundle(
-        "transaction",
-        entry("PUT", f"/Patient/ok-{uid}", {"active": True}),
-        entry("POST", "/Observation", {
-            "status": "final", "code": {"text": "x"},
-            "subject": {"resourceType": "Patient", "id": f"missing-{uid}"},
-        }),
-    ))
+    answer = await box.post(
+        "/",
+        bundle(
+            "transaction",
+            entry("PUT", f"/Patient/ok-{uid}", {"active": True}),
+            entry(
+                "POST",
+                "/Observation",
+                {
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"resourceType": "Patient", "id": f"missing-{uid}"},
+                },
+            ),
+        ),
+    )
     assert answer.status == 422
     assert answer.body["resourceType"] == "OperationOutcome"
     assert (await box.get(f"/Patient/ok-{uid}")).status == 404
 
 
 async def test_batch_goes_on_after_a_failing_entry(box, uid):
-    answer = await box.post("/", bundle(
-        "batch",
-        entry("PUT", f"/Patient/a-{uid}", {"active": True}),
-        entry("PUT", f"/Observation/o-{uid}", {
-            "status": "final", "code": {"text": "x"},
-            "subject": {"resourceType": "Patient", "id": f"missing-{uid}"},
-        }),
-        entry("PUT", f"/Patient/c-{uid}", {"active": True}),
-    ))
+    answer = await box.post(
+        "/",
+        bundle(
+            "batch",
+            entry("PUT", f"/Patient/a-{uid}", {"active": True}),
+            entry(
+                "PUT",
+                f"/Observation/o-{uid}",
+                {
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"resourceType": "Patient", "id": f"missing-{uid}"},
+                },
+            ),
+            entry("PUT", f"/Patient/c-{uid}", {"active": True}),
+        ),
+    )
     assert answer.status == 200
     assert answer.body["type"] == "batch-response"
     statuses = [e["response"]["status"][:3] for e in answer.body["entry"]]
@@ -69,10 +88,15 @@ async def test_batch_goes_on_after_a_failing_entry(box, uid):
 async def test_reference_to_missing_resource_is_422_with_expression(box, uid):
     # modules/profiling-and-validation/
     #   skip-validation-of-references-in-resource-using-request-header.md
-    answer = await box.put(f"/fhir/Observation/o-{uid}", {
-        "resourceType": "Observation", "status": "final", "code": {"text": "x"},
-        "subject": {"reference": f"Patient/nope-{uid}"},
-    })
+    answer = await box.put(
+        f"/fhir/Observation/o-{uid}",
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": f"Patient/nope-{uid}"},
+        },
+    )
     assert answer.status == 422
     issue = answer.body["issue"][0]
     assert issue["expression"] == ["Observation.subject"]
@@ -82,63 +106,99 @@ async def test_reference_to_missing_resource_is_422_with_expression(box, uid):
 async def test_reference_check_skipped_by_header_and_for_absolute_urls(box, uid):
     skipped = await box.put(
         f"/Observation/s-{uid}",
-        {"status": "final", "code": {"text": "x"},
-         "subject": {"resourceType": "Patient", "id": f"nope-{uid}"}},
+        {
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"resourceType": "Patient", "id": f"nope-{uid}"},
+        },
         headers={"aidbox-validation-skip": "reference"},
     )
     assert skipped.status == 201
-    absolute = await box.put(f"/fhir/Observation/a-{uid}", {
-        "resourceType": "Observation", "status": "final", "code": {"text": "x"},
-        "subject": {"reference": f"http://elsewhere.example/fhir/Patient/{uid}"},
-    })
+    absolute = await box.put(
+        f"/fhir/Observation/a-{uid}",
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": f"http://elsewhere.example/fhir/Patient/{uid}"},
+        },
+    )
     assert absolute.status == 201
 
 
 async def test_reference_to_earlier_entry_of_same_bundle_is_valid(box, uid):
-    answer = await box.post("/", bundle(
-        "transaction",
-        entry("PUT", f"/Patient/p-{uid}", {"active": True}),
-        entry("PUT", f"/Observation/o-{uid}", {
-            "status": "final", "code": {"text": "x"},
-            "subject": {"resourceType": "Patient", "id": f"p-{uid}"},
-        }),
-    ))
+    answer = await box.post(
+        "/",
+        bundle(
+            "transaction",
+            entry("PUT", f"/Patient/p-{uid}", {"active": True}),
+            entry(
+                "PUT",
+                f"/Observation/o-{uid}",
+                {
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"resourceType": "Patient", "id": f"p-{uid}"},
+                },
+            ),
+        ),
+    )
     assert answer.status == 200, answer.body
 
 
 async def test_reference_to_later_entry_is_422(box, uid):
-    answer = await box.post("/", bundle(
-        "transaction",
-        entry("PUT", f"/Observation/o-{uid}", {
-            "status": "final", "code": {"text": "x"},
-            "subject": {"resourceType": "Patient", "id": f"p-{uid}"},
-        }),
-        entry("PUT", f"/Patient/p-{uid}", {"active": True}),
-    ))
+    answer = await box.post(
+        "/",
+        bundle(
+            "transaction",
+            entry(
+                "PUT",
+                f"/Observation/o-{uid}",
+                {
+                    "status": "final",
+                    "code": {"text": "x"},
+                    "subject": {"resourceType": "Patient", "id": f"p-{uid}"},
+                },
+            ),
+            entry("PUT", f"/Patient/p-{uid}", {"active": True}),
+        ),
+    )
     assert answer.status == 422
 
 
 async def test_urn_uuid_full_urls_resolved_in_fhir_transaction(box, uid):
     # api/batch-transaction.md, "Using references"
     urn = f"urn:uuid:{uid}-0000-4000-8000-000000000000"
-    answer = await box.post("/fhir", bundle(
-        "transaction",
-        entry("POST", "/Patient", {
-            "resourceType": "Patient", "managingOrganization": {"reference": urn},
-        }),
-        entry("POST", "/Organization", {"resourceType": "Organization", "name": uid},
-              fullUrl=urn),
-    ))
+    answer = await box.post(
+        "/fhir",
+        bundle(
+            "transaction",
+            entry(
+                "POST",
+                "/Patient",
+                {
+                    "resourceType": "Patient",
+                    "managingOrganization": {"reference": urn},
+                },
+            ),
+            entry(
+                "POST", "/Organization", {"resourceType": "Organization", "name": uid}, fullUrl=urn
+            ),
+        ),
+    )
     assert answer.status == 200, answer.body
     patient, org = (e["resource"] for e in answer.body["entry"])
     assert patient["managingOrganization"] == {"reference": f"Organization/{org['id']}"}
 
 
 async def test_fhir_transaction_converts_entries(box, uid):
-    answer = await box.post("/fhir", bundle(
-        "transaction",
-        entry("PUT", f"Patient/p-{uid}", {"resourceType": "Patient", "deceasedBoolean": False}),
-    ))
+    answer = await box.post(
+        "/fhir",
+        bundle(
+            "transaction",
+            entry("PUT", f"Patient/p-{uid}", {"resourceType": "Patient", "deceasedBoolean": False}),
+        ),
+    )
     assert answer.status == 200
     assert answer.body["entry"][0]["resource"]["deceasedBoolean"] is False
     stored = (await box.get(f"/Patient/p-{uid}")).body
@@ -146,8 +206,11 @@ async def test_fhir_transaction_converts_entries(box, uid):
 
 
 async def test_invalid_bundles_are_outcomes(box):
-    for body in ({"resourceType": "Bundle", "type": "searchset"}, {"resourceType": "Patient"},
-                 {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": {}}]}):
+    for body in (
+        {"resourceType": "Bundle", "type": "searchset"},
+        {"resourceType": "Patient"},
+        {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": {}}]},
+    ):
         answer = await box.post("/", body)
         assert answer.status in (400, 422), body
         assert answer.body["resourceType"] == "OperationOutcome"
@@ -160,8 +223,8 @@ async def test_db_migrations_direct_and_as_bundle_entry(box, uid):
     assert first.status == 200 and first.body == [migration]
     assert (await box.post("/db/migrations", [migration])).body == []
     second = {"id": f"n-{uid}", "sql": f"INSERT INTO mig_{uid} VALUES (1)"}
-    answer = await box.post("/", bundle(
-        "transaction", entry("POST", "/db/migrations", [migration, second])
-    ))
+    answer = await box.post(
+        "/", bundle("transaction", entry("POST", "/db/migrations", [migration, second]))
+    )
     assert answer.status == 200, answer.body
     assert answer.body["entry"][0]["resource"] == [second]

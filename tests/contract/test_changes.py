@@ -17,7 +17,8 @@ async def test_version_and_changes_since(box, uid):
     assert answer.status == 200
     mine = [c for c in answer.body["changes"] if c["resource"]["id"].endswith(uid)]
     assert [(c["event"], c["resource"]["id"]) for c in mine] == [
-        ("created", f"a-{uid}"), ("created", f"b-{uid}")
+        ("created", f"a-{uid}"),
+        ("created", f"b-{uid}"),
     ]
     assert answer.body["version"] == head
 
@@ -39,7 +40,9 @@ async def test_window_lo_exclusive_hi_inclusive(box, uid):
     assert answer.body["version"] == v[1]
     full = await box.get("/Patient/$changes", params={"version": f"{start},{v[2]}"})
     assert [c["resource"]["id"] for c in full.body["changes"]][-3:] == [
-        f"a-{uid}", f"b-{uid}", f"c-{uid}"
+        f"a-{uid}",
+        f"b-{uid}",
+        f"c-{uid}",
     ]
 
 
@@ -62,8 +65,9 @@ async def test_count_and_page(box, uid):
         await box.put(f"/Patient/p{i}-{uid}", {})
     seen, page = [], 1
     while True:
-        answer = await box.get("/Patient/$changes", params={
-            "version": str(start), "_count": "2", "_page": str(page)})
+        answer = await box.get(
+            "/Patient/$changes", params={"version": str(start), "_count": "2", "_page": str(page)}
+        )
         if answer.status == 304 or not answer.body.get("changes"):
             break
         seen += [c["resource"]["id"] for c in answer.body["changes"]]
@@ -74,13 +78,20 @@ async def test_count_and_page(box, uid):
 async def test_fhir_true_converts_resources(box, uid):
     await box.put(f"/Patient/p-{uid}", {})
     start = await box.version("Observation")
-    await box.put(f"/Observation/o-{uid}", {
-        "status": "final", "code": {"text": "x"}, "value": {"string": "v"},
-        "subject": {"resourceType": "Patient", "id": f"p-{uid}"}})
+    await box.put(
+        f"/Observation/o-{uid}",
+        {
+            "status": "final",
+            "code": {"text": "x"},
+            "value": {"string": "v"},
+            "subject": {"resourceType": "Patient", "id": f"p-{uid}"},
+        },
+    )
     plain = await box.get(f"/Observation/o-{uid}/$changes", params={"version": str(start)})
     assert plain.body["changes"][0]["resource"]["value"] == {"string": "v"}
-    fhir = await box.get(f"/Observation/o-{uid}/$changes",
-                         params={"version": str(start), "fhir": "true"})
+    fhir = await box.get(
+        f"/Observation/o-{uid}/$changes", params={"version": str(start), "fhir": "true"}
+    )
     resource = fhir.body["changes"][0]["resource"]
     assert resource["valueString"] == "v"
     assert resource["subject"] == {"reference": f"Patient/p-{uid}"}
@@ -121,9 +132,7 @@ async def test_late_commit_race_is_real(box, uid):
     assert after.status == 304
     # ... while re-reading the window (T-1, T+1] does.
     window = await box.get("/Patient/$changes", params={"version": f"{t - 1},{t + 1}"})
-    assert [c["resource"]["id"] for c in window.body["changes"]] == [
-        f"slow-{uid}", f"fast-{uid}"
-    ]
+    assert [c["resource"]["id"] for c in window.body["changes"]] == [f"slow-{uid}", f"fast-{uid}"]
 
 
 @pytest.mark.emulator_only

@@ -10,23 +10,36 @@ def schema(name: str) -> dict[str, Any]:
     """A FHIRSchema like the App's ChangesInfo: required, primitives, enum, backbone, array."""
     return {
         "resourceType": "FHIRSchema",
-        "id": name, "name": name, "type": name,
+        "id": name,
+        "name": name,
+        "type": name,
         "url": f"http://aidbox-sync.test/{name}",
-        "base": "DomainResource", "kind": "resource", "derivation": "specialization",
+        "base": "DomainResource",
+        "kind": "resource",
+        "derivation": "specialization",
         "required": ["resourceType", "direction"],
         "elements": {
             "resourceType": {"type": "string", "scalar": True},
             "direction": {
-                "type": "code", "scalar": True,
-                "constraints": {"dir-enum": {
-                    "expression": "%context='push' or %context='pull'", "severity": "error"}},
+                "type": "code",
+                "scalar": True,
+                "constraints": {
+                    "dir-enum": {
+                        "expression": "%context='push' or %context='pull'",
+                        "severity": "error",
+                    }
+                },
             },
             "version": {"type": "integer", "scalar": True},
             "lastStarted": {"type": "dateTime", "scalar": True},
             "counts": {
-                "type": "BackboneElement", "scalar": True, "required": ["sent"],
-                "elements": {"sent": {"type": "integer", "scalar": True},
-                             "failed": {"type": "integer", "scalar": True}},
+                "type": "BackboneElement",
+                "scalar": True,
+                "required": ["sent"],
+                "elements": {
+                    "sent": {"type": "integer", "scalar": True},
+                    "failed": {"type": "integer", "scalar": True},
+                },
             },
             "tags": {"type": "string", "array": True},
             "owner": {"type": "Reference", "scalar": True, "refers": ["Organization"]},
@@ -44,14 +57,20 @@ async def _define(box, uid) -> str:
 async def test_fhirschema_defines_a_served_type(box, uid):
     name = await _define(box, uid)
     assert name in (await box.get("/$resource-types")).body
-    good = {"resourceType": name, "direction": "push", "version": 3,
-            "lastStarted": "2025-01-02T03:04:05Z", "counts": {"sent": 1, "failed": 0},
-            "tags": ["a", "b"]}
+    good = {
+        "resourceType": name,
+        "direction": "push",
+        "version": 3,
+        "lastStarted": "2025-01-02T03:04:05Z",
+        "counts": {"sent": 1, "failed": 0},
+        "tags": ["a", "b"],
+    }
     created = await box.put(f"/{name}/one", good)
     assert created.status == 201, created.body
     assert (await box.get(f"/{name}/one")).body["counts"] == {"sent": 1, "failed": 0}
     assert (await box.get(f"/{name}/$changes")).body["version"] >= int(
-        created.body["meta"]["versionId"])
+        created.body["meta"]["versionId"]
+    )
     found = await box.get(f"/{name}", params={"_id": "one"})
     assert found.body["total"] == 1
 
@@ -80,9 +99,14 @@ async def test_instances_are_validated(box, uid):
 
 async def test_references_from_custom_resources_are_checked(box, uid):
     name = await _define(box, uid)
-    answer = await box.post(f"/{name}", {
-        "resourceType": name, "direction": "push",
-        "owner": {"resourceType": "Organization", "id": f"none-{uid}"}})
+    answer = await box.post(
+        f"/{name}",
+        {
+            "resourceType": name,
+            "direction": "push",
+            "owner": {"resourceType": "Organization", "id": f"none-{uid}"},
+        },
+    )
     assert answer.status == 422
     assert answer.body["issue"][0]["expression"] == [f"{name}.owner"]
 

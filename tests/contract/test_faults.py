@@ -36,8 +36,14 @@ async def test_dropped_connection_gets_no_response(box, uid):
 async def test_serialization_failures_then_success(box, uid):
     box.emulator.faults.serialization_failures(2)
     first = await box.put(f"/Patient/x-{uid}", {})
-    second = await box.post("/", {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"request": {"method": "PUT", "url": f"/Patient/x-{uid}"}, "resource": {}}]})
+    second = await box.post(
+        "/",
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [{"request": {"method": "PUT", "url": f"/Patient/x-{uid}"}, "resource": {}}],
+        },
+    )
     assert (first.status, second.status) == (412, 412)
     assert first.body["issue"][0]["code"] == "conflict"
     assert (await box.put(f"/Patient/x-{uid}", {})).status == 201
@@ -48,9 +54,17 @@ async def test_reject_makes_writes_of_a_resource_422(box, uid):
     bad = await box.put(f"/Patient/bad-{uid}", {})
     assert bad.status == 422 and bad.body["issue"][0]["diagnostics"] == "global says no"
     assert (await box.put(f"/Patient/good-{uid}", {})).status == 201
-    batch = await box.post("/", {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"request": {"method": "PUT", "url": f"/Patient/bad-{uid}"}, "resource": {}},
-        {"request": {"method": "PUT", "url": f"/Patient/ok-{uid}"}, "resource": {}}]})
+    batch = await box.post(
+        "/",
+        {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {"request": {"method": "PUT", "url": f"/Patient/bad-{uid}"}, "resource": {}},
+                {"request": {"method": "PUT", "url": f"/Patient/ok-{uid}"}, "resource": {}},
+            ],
+        },
+    )
     assert [e["response"]["status"] for e in batch.body["entry"]] == ["422", "201"]
 
 

@@ -8,14 +8,17 @@ from aidbox_python_sdk.db_migrations import sdk_migrations
 
 async def test_psql_rows_and_execute(box, uid):
     await box.put(f"/Patient/q-{uid}", {"gender": "male"})
-    rows = await box.post("/$psql", {
-        "query": f"SELECT id, resource->>'gender' AS g FROM patient WHERE id = 'q-{uid}'"})
+    rows = await box.post(
+        "/$psql",
+        {"query": f"SELECT id, resource->>'gender' AS g FROM patient WHERE id = 'q-{uid}'"},
+    )
     assert rows.status == 200
     assert parse_psql_response(rows.body) == [[{"id": f"q-{uid}", "g": "male"}]]
     txid = await box.post("/$psql", {"query": "SELECT last_value FROM transaction_id_seq;"})
     assert parse_psql_response(txid.body)[0][0]["last_value"] >= 1
-    executed = await box.post("/$psql", {"query": f"CREATE TABLE t_{uid} (x int)"},
-                              params={"execute": "true"})
+    executed = await box.post(
+        "/$psql", {"query": f"CREATE TABLE t_{uid} (x int)"}, params={"execute": "true"}
+    )
     assert executed.status == 200 and executed.body["status"] == "success"
 
 
@@ -27,8 +30,10 @@ async def test_psql_error_is_reported(box):
 
 async def test_psql_is_root_only(box, uid):
     await box.put(f"/Client/c-{uid}", {"secret": "pw", "grant_types": ["basic"]})
-    await box.put(f"/AccessPolicy/ap-{uid}", {
-        "engine": "allow", "link": [{"resourceType": "Client", "id": f"c-{uid}"}]})
+    await box.put(
+        f"/AccessPolicy/ap-{uid}",
+        {"engine": "allow", "link": [{"resourceType": "Client", "id": f"c-{uid}"}]},
+    )
     answer = await box.post("/$psql", {"query": "SELECT 1"}, auth=(f"c-{uid}", "pw"))
     assert answer.status == 403
 
@@ -36,11 +41,15 @@ async def test_psql_is_root_only(box, uid):
 async def test_sdk_drop_before_all_runs_on_the_schema(box, uid):
     # The SDK installs it through /db/migrations and its safe_db fixture calls it via $psql.
     await box.post("/db/migrations", sdk_migrations)
-    before = parse_psql_response((await box.post(
-        "/$psql", {"query": "SELECT last_value FROM transaction_id_seq"})).body)[0][0]
+    before = parse_psql_response(
+        (await box.post("/$psql", {"query": "SELECT last_value FROM transaction_id_seq"})).body
+    )[0][0]
     await box.put(f"/Patient/keep-{uid}", {})
     await box.put(f"/Patient/keep-{uid}", {"active": True})
-    dropped = await box.post("/$psql", {
-        "query": f"SELECT drop_before_all({before['last_value']});"}, params={"execute": "true"})
+    dropped = await box.post(
+        "/$psql",
+        {"query": f"SELECT drop_before_all({before['last_value']});"},
+        params={"execute": "true"},
+    )
     assert dropped.body["status"] == "success", dropped.body
     assert (await box.get(f"/Patient/keep-{uid}")).status in (404, 410)

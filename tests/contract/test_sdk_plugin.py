@@ -40,10 +40,23 @@ async def test_sdk_pytest_plugin_fixtures_work(box):
         "PYTHONPATH": str(PROJECT),
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pytest", "-q", "-p", "aidbox_python_sdk.pytest_plugin",
-        "-p", "no:cacheprovider", "-c", str(PROJECT / "pytest.ini"), "--rootdir", str(PROJECT),
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "aidbox_python_sdk.pytest_plugin",
+        "-p",
+        "no:cacheprovider",
+        "-c",
+        str(PROJECT / "pytest.ini"),
+        "--rootdir",
         str(PROJECT),
-        cwd=PROJECT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        str(PROJECT),
+        cwd=PROJECT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(proc.communicate(), timeout=100)
     text = output.decode(errors="replace")

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 async def _seed(box, uid, n=5):
     for i in range(n):
-        await box.put(f"/Patient/s{i}-{uid}", {
-            "gender": "male" if i % 2 else "female",
-            "identifier": [{"system": "urn:s", "value": f"{uid}-{i}"}],
-        })
+        await box.put(
+            f"/Patient/s{i}-{uid}",
+            {
+                "gender": "male" if i % 2 else "female",
+                "identifier": [{"system": "urn:s", "value": f"{uid}-{i}"}],
+            },
+        )
 
 
 async def test_search_by_id_list_count_page_sort(box, uid):
@@ -19,8 +22,9 @@ async def test_search_by_id_list_count_page_sort(box, uid):
     assert page1.body["resourceType"] == "Bundle" and page1.body["type"] == "searchset"
     assert page1.body["total"] == 5
     assert [e["resource"]["id"] for e in page1.body["entry"]] == [f"s4-{uid}", f"s3-{uid}"]
-    page3 = await box.get("/Patient", params={"_id": ids, "_count": "2", "_sort": "-id",
-                                              "_page": "3"})
+    page3 = await box.get(
+        "/Patient", params={"_id": ids, "_count": "2", "_sort": "-id", "_page": "3"}
+    )
     assert [e["resource"]["id"] for e in page3.body["entry"]] == [f"s0-{uid}"]
 
 
@@ -29,16 +33,19 @@ async def test_search_identifier_elements_and_equality(box, uid):
     found = await box.get("/Patient", params={"identifier": f"urn:s|{uid}-3", "_elements": "id"})
     assert [e["resource"]["id"] for e in found.body["entry"]] == [f"s3-{uid}"]
     assert "gender" not in found.body["entry"][0]["resource"]
-    males = await box.get("/Patient", params={"_id": ",".join(f"s{i}-{uid}" for i in range(5)),
-                                              "gender": "male"})
+    males = await box.get(
+        "/Patient", params={"_id": ",".join(f"s{i}-{uid}" for i in range(5)), "gender": "male"}
+    )
     assert males.body["total"] == 2
 
 
 async def test_sort_by_last_updated(box, uid):
     await _seed(box, uid, 3)
     await box.put(f"/Patient/s0-{uid}", {"gender": "other"})
-    answer = await box.get("/Patient", params={"_id": ",".join(f"s{i}-{uid}" for i in range(3)),
-                                               "_sort": "-_lastUpdated"})
+    answer = await box.get(
+        "/Patient",
+        params={"_id": ",".join(f"s{i}-{uid}" for i in range(3)), "_sort": "-_lastUpdated"},
+    )
     assert answer.body["entry"][0]["resource"]["id"] == f"s0-{uid}"
 
 

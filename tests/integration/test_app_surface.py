@@ -61,6 +61,7 @@ async def test_operations_are_routed_through_aidbox_to_the_app(
     streams = {s["stream"]: s for s in status.body["streams"]}
     assert streams["push-Patient"]["checkpoint"] == 0
     assert status.body["configuration"] == {"profile": "safe-harbor", "error": None}
+    assert status.body["watermark"]["waiting"] is False
 
     synced = await local_root.call("POST", "/ChangesInfo/push-Patient/$sync")
     assert [s["stream"] for s in synced.body["streams"]] == ["push-Patient"]
