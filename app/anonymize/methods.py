@@ -25,7 +25,43 @@ class _Drop:
 
 DROP: Final = _Drop()
 
-_QUANTITY_KEYS: Final = ("unit", "system", "code")
+# What an Age keeps besides its value: UCUM codes of time units, and the usual unit words.
+# Quantity.unit is free text, so any other unit (or a non-UCUM system) is dropped: default-deny.
+_UCUM: Final = "http://unitsofmeasure.org"
+_AGE_CODES: Final = frozenset({"a", "mo", "wk", "d", "h", "min"})
+_AGE_UNITS: Final = frozenset(
+    {
+        "a",
+        "yr",
+        "year",
+        "years",
+        "mo",
+        "month",
+        "months",
+        "wk",
+        "week",
+        "weeks",
+        "d",
+        "day",
+        "days",
+        "h",
+        "hour",
+        "hours",
+        "min",
+        "minute",
+        "minutes",
+    }
+)
+
+
+def _age_units(quantity: dict[str, Any]) -> dict[str, str]:
+    kept: dict[str, str] = {}
+    unit = quantity.get("unit")
+    if isinstance(unit, str) and unit.strip().lower() in _AGE_UNITS:
+        kept["unit"] = unit
+    if quantity.get("system") == _UCUM and quantity.get("code") in _AGE_CODES:
+        kept["system"], kept["code"] = _UCUM, quantity["code"]
+    return kept
 
 
 def keep(value: Any) -> Any:
@@ -89,7 +125,8 @@ def age(value: Any, max_age: int, today: date) -> Any:
 
     - a number above ``max_age`` becomes ``max_age + 1`` (the single "90 or older" category);
     - a Quantity/Age (a dict with a numeric ``value``) is capped the same way and gets
-      ``comparator: ">="``; its unit, system and code are kept, anything else dropped;
+      ``comparator: ">="``; it keeps a time unit (UCUM code, or a unit word such as "years"),
+      anything else is dropped;
     - a date becomes its year, or is removed entirely when the person may be older than
       ``max_age`` today (``today.year - year > max_age``: the year alone would then be "indicative
       of such age", §164.514(b)(2)(i)(C)).
@@ -102,7 +139,7 @@ def age(value: Any, max_age: int, today: date) -> Any:
         number = value.get("value")
         if isinstance(number, bool) or not isinstance(number, int | float):
             return DROP
-        capped = {k: value[k] for k in _QUANTITY_KEYS if isinstance(value.get(k), str)}
+        capped: dict[str, Any] = _age_units(value)
         if number > max_age:
             capped["value"] = max_age + 1
             capped["comparator"] = ">="

@@ -70,6 +70,17 @@ def latest_per_resource(changes: list[Change]) -> list[Change]:
     return sorted(latest.values(), key=lambda c: c.version)
 
 
+async def current_state(
+    client: AidboxClient, resource_type: str, resource_id: str
+) -> Change | None:
+    """A resource's current state in the clinic as an update, or None if it is gone."""
+    resp = await client.call("GET", f"/{resource_type}/{resource_id}", accept=(404, 410))
+    if resp.status != 200:
+        return None
+    version = int((resp.body.get("meta") or {}).get("versionId") or 0)
+    return Change("updated", resource_type, resource_id, version, resp.body)
+
+
 class ChangeFeed:
     """Changes of one resource type in the local Aidbox."""
 
@@ -113,11 +124,9 @@ class ChangeFeed:
 
     async def _current(self, resource_id: str, upper: int) -> Change:
         """The resource's state now, as a change (a delete if it is gone)."""
-        path = f"/{self.resource_type}/{resource_id}"
-        resp = await self._client.call("GET", path, accept=(404, 410))
-        if resp.status == 200:
-            version = int((resp.body.get("meta") or {}).get("versionId") or upper)
-            return Change("updated", self.resource_type, resource_id, version, resp.body)
+        change = await current_state(self._client, self.resource_type, resource_id)
+        if change is not None:
+            return change
         stub = {"resourceType": self.resource_type, "id": resource_id}
         return Change("deleted", self.resource_type, resource_id, upper, stub)
 

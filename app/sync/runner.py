@@ -21,14 +21,16 @@ from app.anonymize import PseudonymKey
 from app.model import ChangesInfo, Direction, StreamConfig
 from app.sync.checkpoint import CheckpointStore
 from app.sync.config import ConfigSource
-from app.sync.feed import Change, ChangeFeed
+from app.sync.feed import Change, ChangeFeed, current_state
 from app.sync.metrics import SyncMetrics
 from app.sync.sent import SentCache
 from app.sync.sink import DependencyResolver, GlobalSink
-from app.sync.stream import Limits, PushStream, RunSummary
+from app.sync.stream import Limits, PushStream, RunSummary, failure_reason
 from app.sync.watermark import Watermark
 
 log = logging.getLogger("aidbox_sync.runner")
+
+_FIRST_RECHECK = 0.02  # seconds before looking again at a bound held back by an open transaction
 
 
 class PushService:
@@ -69,11 +71,7 @@ class PushService:
 
     async def read_local(self, resource_type: str, local_id: str) -> Change | None:
         """The clinic's current copy of a resource, as a change (None if gone)."""
-        resp = await self.local.call("GET", f"/{resource_type}/{local_id}", accept=(404, 410))
-        if resp.status != 200:
-            return None
-        version = int((resp.body.get("meta") or {}).get("versionId") or 0)
-        return Change("updated", resource_type, local_id, version, resp.body)
+        return await current_state(self.local, resource_type, local_id)
 
     def _sink(self, resolve: DependencyResolver) -> GlobalSink:
         return GlobalSink(self.global_, resolve)
@@ -161,6 +159,7 @@ class PushService:
 
     async def run_forever(self) -> None:
         """Background loop: run after each wake-up, or every poll interval."""
+        recheck = _FIRST_RECHECK
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
@@ -168,11 +167,14 @@ class PushService:
             try:
                 await self.sync(wait_settled=False)
             except Exception as exc:  # keep the loop alive; the cause is in status and logs
-                log.error("sync cycle failed: %s: %s", type(exc).__name__, exc)
+                log.error("sync cycle failed: %s", failure_reason(exc))
             if self._watermark.pending:
-                # Some transaction was still open: look again shortly, not a poll later.
+                # A transaction was still open: look again soon, backing off while it lasts.
+                await asyncio.sleep(recheck)
+                recheck = min(recheck * 2, self._poll_interval)
                 self._wake.set()
-                await asyncio.sleep(min(0.05, self._poll_interval))
+            else:
+                recheck = _FIRST_RECHECK
 
     async def reset(self, direction: Direction, resource_type: str, version: int) -> ChangesInfo:
         """Move a stream's checkpoint back to `version` (a replay, e.g. a backfill from 0).

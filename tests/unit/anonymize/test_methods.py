@@ -146,3 +146,11 @@ def test_age_respects_a_custom_cap_and_drops_other_values() -> None:
     assert age("unknown", 89, TODAY) is DROP
     assert age(True, 89, TODAY) is DROP
     assert age({"unit": "a"}, 89, TODAY) is DROP
+
+
+def test_age_keeps_only_time_units_never_free_text() -> None:
+    # Quantity.unit is free text: a unit that is not a time unit may carry anything.
+    assert age({"value": 40, "unit": "Smith"}, 89, TODAY) == {"value": 40}
+    assert age({"value": 40, "system": "urn:local", "code": "a"}, 89, TODAY) == {"value": 40}
+    ucum = {"value": 40, "system": "http://unitsofmeasure.org", "code": "mo", "unit": "months"}
+    assert age(ucum, 89, TODAY) == ucum

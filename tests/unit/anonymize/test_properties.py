@@ -95,8 +95,9 @@ def strings(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, 
 
 
 def normalized(resource_type: str, path: tuple[str, ...]) -> tuple[str, ...]:
-    """Questionnaire items nest: a path inside the innermost item, as the profile sees it."""
-    if resource_type == "QuestionnaireResponse" and "item" in path:
+    """Questionnaire items nest: a path inside the innermost item, as the profile sees it.
+    Only paths that start at the response's items are items; an `item` key elsewhere is not."""
+    if resource_type == "QuestionnaireResponse" and path[:1] == ("item",):
         last = len(path) - 1 - path[::-1].index("item")
         return path[last:]
     return path
