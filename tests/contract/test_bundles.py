@@ -228,3 +228,34 @@ async def test_db_migrations_direct_and_as_bundle_entry(box, uid):
     )
     assert answer.status == 200, answer.body
     assert answer.body["entry"][0]["resource"] == [second]
+
+
+async def test_conditional_create_entry_answers_201_then_200_and_keeps_the_first(box, uid):
+    # The SDK's seed form (sdk.py create_seed_resources) inside a transaction; the App pushes a
+    # referenced resource this way so that it never overwrites a newer state (app/sync/sink.py).
+    pid = f"cc-{uid}"
+    first = await box.post(
+        "/",
+        bundle("transaction", entry("POST", f"/Patient?_id={pid}", {"id": pid, "gender": "male"})),
+    )
+    assert first.body["entry"][0]["response"]["status"].startswith("201")
+    second = await box.post(
+        "/",
+        bundle(
+            "transaction", entry("POST", f"/Patient?_id={pid}", {"id": pid, "gender": "female"})
+        ),
+    )
+    assert second.body["entry"][0]["response"]["status"].startswith("200")
+    assert (await box.get(f"/Patient/{pid}")).body["gender"] == "male"
+
+
+async def test_isolation_level_can_be_lowered_per_request(box, uid):
+    # api/batch-transaction.md: x-max-isolation-level read-committed | repeatable-read |
+    # serializable (default serializable).
+    for level in ("read-committed", "repeatable-read", "serializable"):
+        answer = await box.put(
+            f"/Patient/iso-{level}-{uid}",
+            {"active": True},
+            headers={"x-max-isolation-level": level},
+        )
+        assert answer.status == 201, answer.body
