@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 from collections.abc import AsyncIterator
 
@@ -51,6 +52,9 @@ def _push_service(settings: AppSettings, own: AidboxClient) -> PushService:
         poll_interval=settings.poll_interval,
         concurrency=settings.concurrency,
         settle_timeout=settings.settle_timeout,
+        # Stable across restarts of the same service (same host, same URL), so a restarted
+        # service resumes its own streams at once; a second service gets another name.
+        owner=f"{socket.gethostname()} {settings.app_url}",
     )
 
 

@@ -49,6 +49,13 @@ class LastError(BaseModel):
     message: str
 
 
+class Lease(BaseModel):
+    """Which runner may push a stream, and until when (renewed on every checkpoint)."""
+
+    owner: str
+    until: datetime
+
+
 class ChangesInfo(_Resource):
     """Checkpoint and run facts of one stream; id = `<direction>-<type>`."""
 
@@ -63,6 +70,7 @@ class ChangesInfo(_Resource):
     lastSuccessAt: datetime | None = None
     counters: Counters = Field(default_factory=Counters)
     lastError: LastError | None = None
+    lease: Lease | None = None
     meta: dict | None = Field(None, exclude=True)
 
     @staticmethod

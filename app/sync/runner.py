@@ -45,6 +45,7 @@ class PushService:
         limits: Limits,
         poll_interval: float,
         concurrency: int,
+        owner: str,
         settle_timeout: float = 2.0,
     ) -> None:
         self.local = local
@@ -55,6 +56,7 @@ class PushService:
         self.metrics = SyncMetrics()
         self.wakeups: dict[str, int] = {}
         self._limits = limits
+        self.owner = owner
         self._poll_interval = poll_interval
         self._settle_timeout = settle_timeout
         self._watermark = Watermark(local)
@@ -88,6 +90,7 @@ class PushService:
                 sent=self._sent,
                 read_local=self.read_local,
                 limits=self._limits,
+                owner=self.owner,
             )
         return self._streams[resource_type]
 

@@ -13,11 +13,11 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from app.aidbox.client import AidboxClient, AidboxError, AidboxUnavailable
 from app.anonymize import Plan, PseudonymKey
-from app.model import ChangesInfo, Counters, Direction, LastError
+from app.model import ChangesInfo, Counters, Direction, LastError, Lease
 from app.sync.bundle import Outgoing, Ref, batches, order_by_references
 from app.sync.checkpoint import CheckpointConflict, CheckpointStore
 from app.sync.feed import Change, ChangeFeed, FeedError, latest_per_resource
@@ -37,6 +37,7 @@ class Limits:
 
     max_entries: int = 200
     max_bytes: int = 1_000_000
+    lease_seconds: float = 60.0  # a runner that stops renewing is replaced after this
 
 
 @dataclass
@@ -90,6 +91,7 @@ class PushStream:
         sent: SentCache,
         read_local: LocalReader,
         limits: Limits,
+        owner: str,
     ) -> None:
         self.resource_type = resource_type
         self.id = ChangesInfo.stream_id(Direction.PUSH, resource_type)
@@ -100,6 +102,7 @@ class PushStream:
         self._read_local = read_local
         self._limits = limits
         self._sink_for = sink_for
+        self._owner = owner
         # (checkpoint versionId, bound): nothing unsent up to bound while the checkpoint is
         # unchanged. An edit of the checkpoint (a reset, in the console too) invalidates it.
         self._verified: tuple[str | None, int] = (None, 0)
@@ -114,6 +117,11 @@ class PushStream:
             reason = failure_reason(exc)
             log.error("stream %s: cannot read its checkpoint: %s", self.id, reason)
             return RunSummary(self.id, 0, total, error=reason)
+        held = info.lease
+        if held and held.owner != self._owner and held.until > datetime.now(UTC):
+            # Another process runs this stream (DESIGN §4.2: one runner per stream).
+            reason = f"held by runner {held.owner} until {held.until.isoformat()}"
+            return RunSummary(self.id, info.version, total, error=reason)
         if info.version < self._saved:
             # Moved back behind this process (a reset in the console): replay even unchanged.
             self._sent.forget_type(self.resource_type)
@@ -170,6 +178,12 @@ class PushStream:
         started = datetime.now(UTC)
 
         async def flush(changes: list[Change], upper: int) -> None:
+            if progress.info.lease is None or progress.info.lease.owner != self._owner:
+                # Claim the stream before the first write to the global: If-Match makes the
+                # claim atomic, so of two runners only one gets here.
+                progress.info = await self._checkpoints.save(
+                    progress.info.model_copy(update={"lease": self._lease()})
+                )
             counters = await self._push(latest_per_resource(changes), plan, key, sink)
             progress.info = await self._advance(progress.info, upper, counters, started)
             progress.total = progress.total.add(counters)
@@ -229,7 +243,8 @@ class PushStream:
         counters = Counters(
             read=len(changes), skipped=len(outgoing) - len(fresh), quarantined=refused
         )
-        for batch in batches(order_by_references(fresh), **self._limits.__dict__):
+        limits = self._limits
+        for batch in batches(order_by_references(fresh), limits.max_entries, limits.max_bytes):
             result = await sink.write(batch)
             for item in result.written:
                 # A conditional create that found the resource there wrote nothing we know of.
@@ -250,6 +265,12 @@ class PushStream:
             )
         return counters
 
+    def _lease(self) -> Lease:
+        return Lease(
+            owner=self._owner,
+            until=datetime.now(UTC) + timedelta(seconds=self._limits.lease_seconds),
+        )
+
     async def _advance(
         self, info: ChangesInfo, version: int, counters: Counters, started: datetime
     ) -> ChangesInfo:
@@ -257,6 +278,7 @@ class PushStream:
         now = datetime.now(UTC)
         updated = info.model_copy(
             update={
+                "lease": self._lease() if info.lease else None,
                 "version": version,
                 "status": "idle",
                 "counters": info.counters.add(counters),

@@ -71,11 +71,10 @@ async def test_cancelled_runner_replays_without_gap_or_duplicate(
 
 
 @contextlib.asynccontextmanager
-async def app_process(local_url: str, global_url: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    """The App as its own OS process; yields once it has registered with the local Aidbox."""
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
+async def app_process(
+    local_url: str, global_url: str, port: int
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The App as its own OS process on `port`; yields once it has registered."""
     env = {
         **os.environ,
         **app_env(local_url, port, global_url=global_url, SYNC_RUNNER_ENABLED="false"),
@@ -112,7 +111,12 @@ async def test_sigkilled_process_replays_without_gap_or_duplicate(
     global_root: AidboxClient,
     step: str,
 ) -> None:
-    async with app_process(local_aidbox.url, global_aidbox.url) as proc:
+    # The restarted service keeps its address, as a restarted deployment does: it is then the
+    # same runner and resumes its streams without waiting for its lease to expire.
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    async with app_process(local_aidbox.url, global_aidbox.url, port) as proc:
         hold = await _hold_at(
             step, local_aidbox, global_aidbox, local_root, lambda: sync(local_root)
         )
@@ -123,5 +127,5 @@ async def test_sigkilled_process_replays_without_gap_or_duplicate(
         hold.release()
         await hold.committed()
         await call  # Aidbox answers the caller with an error: the App is gone
-    async with app_process(local_aidbox.url, global_aidbox.url):
+    async with app_process(local_aidbox.url, global_aidbox.url, port):
         await _assert_converged(local_root, global_root)

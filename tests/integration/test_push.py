@@ -318,3 +318,24 @@ async def test_reset_replays_the_stream_to_the_global(
     replay = await sync(local_root, "/ChangesInfo/push-Patient/$sync")
     assert replay["push-Patient"]["written"] == 2  # sent again, though unchanged
     assert gid in await resources(global_root, "Patient")
+
+
+async def test_a_second_service_for_the_same_clinic_does_not_push_the_same_stream(
+    sync_app: RunningApp,
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    first = await sync_app.service.sync(["Patient"])
+    assert first[0].error is None
+    await local_root.call("PUT", "/Patient/p2", json=patient("p2"))
+    async with running_app(
+        local_aidbox.url, global_url=global_aidbox.url, SYNC_RUNNER_ENABLED="false"
+    ) as second:
+        [refused] = await second.service.sync(["Patient"])
+    assert refused.error and "held by runner" in refused.error
+    assert KEY.resource_id("Patient", "p2") not in await resources(global_root, "Patient")
+    [resumed] = await sync_app.service.sync(["Patient"])  # the holder goes on
+    assert resumed.error is None and resumed.counters.written == 1
