@@ -65,6 +65,14 @@ def failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__} (details withheld: may quote a resource)"
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A batch anonymized and ready to send, with what preparing it counted."""
+
+    outgoing: list[Outgoing]
+    counters: Counters
+
+
 @dataclass
 class _Progress:
     """The last checkpoint a run saved, and what the run did so far."""
@@ -171,20 +179,21 @@ class PushStream:
         last checkpoint saved, also when this raises.
 
         Windows are gathered until a batch is full; while one batch is written (and then
-        checkpointed) the next is read. Batches and checkpoints stay strictly in order. Empty
+        checkpointed) the next is read and anonymized, so the global never waits for the
+        clinic. Writes and checkpoints stay strictly in order, one transaction at a time. Empty
         windows are remembered in memory only: persisting them would itself be a write (a new
         txid) and wake every stream again.
         """
         started = datetime.now(UTC)
 
-        async def flush(changes: list[Change], upper: int) -> None:
+        async def flush(batch: _Prepared, upper: int) -> None:
             if progress.info.lease is None or progress.info.lease.owner != self._owner:
                 # Claim the stream before the first write to the global: If-Match makes the
                 # claim atomic, so of two runners only one gets here.
                 progress.info = await self._checkpoints.save(
                     progress.info.model_copy(update={"lease": self._lease()})
                 )
-            counters = await self._push(latest_per_resource(changes), plan, key, sink)
+            counters = batch.counters.add(await self._write(batch.outgoing, sink))
             progress.info = await self._advance(progress.info, upper, counters, started)
             progress.total = progress.total.add(counters)
 
@@ -196,14 +205,17 @@ class PushStream:
                 pending += changes
                 last_upper = upper
                 if len(pending) >= self._limits.max_entries:
+                    batch = await self._prepare(latest_per_resource(pending), plan, key)
                     if inflight is not None:
                         await inflight
-                    inflight = asyncio.create_task(flush(pending, upper))
+                    inflight = asyncio.create_task(flush(batch, upper))
                     pending = []
             if inflight is not None:
                 await inflight
             if pending:
-                await flush(pending, last_upper)
+                await flush(
+                    await self._prepare(latest_per_resource(pending), plan, key), last_upper
+                )
             if progress.info.status == "failed":
                 progress.info = await self._advance(
                     progress.info, progress.info.version, Counters(), started
@@ -218,9 +230,8 @@ class PushStream:
             if inflight is not None and not inflight.done():
                 inflight.cancel()
 
-    async def _push(
-        self, changes: list[Change], plan: Plan, key: PseudonymKey, sink: GlobalSink
-    ) -> Counters:
+    async def _prepare(self, changes: list[Change], plan: Plan, key: PseudonymKey) -> _Prepared:
+        """Anonymize a batch of changes; one that cannot be anonymized is quarantined."""
         outgoing: list[Outgoing] = []
         refused = 0
         for change in changes:
@@ -239,10 +250,12 @@ class PushStream:
                 )
                 await quarantine(self._local, self.id, change, reason)
                 refused += 1
+        return _Prepared(outgoing, Counters(read=len(changes), quarantined=refused))
+
+    async def _write(self, outgoing: list[Outgoing], sink: GlobalSink) -> Counters:
+        """Send what the global does not hold yet; record what it wrote or refused."""
         fresh = [o for o in outgoing if not self._sent.unchanged(o)]
-        counters = Counters(
-            read=len(changes), skipped=len(outgoing) - len(fresh), quarantined=refused
-        )
+        counters = Counters(skipped=len(outgoing) - len(fresh))
         limits = self._limits
         for batch in batches(order_by_references(fresh), limits.max_entries, limits.max_bytes):
             result = await sink.write(batch)
