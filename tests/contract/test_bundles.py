@@ -11,6 +11,15 @@ def entry(method: str, url: str, resource=None, **extra):
     return e
 
 
+def observation_of(patient_id: str) -> dict:
+    """A minimal Observation whose subject is Patient/<patient_id>."""
+    return {
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"resourceType": "Patient", "id": patient_id},
+    }
+
+
 def bundle(kind: str, *entries):
     """A Bundle of `kind` (batch | transaction)."""
     return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
@@ -47,11 +56,7 @@ async def test_transaction_rolls_back_and_answers_first_error(box, uid):
             entry(
                 "POST",
                 "/Observation",
-                {
-                    "status": "final",
-                    "code": {"text": "x"},
-                    "subject": {"resourceType": "Patient", "id": f"missing-{uid}"},
-                },
+                observation_of(f"missing-{uid}"),
             ),
         ),
     )
@@ -69,11 +74,7 @@ async def test_batch_goes_on_after_a_failing_entry(box, uid):
             entry(
                 "PUT",
                 f"/Observation/o-{uid}",
-                {
-                    "status": "final",
-                    "code": {"text": "x"},
-                    "subject": {"resourceType": "Patient", "id": f"missing-{uid}"},
-                },
+                observation_of(f"missing-{uid}"),
             ),
             entry("PUT", f"/Patient/c-{uid}", {"active": True}),
         ),
@@ -106,11 +107,7 @@ async def test_reference_to_missing_resource_is_422_with_expression(box, uid):
 async def test_reference_check_skipped_by_header_and_for_absolute_urls(box, uid):
     skipped = await box.put(
         f"/Observation/s-{uid}",
-        {
-            "status": "final",
-            "code": {"text": "x"},
-            "subject": {"resourceType": "Patient", "id": f"nope-{uid}"},
-        },
+        observation_of(f"nope-{uid}"),
         headers={"aidbox-validation-skip": "reference"},
     )
     assert skipped.status == 201
@@ -135,11 +132,7 @@ async def test_reference_to_earlier_entry_of_same_bundle_is_valid(box, uid):
             entry(
                 "PUT",
                 f"/Observation/o-{uid}",
-                {
-                    "status": "final",
-                    "code": {"text": "x"},
-                    "subject": {"resourceType": "Patient", "id": f"p-{uid}"},
-                },
+                observation_of(f"p-{uid}"),
             ),
         ),
     )
@@ -154,11 +147,7 @@ async def test_reference_to_later_entry_is_422(box, uid):
             entry(
                 "PUT",
                 f"/Observation/o-{uid}",
-                {
-                    "status": "final",
-                    "code": {"text": "x"},
-                    "subject": {"resourceType": "Patient", "id": f"p-{uid}"},
-                },
+                observation_of(f"p-{uid}"),
             ),
             entry("PUT", f"/Patient/p-{uid}", {"active": True}),
         ),
