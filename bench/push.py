@@ -15,7 +15,7 @@ Aidbox, its PostgreSQL and the App on one, the global's Aidbox and PostgreSQL on
 direct-ingest baseline posts from the clinic's CPU to the very same global side. Each
 throughput round uses fresh Aidboxes; the printed ratio is the median of the per-round ratios.
 
-Usage: python bench/push.py [--resources 2000] [--rounds 3] [--samples 40]
+Usage: python bench/push.py [--resources 5000] [--rounds 3] [--samples 40]
 """
 
 from __future__ import annotations
@@ -152,16 +152,17 @@ async def throughput(clinic: Site, hq: Site, n: int) -> tuple[float, float, floa
                 pass
             read_seconds = time.perf_counter() - started
 
-        # The same bundles, posted straight to an empty emulated global.
+        # The same bundles, posted straight to an empty emulated global by the same client
+        # (the clinic's, so that the global's authentication and policy checks are the same).
         plan = safe_harbor()
         outgoing = [
             to_outgoing(Change("created", "Patient", b["id"], 1, b), plan, KEY) for b in bodies
         ]
         bundles = [transaction(b) for b in batches(order_by_references(outgoing), BATCH, 10**7)]
-        async with AidboxClient(direct.url, "root", "secret") as direct_root:
+        async with AidboxClient(direct.url, CLINIC, f"{CLINIC}-secret") as direct_client:
             started = time.perf_counter()
             for bundle in bundles:
-                await direct_root.call("POST", "/", json=bundle)
+                await direct_client.call("POST", "/", json=bundle)
             direct_seconds = time.perf_counter() - started
         return n / app_seconds, n / direct_seconds, n / read_seconds
     finally:
@@ -202,7 +203,7 @@ def _pct(values: list[float], q: float) -> float:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resources", type=int, default=2000)
+    parser.add_argument("--resources", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--samples", type=int, default=40)
     args = parser.parse_args()

@@ -150,25 +150,19 @@ class ChangeFeed:
         consumed, so a caller may checkpoint at `upper`. One change per resource per pair.
         """
         windows = [(lo, hi)] if hi > lo else []
-        first = True
         while windows:
             a, b = windows.pop()
-            if not first and b - a > 1 and await self._size(a, b) > self.page_size:
+            if b - a > 1 and await self._size(a, b) > self.page_size:
                 # More than a page: halve by txid, counting with cheap id-only probes, so
                 # that bodies are read once (a window's content never grows once settled).
                 windows += [((a + b) // 2, b), (a, (a + b) // 2)]
                 continue
             count = self.page_size + 1  # one more than a page: "full" means "more than a page"
             page = await self._page(a, b, count)
-            while len(page) >= count and b - a == 1:
+            while len(page) >= count:
                 # One transaction wrote more resources of this type than a page holds: a
-                # single txid cannot be split, so ask for a larger page.
+                # single txid cannot be split, so ask for a larger page. (A window the probe
+                # found small can only have shrunk since.)
                 count *= 4
                 page = await self._page(a, b, count)
-            if len(page) >= count:
-                # Only the first, optimistic read (one request when the window is small, the
-                # usual case) can come back full.
-                first = False
-                windows += [((a + b) // 2, b), (a, (a + b) // 2)]
-                continue
             yield b, await self._collapse(page, b)
