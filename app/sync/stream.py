@@ -186,13 +186,15 @@ class PushStream:
         """
         started = datetime.now(UTC)
 
-        async def flush(batch: _Prepared, upper: int) -> None:
+        async def claim() -> None:
+            # Before the first write to the global, with no write in flight: If-Match makes the
+            # claim atomic, so of two runners only one goes on.
             if progress.info.lease is None or progress.info.lease.owner != self._owner:
-                # Claim the stream before the first write to the global: If-Match makes the
-                # claim atomic, so of two runners only one gets here.
                 progress.info = await self._checkpoints.save(
                     progress.info.model_copy(update={"lease": self._lease()})
                 )
+
+        async def flush(batch: _Prepared, upper: int) -> None:
             counters = batch.counters.add(await self._write(batch.outgoing, sink))
             progress.info = await self._advance(progress.info, upper, counters, started)
             progress.total = progress.total.add(counters)
@@ -205,6 +207,8 @@ class PushStream:
                 pending += changes
                 last_upper = upper
                 if len(pending) >= self._limits.max_entries:
+                    if inflight is None:
+                        await claim()
                     batch = await self._prepare(latest_per_resource(pending), plan, key)
                     if inflight is not None:
                         await inflight
@@ -213,6 +217,7 @@ class PushStream:
             if inflight is not None:
                 await inflight
             if pending:
+                await claim()
                 await flush(
                     await self._prepare(latest_per_resource(pending), plan, key), last_upper
                 )
