@@ -339,3 +339,22 @@ async def test_a_second_service_for_the_same_clinic_does_not_push_the_same_strea
     assert KEY.resource_id("Patient", "p2") not in await resources(global_root, "Patient")
     [resumed] = await sync_app.service.sync(["Patient"])  # the holder goes on
     assert resumed.error is None and resumed.counters.written == 1
+
+
+async def test_persistent_serialization_conflicts_fail_the_run_and_quarantine_nothing(
+    sync_app: RunningApp,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+    global_aidbox: Emulator,
+) -> None:
+    # A SERIALIZABLE conflict (412, contract §5) says nothing about the content: it is retried,
+    # and if it persists the run stops at its checkpoint instead of quarantining anything.
+    await seed_clinic(local_root)
+    global_aidbox.faults.serialization_failures(1000)
+    resp = await local_root.call("POST", "/ChangesInfo/push-Patient/$sync")
+    [failed] = resp.body["streams"]
+    assert "412" in failed["error"] and failed["version"] == 0 and failed["quarantined"] == 0
+    assert await resources(local_root, "SyncQuarantine") == {}
+    global_aidbox.faults.clear()
+    await sync(local_root, "/ChangesInfo/push-Patient/$sync")
+    assert len(await resources(global_root, "Patient")) == 2
