@@ -14,8 +14,9 @@ from datetime import date
 from typing import Any
 
 from app.anonymize.methods import DROP
-from app.anonymize.plan import ENGINE_OWNED, CompiledRule, Edge, Node, Plan, TypePlan
+from app.anonymize.plan import Plan, TypePlan
 from app.anonymize.pseudonym import PseudonymKey
+from app.anonymize.tree import ENGINE_OWNED, CompiledRule, Edge, Node
 
 # An absolute reference in Aidbox format is {"uri": ...}; a choice-type URI (value.uri) has the
 # same shape, and Safe Harbor treats both as URLs: removed unless a rule names their uri. A

@@ -1,0 +1,168 @@
+"""The compiled rule tree the walker reads: rules bound to their methods, and per element a
+node with its rule and the edges to its children (unfiltered, and one per item filter).
+
+Built by ``plan.compile_profile``; read-only afterwards but for ``Edge.memo``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from app.anonymize.pseudonym import PseudonymKey
+
+Leaf = Callable[[Any, PseudonymKey, date], Any]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CompiledRule:
+    """A rule ready to apply: the method bound to its parameters, and how it treats references.
+
+    ``whole`` replaces the element as a whole (redact, replace); otherwise ``leaf`` is applied to
+    every primitive inside the element. References are rewritten to pseudonymous ids by keep and
+    pseudonymize and removed by the others; absolute (``uri``) references survive only a keep
+    rule naming their ``uri`` element.
+    """
+
+    index: int
+    label: str
+    method: str
+    leaf: Leaf
+    whole: Callable[[Any], Any] | None = None
+    rewrites_references: bool = False
+    takes_quantity: bool = False
+    removes: bool = False  # redact: lets the walker skip an element without a call
+
+    @property
+    def is_keep(self) -> bool:
+        """True for keep and default keep: the element is sent as is (references rewritten)."""
+        return self.method in ("keep", "default keep")
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """An item filter: ``test(item[key])``. ``retain`` keeps ``key`` on items that survive."""
+
+    key: str
+    test: Callable[[Any], bool]
+    ident: tuple[str, ...]
+    retain: bool
+
+
+@dataclass(eq=False, slots=True)
+class Node:
+    """One element of the tree: its rule, its children by key, the lowest rule index below."""
+
+    rule: CompiledRule | None = None
+    children: dict[str, Edge] = field(default_factory=dict)
+    below: int | None = None
+    retain: tuple[str, ...] = ()
+
+
+_MEMO_LIMIT = 4096
+_MISS = object()
+
+
+@dataclass(eq=False, slots=True)
+class Edge:
+    """The nodes reachable through one key: unfiltered, and one per filter.
+
+    ``seal`` (after compilation) precomputes what the walker asks for every element:
+    ``terminal``, the rule of an unfiltered edge with nothing below it, applied to the whole
+    value at once; and ``keys``, the item keys the filters read, whose values memoize the
+    selected node (questionnaire items repeat the same linkId/text in every response).
+    """
+
+    plain: Node | None = None
+    filtered: list[tuple[Matcher, Node]] = field(default_factory=list)
+    terminal: CompiledRule | None = None
+    keys: tuple[str, ...] = ()
+    memo: dict[tuple[Any, ...], Node | None] = field(default_factory=dict)
+
+    def seal(self) -> Edge:
+        """Precompute ``terminal`` and ``keys``; call once the nodes' ``below`` is known."""
+        plain = self.plain
+        if not self.filtered and plain is not None and plain.below is None:
+            self.terminal = plain.rule
+        self.keys = tuple(dict.fromkeys(matcher.key for matcher, _ in self.filtered))
+        return self
+
+    def nodes(self) -> Iterator[Node]:
+        """Every node this edge leads to."""
+        if self.plain is not None:
+            yield self.plain
+        for _, node in self.filtered:
+            yield node
+
+    def select(self, item: Any) -> Node | None:
+        """The node for one item: the unfiltered node merged with every matching filter's."""
+        if not self.filtered or type(item) is not dict:
+            return self.plain
+        probe = tuple([item.get(key) for key in self.keys])
+        try:
+            node = self.memo.get(probe, _MISS)
+        except TypeError:  # a filtered key holding an object or array: not memoizable
+            return self._resolve(item)
+        if node is _MISS:
+            node = self._resolve(item)
+            # The only write to a compiled plan: idempotent, bounded, safe to race.
+            if len(self.memo) < _MEMO_LIMIT:
+                self.memo[probe] = node
+        return node  # type: ignore[return-value]
+
+    def _resolve(self, item: dict[str, Any]) -> Node | None:
+        node = self.plain
+        for matcher, child in self.filtered:
+            if matcher.test(item.get(matcher.key)):
+                node = merge(node, child)
+        return node
+
+
+def earlier_rule(a: CompiledRule | None, b: CompiledRule | None) -> CompiledRule | None:
+    """The rule that comes first in the profile (None if neither)."""
+    if a is None or (b is not None and b.index < a.index):
+        return b
+    return a
+
+
+def lowest(a: int | None, b: int | None) -> int | None:
+    """The smaller of two optional rule indexes."""
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
+def merge(a: Node | None, b: Node) -> Node:
+    """One node doing what both do (an item selected by several filters)."""
+    if a is None or a is b:
+        return b
+    children = dict(a.children)
+    for name, edge in b.children.items():
+        children[name] = _merge_edges(children.get(name), edge)
+    return Node(
+        rule=earlier_rule(a.rule, b.rule),
+        children=children,
+        below=lowest(a.below, b.below),
+        retain=tuple(dict.fromkeys(a.retain + b.retain)),
+    )
+
+
+def _merge_edges(a: Edge | None, b: Edge) -> Edge:
+    if a is None or a is b:
+        return b
+    plain = merge(a.plain, b.plain) if b.plain is not None else a.plain
+    filtered = list(a.filtered)
+    for matcher, node in b.filtered:
+        for i, (existing, other) in enumerate(filtered):
+            if existing.ident == matcher.ident:
+                filtered[i] = (existing, merge(other, node))
+                break
+        else:
+            filtered.append((matcher, node))
+    return Edge(plain=plain, filtered=filtered).seal()
+
+
+# Marks the elements the engine owns at the root of every type (resourceType, id, contained).
+ENGINE_OWNED = Edge()
