@@ -26,7 +26,7 @@ from app.model import RESOURCE_TYPE_PATTERN, AidboxInstance, Direction, Resource
 from app.settings import Role
 from app.sync.checkpoint import CheckpointConflict
 from app.sync.config import ConfigError
-from app.sync.runner import PushService
+from app.sync.runner import PushService, UnknownStream
 from app.sync.status import sync_status
 from app.sync.watermark import WatermarkError
 
@@ -47,6 +47,8 @@ def _outcomes(handler: Handler) -> Handler:
             return exc.response()
         except ConfigError as exc:
             return OperationError(409, "invalid", f"configuration: {exc}").response()
+        except UnknownStream as exc:
+            return OperationError(404, "not-found", str(exc)).response()
         except CheckpointConflict as exc:
             return OperationError(
                 409, "conflict", f"checkpoint changed meanwhile: {exc}"
@@ -116,24 +118,14 @@ async def _run_sync(service: PushService, types: list[str] | None) -> web.Respon
     return json_response({"streams": [s.as_json() for s in summaries]}, status)
 
 
-def _push_types(service: PushService, wanted: str | None) -> list[str] | None:
-    enabled = [s.type for s in service.config.current.config.enabled_streams(Direction.PUSH)]
-    if wanted is None:
-        return None
-    if wanted not in enabled:
-        raise OperationError(404, "not-found", f"no enabled push stream for {wanted}")
-    return [wanted]
-
-
 @_outcomes
 async def sync_all(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
     """POST /$sync [direction, resourceType]: run streams now; answer a summary per stream."""
     params = _parse(SyncInput, request)
     if params.direction is Direction.PULL:
         raise OperationError(501, "not-supported", "pull streams are not available yet")
-    service = _service(request)
-    await service.config.load()
-    return await _run_sync(service, _push_types(service, params.resourceType))
+    types = [params.resourceType] if params.resourceType else None
+    return await _run_sync(_service(request), types)
 
 
 def _stream_id(request: dict[str, Any]) -> tuple[Direction, str]:
@@ -154,9 +146,7 @@ async def sync_stream(operation: dict[str, Any], request: dict[str, Any]) -> web
     direction, rtype = _stream_id(request)
     if direction is Direction.PULL:
         raise OperationError(501, "not-supported", "pull streams are not available yet")
-    service = _service(request)
-    await service.config.load()
-    return await _run_sync(service, _push_types(service, rtype))
+    return await _run_sync(_service(request), [rtype])
 
 
 @_outcomes
@@ -164,13 +154,10 @@ async def reset_stream(operation: dict[str, Any], request: dict[str, Any]) -> we
     """POST /ChangesInfo/<id>/$reset [version]: replay the stream from a version (backfill)."""
     params = _parse(ResetInput, request)
     direction, rtype = _stream_id(request)
-    service = _service(request)
-    await service.config.load()
     if direction is Direction.PULL:
         raise OperationError(501, "not-supported", "pull streams are not available yet")
-    _push_types(service, rtype)  # 404 unless the stream is configured
     try:
-        saved = await service.reset(direction, rtype, params.version)
+        saved = await _service(request).reset(direction, rtype, params.version)
     except ValueError as exc:
         raise OperationError(422, "business-rule", str(exc), ["version"]) from None
     return json_response(saved.model_dump(mode="json", exclude_none=True))

@@ -33,6 +33,10 @@ log = logging.getLogger("aidbox_sync.runner")
 _FIRST_RECHECK = 0.02  # seconds before looking again at a bound held back by an open transaction
 
 
+class UnknownStream(LookupError):
+    """A stream was asked for that the configuration does not enable."""
+
+
 class PushService:
     """All push streams of one clinic."""
 
@@ -128,13 +132,7 @@ class PushService:
         With `wait_settled`, first wait (bounded) for transactions open now to finish, so the
         run includes every change committed before the call.
         """
-        in_force = await self.config.load()
-        wanted = set(types) if types is not None else None
-        streams = [
-            s
-            for s in in_force.config.enabled_streams(Direction.PUSH)
-            if wanted is None or s.type in wanted
-        ]
+        streams = await self._enabled(types)
         if wait_settled:
             bound = await self._watermark.settle(self._settle_timeout)
         else:
@@ -179,12 +177,24 @@ class PushService:
             else:
                 recheck = _FIRST_RECHECK
 
+    async def _enabled(self, types: Iterable[str] | None) -> list[StreamConfig]:
+        """The enabled push streams of the configuration in force (those of `types`, which
+        must all be enabled)."""
+        enabled = (await self.config.load()).config.enabled_streams(Direction.PUSH)
+        if types is None:
+            return enabled
+        wanted = set(types)
+        if missing := wanted - {s.type for s in enabled}:
+            raise UnknownStream(f"no enabled push stream for {', '.join(sorted(missing))}")
+        return [s for s in enabled if s.type in wanted]
+
     async def reset(self, direction: Direction, resource_type: str, version: int) -> ChangesInfo:
         """Move a stream's checkpoint back to `version` (a replay, e.g. a backfill from 0).
 
         Runs under the stream's lock, so no run of it is under way, and forgets what was sent
         for the type, so the replay re-sends even unchanged resources.
         """
+        await self._enabled([resource_type])
         async with self.lock(resource_type):
             info = await self.checkpoints.load(direction, resource_type)
             if version > info.version:
