@@ -52,7 +52,11 @@ def digest(resource: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One write to the global, tied to the local change it comes from."""
+    """One write to the global, tied to the local change it comes from.
+
+    Its entry is serialized (and its body hashed) once, when it is built: that happens while
+    the previous transaction is in flight, so the send itself only joins ready bytes.
+    """
 
     change: Change
     method: Literal["PUT", "DELETE"]
@@ -64,16 +68,20 @@ class Outgoing:
     # A missing target pushed on a referrer's behalf: created only if still absent, so it can
     # never overwrite a newer state written meanwhile by the target's own stream.
     if_absent: bool = False
+    # The transaction entry as JSON bytes, and the hash of the body (None for deletes).
+    encoded: bytes = field(init=False, repr=False, compare=False)
+    body_digest: str | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Frozen: derived fields are set once, here, through object.__setattr__.
+        object.__setattr__(self, "encoded", orjson.dumps(self.entry()))
+        hashed = digest(self.resource) if self.resource is not None else None
+        object.__setattr__(self, "body_digest", hashed)
 
     @property
     def key(self) -> Ref:
         """The global resource this entry writes."""
         return (self.target_type, self.target_id)
-
-    @property
-    def body_digest(self) -> str | None:
-        """Hash of the body sent (None for deletes)."""
-        return digest(self.resource) if self.resource is not None else None
 
     def entry(self) -> dict[str, Any]:
         """The transaction entry (Aidbox format)."""
@@ -89,7 +97,7 @@ class Outgoing:
 
     def size(self) -> int:
         """Serialized size of the entry in bytes."""
-        return len(orjson.dumps(self.entry()))
+        return len(self.encoded)
 
 
 def order_by_references(items: list[Outgoing]) -> list[Outgoing]:
@@ -150,5 +158,6 @@ def _by_bytes(items: list[Outgoing], max_bytes: int) -> Iterator[list[Outgoing]]
 
 
 def transaction(items: Iterable[Outgoing]) -> dict[str, Any]:
-    """A transaction Bundle of the entries, in the given order."""
-    return {"resourceType": "Bundle", "type": "transaction", "entry": [i.entry() for i in items]}
+    """A transaction Bundle of the entries, in the given order (entries already serialized)."""
+    entries = [orjson.Fragment(i.encoded) for i in items]
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+
 from app.sync.bundle import Outgoing, batches, find_references, order_by_references, transaction
 from app.sync.feed import Change, latest_per_resource
 from app.sync.sent import SentCache
@@ -77,7 +79,7 @@ def test_batches_are_bounded_by_count_and_bytes() -> None:
 
 def test_transaction_entries_are_put_and_delete_in_order() -> None:
     delete = Outgoing(change("Patient", "x", event="deleted"), "DELETE", "Patient", "gx")
-    bundle = transaction([put("Patient", "g1"), delete])
+    bundle = orjson.loads(orjson.dumps(transaction([put("Patient", "g1"), delete])))
     assert bundle["type"] == "transaction"
     assert [e["request"] for e in bundle["entry"]] == [
         {"method": "PUT", "url": "/Patient/g1"},
