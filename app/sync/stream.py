@@ -9,7 +9,6 @@ deterministic ids, so a replay never forks (DESIGN.md §4.2).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -21,12 +20,16 @@ from app.model import ChangesInfo, Counters, Direction, LastError, Lease
 from app.sync.bundle import Outgoing, Ref, batches, order_by_references
 from app.sync.checkpoint import CheckpointConflict, CheckpointStore
 from app.sync.feed import Change, ChangeFeed, FeedError, latest_per_resource
+from app.sync.pipeline import Pipeline
 from app.sync.quarantine import quarantine
 from app.sync.sent import SentCache
 from app.sync.sink import DependencyResolver, GlobalSink
 from app.sync.transform import to_outgoing
 
 log = logging.getLogger("aidbox_sync.stream")
+
+# Changes anonymized between two yields to the event loop (about a millisecond of work).
+_YIELD_EVERY = 32
 
 OWN_ERRORS = (AidboxError, AidboxUnavailable, FeedError, CheckpointConflict)
 
@@ -178,68 +181,72 @@ class PushStream:
         """Push (start, bound], checkpointing after each batch; `progress` always holds the
         last checkpoint saved, also when this raises.
 
-        Windows are gathered until a batch is full; while one batch is written (and then
-        checkpointed) the next is read and anonymized, so the global never waits for the
-        clinic. Writes and checkpoints stay strictly in order, one transaction at a time. Empty
-        windows are remembered in memory only: persisting them would itself be a write (a new
-        txid) and wake every stream again.
+        Windows are gathered until a batch is full; batch k+1 is read and anonymized while
+        batch k is written, and the pipeline saves checkpoint k during write k+1, so the
+        global never waits for the clinic. Empty windows are remembered in memory only:
+        persisting them would itself be a write (a new txid) and wake every stream again.
         """
         started = datetime.now(UTC)
 
-        async def claim() -> None:
-            # Before the first write to the global, with no write in flight: If-Match makes the
-            # claim atomic, so of two runners only one goes on.
-            if progress.info.lease is None or progress.info.lease.owner != self._owner:
-                progress.info = await self._checkpoints.save(
-                    progress.info.model_copy(update={"lease": self._lease()})
-                )
+        async def write(batch: _Prepared) -> Counters:
+            return batch.counters.add(await self._write(batch.outgoing, sink))
 
-        async def flush(batch: _Prepared, upper: int) -> None:
-            counters = batch.counters.add(await self._write(batch.outgoing, sink))
+        async def save(upper: int, counters: Counters) -> None:
             progress.info = await self._advance(progress.info, upper, counters, started)
             progress.total = progress.total.add(counters)
 
+        pipeline = Pipeline(write, save)
+
+        async def send(changes: list[Change], upper: int) -> None:
+            if pipeline.idle:
+                await self._claim(progress)
+            await pipeline.submit(
+                await self._prepare(latest_per_resource(changes), plan, key), upper
+            )
+
         pending: list[Change] = []
-        inflight: asyncio.Task[None] | None = None
         last_upper = start
+        full = self._limits.max_entries
         try:
             async for upper, changes in self._feed.windows(start, bound):
+                if pending and len(pending) + len(changes) > full:
+                    await send(pending, last_upper)  # one transaction each, none split
+                    pending = []
                 pending += changes
                 last_upper = upper
-                if len(pending) >= self._limits.max_entries:
-                    if inflight is None:
-                        await claim()
-                    batch = await self._prepare(latest_per_resource(pending), plan, key)
-                    if inflight is not None:
-                        await inflight
-                    inflight = asyncio.create_task(flush(batch, upper))
+                if len(pending) >= full:
+                    await send(pending, upper)
                     pending = []
-            if inflight is not None:
-                await inflight
             if pending:
-                await claim()
-                await flush(
-                    await self._prepare(latest_per_resource(pending), plan, key), last_upper
-                )
+                await send(pending, last_upper)
+            await pipeline.finish()
             if progress.info.status == "failed":
                 progress.info = await self._advance(
                     progress.info, progress.info.version, Counters(), started
                 )
         except Exception:
-            if inflight is not None:  # let the write in flight finish, so its checkpoint holds
-                with contextlib.suppress(Exception):
-                    await inflight
+            await pipeline.drain()  # every acknowledged write keeps its checkpoint
             raise
         finally:
-            # Cancelled (shutdown): no write of this run may land after the run is gone.
-            if inflight is not None and not inflight.done():
-                inflight.cancel()
+            pipeline.cancel()  # cancelled (shutdown): no write may land after the run
+
+    async def _claim(self, progress: _Progress) -> None:
+        """Take the stream's lease. Called before the first write to the global, with no write
+        in flight: If-Match makes the claim atomic, so of two runners only one goes on."""
+        if progress.info.lease is None or progress.info.lease.owner != self._owner:
+            progress.info = await self._checkpoints.save(
+                progress.info.model_copy(update={"lease": self._lease()})
+            )
 
     async def _prepare(self, changes: list[Change], plan: Plan, key: PseudonymKey) -> _Prepared:
         """Anonymize a batch of changes; one that cannot be anonymized is quarantined."""
         outgoing: list[Outgoing] = []
         refused = 0
-        for change in changes:
+        for n, change in enumerate(changes, 1):
+            if n % _YIELD_EVERY == 0:
+                # Anonymizing is CPU work on the event loop: let the transaction in flight
+                # move its bytes meanwhile, or the global would wait for this batch.
+                await asyncio.sleep(0)
             try:
                 outgoing.append(to_outgoing(change, plan, key))
             except Exception as exc:  # one malformed resource must not stop the stream
