@@ -99,9 +99,7 @@ async def match_operation(
     return best[1] if best else None
 
 
-async def forward(
-    rt: Runtime, match: OperationMatch, req: Req, client: dict[str, Any]
-) -> Res:
+async def forward(rt: Runtime, match: OperationMatch, req: Req, client: dict[str, Any]) -> Res:
     """Call the App's endpoint (http-rpc) and pass its answer through as is.
 
     Unreachable App → 502, no answer within the operation's `timeout` (ms) → 504 (open

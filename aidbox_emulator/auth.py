@@ -114,8 +114,11 @@ async def authorize(
             continue
         engine = ENGINES.get(str(policy.get("engine")))
         if engine is None:
-            log.warning("AccessPolicy %s: engine %r not emulated; it denies",
-                        policy["id"], policy.get("engine"))
+            log.warning(
+                "AccessPolicy %s: engine %r not emulated; it denies",
+                policy["id"],
+                policy.get("engine"),
+            )
             continue
         if await engine(conn, policy, request):
             return

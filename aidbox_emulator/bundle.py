@@ -39,7 +39,7 @@ def _entry_request(outer: Req, index: int, entry: Any) -> tuple[Req, str | None]
     # Absolute urls keep only their path; `/fhir/...` urls are the same interactions.
     path = parts.path
     if path == "/fhir" or path.startswith("/fhir/"):
-        path = path[len("/fhir"):]
+        path = path[len("/fhir") :]
     body = entry.get("resource")
     if outer.fhir and isinstance(body, dict):
         body = from_fhir(body)
@@ -66,8 +66,11 @@ def _urn_targets(
     for entry_req, full_url in entries:
         req, segs = entry_req, entry_req.segments
         if (
-            isinstance(full_url, str) and full_url.startswith("urn:")
-            and segs and is_type_name(segs[0]) and req.method in ("POST", "PUT")
+            isinstance(full_url, str)
+            and full_url.startswith("urn:")
+            and segs
+            and is_type_name(segs[0])
+            and req.method in ("POST", "PUT")
             and isinstance(req.body, dict)
         ):
             rid = segs[1] if req.method == "PUT" and len(segs) == 2 else None

@@ -48,9 +48,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 async def _serve(args: argparse.Namespace, dsn: str) -> None:
-    emulator = Emulator(
-        dsn, args.root_client_id, args.root_client_secret, create_all_tables=True
-    )
+    emulator = Emulator(dsn, args.root_client_id, args.root_client_secret, create_all_tables=True)
     url = await emulator.start(host=args.host, port=args.port)
     user = f"{args.root_client_id}:{args.root_client_secret}"
     print(f"Aidbox emulator listening on {url}", flush=True)

@@ -93,21 +93,23 @@ async def read(ctx: Ctx, resource_type: str, resource_id: str) -> Res:
         return Res(200, storage.row_to_resource(row))
     if await storage.was_deleted(ctx.conn, resource_type, resource_id):
         raise AidboxError.of(
-            410, "deleted", f"Resource {resource_type}/{resource_id} was deleted",
+            410,
+            "deleted",
+            f"Resource {resource_type}/{resource_id} was deleted",
             outcome_id="deleted",
         )
     raise not_found(resource_type, resource_id)
 
 
-async def create(
-    ctx: Ctx, resource_type: str, body: Any, *, skip_refs: bool = False
-) -> Res:
+async def create(ctx: Ctx, resource_type: str, body: Any, *, skip_refs: bool = False) -> Res:
     """POST /<type>: server id unless the body has one; 409 if that id exists."""
     resource = body_of(resource_type, body)
     resource_id = str(resource.get("id") or uuid.uuid4())
     if await storage.fetch_current(ctx.conn, resource_type, resource_id) is not None:
         raise AidboxError.of(
-            409, "conflict", f"Resource {resource_type}/{resource_id} already exists",
+            409,
+            "conflict",
+            f"Resource {resource_type}/{resource_id} already exists",
             outcome_id="conflict",
         )
     return await _insert(ctx, resource_type, resource_id, resource, skip_refs)

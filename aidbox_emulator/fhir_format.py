@@ -56,7 +56,7 @@ def _choice_type(value: Any) -> str | None:
     """The type key of an Aidbox choice value `{<type>: v}`, or None if `value` isn't one."""
     if not isinstance(value, dict) or len(value) != 1:
         return None
-    (typ, inner), = value.items()
+    ((typ, inner),) = value.items()
     if typ in PRIMITIVE_TYPES and not isinstance(inner, dict | list):
         return typ
     if typ in COMPLEX_TYPES and isinstance(inner, dict):
@@ -66,8 +66,10 @@ def _choice_type(value: Any) -> str | None:
 
 def to_fhir(resource: dict[str, Any]) -> dict[str, Any]:
     """Convert an Aidbox-format resource to FHIR format."""
-    return {k: (v if k in ("resourceType", "id", "meta") else _to_fhir_key(k, v)) for k, v in
-            _expand_choices_to_fhir(resource).items()}
+    return {
+        k: (v if k in ("resourceType", "id", "meta") else _to_fhir_key(k, v))
+        for k, v in _expand_choices_to_fhir(resource).items()
+    }
 
 
 def _expand_choices_to_fhir(node: dict[str, Any]) -> dict[str, Any]:
@@ -106,8 +108,10 @@ def _to_fhir_value(value: Any) -> Any:
 
 def from_fhir(resource: dict[str, Any]) -> dict[str, Any]:
     """Convert a FHIR-format resource to Aidbox format."""
-    return {k: (v if k in ("resourceType", "id", "meta") else _from_fhir_key(k, v)) for k, v in
-            _collapse_choices(resource).items()}
+    return {
+        k: (v if k in ("resourceType", "id", "meta") else _from_fhir_key(k, v))
+        for k, v in _collapse_choices(resource).items()
+    }
 
 
 def _collapse_choices(node: dict[str, Any]) -> dict[str, Any]:

@@ -87,8 +87,11 @@ async def install_definition(conn: asyncpg.Connection, schema: dict[str, Any]) -
     name, typ, sid = schema.get("name"), schema.get("type"), schema.get("id")
     if not (name == typ == sid) or not isinstance(typ, str):
         raise AidboxError.of(
-            422, "invalid", "FHIRSchema defining a resource needs name = type = id",
-            outcome_id="invalid", expression=["FHIRSchema.name"],
+            422,
+            "invalid",
+            "FHIRSchema defining a resource needs name = type = id",
+            outcome_id="invalid",
+            expression=["FHIRSchema.name"],
         )
     if typ in BUILTIN_TYPES:
         raise AidboxError.of(422, "invalid", f"{typ} is a built-in type", outcome_id="invalid")

@@ -83,8 +83,9 @@ async def apply_migrations(conn: asyncpg.Connection, body: Any) -> list[dict[str
         raise invalid("Expected a list of {id, sql} migrations")
     ran = []
     for migration in body:
-        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM _migrations WHERE id = $1)",
-                               migration["id"]):
+        if await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM _migrations WHERE id = $1)", migration["id"]
+        ):
             continue
         try:
             await conn.execute(migration["sql"])

@@ -38,16 +38,21 @@ class Route:
 def route_not_found(req: Req) -> AidboxError:
     """404 for a path no route serves."""
     return AidboxError.of(
-        404, "not-found", f"No route for {req.method} /{req.path.lstrip('/')}",
+        404,
+        "not-found",
+        f"No route for {req.method} /{req.path.lstrip('/')}",
         outcome_id="not-found",
     )
 
 
 async def _search(ctx: Ctx, req: Req, route: Route) -> Res:
     base = ctx.rt.base_url + ("/fhir" if req.fhir else "")
-    return Res(200, await search.search(
-        ctx.conn, route.resource_type, req.query, base_url=base, path=f"/{route.resource_type}"
-    ))
+    return Res(
+        200,
+        await search.search(
+            ctx.conn, route.resource_type, req.query, base_url=base, path=f"/{route.resource_type}"
+        ),
+    )
 
 
 async def _create(ctx: Ctx, req: Req, route: Route) -> Res:
@@ -63,7 +68,10 @@ async def _conditional_update(ctx: Ctx, req: Req, route: Route) -> Res:
     if not req.query:
         raise route_not_found(req)
     return await crud.conditional_update(
-        ctx, route.resource_type, req.query, req.body,
+        ctx,
+        route.resource_type,
+        req.query,
+        req.body,
         skip_refs=skips_reference_check(req.headers),
     )
 
@@ -80,7 +88,10 @@ async def _read(ctx: Ctx, req: Req, route: Route) -> Res:
 
 async def _update(ctx: Ctx, req: Req, route: Route) -> Res:
     return await crud.update(
-        ctx, route.resource_type, route.resource_id, req.body,
+        ctx,
+        route.resource_type,
+        route.resource_id,
+        req.body,
         if_match=crud.parse_if_match(req.headers.get("if-match")),
         skip_refs=skips_reference_check(req.headers),
     )
@@ -88,7 +99,9 @@ async def _update(ctx: Ctx, req: Req, route: Route) -> Res:
 
 async def _delete(ctx: Ctx, req: Req, route: Route) -> Res:
     return await crud.delete(
-        ctx, route.resource_type, route.resource_id,
+        ctx,
+        route.resource_type,
+        route.resource_id,
         if_match=crud.parse_if_match(req.headers.get("if-match")),
     )
 
@@ -122,9 +135,7 @@ def _op(req: Req, name: str) -> str:
     return ("Fhir" if req.fhir else "") + name
 
 
-async def match(
-    rt: Runtime, conn: Any, req: Req, bundle_handler: SelfHandler
-) -> Route:
+async def match(rt: Runtime, conn: Any, req: Req, bundle_handler: SelfHandler) -> Route:
     """The built-in route for `req`; 404 OperationOutcome for unknown types and paths."""
     segs, method = req.segments, req.method.upper()
     if not segs:
@@ -176,8 +187,11 @@ def _type_route(req: Req, segs: list[str], method: str) -> Route:
         raise route_not_found(req)
     name, handler, write = entry
     return Route(
-        _op(req, name), handler, resource_type=rtype,
-        resource_id=tail[0] if tail else None, write=write,
+        _op(req, name),
+        handler,
+        resource_type=rtype,
+        resource_id=tail[0] if tail else None,
+        write=write,
     )
 
 

@@ -56,9 +56,11 @@ async def ensure_type_tables(conn: asyncpg.Connection, resource_types: Iterable[
 
 async def ensure_schema(conn: asyncpg.Connection) -> None:
     """Create the base layout once; a no-op (two queries) on a database that already has it."""
-    if await conn.fetchval("SELECT to_regclass('_emulator_schema') IS NOT NULL") and (
-        await conn.fetchval("SELECT max(version) FROM _emulator_schema") or 0
-    ) >= SCHEMA_VERSION:
+    if (
+        await conn.fetchval("SELECT to_regclass('_emulator_schema') IS NOT NULL")
+        and (await conn.fetchval("SELECT max(version) FROM _emulator_schema") or 0)
+        >= SCHEMA_VERSION
+    ):
         return
     async with conn.transaction():
         # Two emulators starting on one database must not interleave their DDL.

@@ -155,16 +155,14 @@ class Emulator:
         fhir = request.path == "/fhir" or request.path.startswith("/fhir/")
         req = Req(
             method=request.method.upper(),
-            path=request.path[len("/fhir"):] if fhir else request.path,
+            path=request.path[len("/fhir") :] if fhir else request.path,
             query=request.query,
             body=_parse_body(await request.read()),
             headers={k.lower(): v for k, v in request.headers.items()},
             fhir=fhir,
         )
         async with rt.pool.acquire() as conn:
-            client = await authenticate(
-                conn, req.headers, rt.root_client_id, rt.root_client_secret
-            )
+            client = await authenticate(conn, req.headers, rt.root_client_id, rt.root_client_secret)
             # App operations take precedence over built-in routes (apps are served at `/`).
             op = None if fhir else await apps.match_operation(conn, req.method, req.segments)
             route = None if op else await router.match(rt, conn, req, bundle_handler)

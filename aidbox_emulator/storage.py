@@ -137,7 +137,7 @@ async def replace_row(
     """Archive the live row and store a new version (status `updated`, cts kept)."""
     await archive_current(conn, resource_type, resource_id)
     return await conn.fetchrow(
-        f'UPDATE "{table_name(resource_type)}" SET txid = $2, ts = now(), status = \'updated\','
+        f"UPDATE \"{table_name(resource_type)}\" SET txid = $2, ts = now(), status = 'updated',"
         f" resource = $3 WHERE id = $1 RETURNING {_COLUMNS}",
         resource_id,
         txid,

@@ -62,9 +62,7 @@ class Deliveries:
 
     async def _fan_out(self, events: list[Event]) -> None:
         async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT id, resource FROM app WHERE resource ? 'subscriptions'"
-            )
+            rows = await conn.fetch("SELECT id, resource FROM app WHERE resource ? 'subscriptions'")
         apps = [{"id": r["id"], **r["resource"]} for r in rows]
         for event in events:
             rtype = event.resource["resourceType"]

@@ -69,9 +69,7 @@ def isolation_level(header: str | None) -> str:
     try:
         return _ISOLATION[header.strip().lower()]
     except KeyError:
-        raise AidboxError.of(
-            422, "invalid", f"Unknown x-max-isolation-level: {header}"
-        ) from None
+        raise AidboxError.of(422, "invalid", f"Unknown x-max-isolation-level: {header}") from None
 
 
 def map_db_error(exc: BaseException) -> BaseException:
