@@ -158,6 +158,10 @@ def _by_bytes(items: list[Outgoing], max_bytes: int) -> Iterator[list[Outgoing]]
 
 
 def transaction(items: Iterable[Outgoing]) -> dict[str, Any]:
-    """A transaction Bundle of the entries, in the given order (entries already serialized)."""
+    """A transaction Bundle of the entries, in the given order.
+
+    The entries are the ready bytes of each Outgoing (`orjson.Fragment`): serialize the Bundle
+    with orjson, which copies them as they are.
+    """
     entries = [orjson.Fragment(i.encoded) for i in items]
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}

@@ -195,7 +195,7 @@ class PushStream:
             progress.info = await self._advance(progress.info, upper, counters, started)
             progress.total = progress.total.add(counters)
 
-        pipeline = Pipeline(write, save)
+        pipeline = Pipeline(write, save, overlap_for=self._limits.lease_seconds / 2)
 
         async def send(changes: list[Change], upper: int) -> None:
             if pipeline.idle:
@@ -210,7 +210,7 @@ class PushStream:
         try:
             async for upper, changes in self._feed.windows(start, bound):
                 if pending and len(pending) + len(changes) > full:
-                    await send(pending, last_upper)  # one transaction each, none split
+                    await send(pending, last_upper)  # a batch stays within one transaction
                     pending = []
                 pending += changes
                 last_upper = upper

@@ -4,6 +4,7 @@ stops everything after it (app/sync/pipeline.py)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 
 import pytest
@@ -60,13 +61,14 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 async def test_checkpoint_k_is_saved_while_batch_k_plus_1_is_written() -> None:
     sides = Sides()
-    pipeline = Pipeline(sides.write, sides.save)
+    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
     await pipeline.submit("a", 10)
     sides.open("write a")
     await pipeline.submit("b", 20)
-    # Batch b is on its way while checkpoint 10 is being saved: neither waits for the other.
+    # Batch b is on its way while checkpoint 10 is being saved; the global goes first.
     assert "start write b" in sides.log and "start save 10" in sides.log
-    assert sides.log.index("end write a") < sides.log.index("start save 10")
+    assert sides.log.index("end write a") < sides.log.index("start write b")
+    assert sides.log.index("start write b") < sides.log.index("start save 10")
     sides.open("save 10", "write b", "save 20")
     await pipeline.finish()
     assert sides.saved == [10, 20]
@@ -75,7 +77,7 @@ async def test_checkpoint_k_is_saved_while_batch_k_plus_1_is_written() -> None:
 async def test_a_batch_waits_for_the_checkpoint_before_the_previous_one() -> None:
     # At most one acknowledged batch may be ahead of the saved checkpoint.
     sides = Sides()
-    pipeline = Pipeline(sides.write, sides.save)
+    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
     await pipeline.submit("a", 10)
     sides.open("write a")
     await pipeline.submit("b", 20)
@@ -93,7 +95,7 @@ async def test_a_batch_waits_for_the_checkpoint_before_the_previous_one() -> Non
 async def test_a_failed_write_stops_later_batches_and_keeps_earlier_checkpoints() -> None:
     sides = Sides()
     sides.failing.add("write b")
-    pipeline = Pipeline(sides.write, sides.save)
+    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
     await pipeline.submit("a", 10)
     sides.open("write a", "save 10")
     await pipeline.submit("b", 20)
@@ -105,38 +107,97 @@ async def test_a_failed_write_stops_later_batches_and_keeps_earlier_checkpoints(
     assert "start write c" not in sides.log
 
 
-async def test_a_failed_checkpoint_stops_later_batches() -> None:
-    # A checkpoint refused (If-Match: another runner took the stream) must end the run.
+async def test_a_failed_write_waits_for_the_checkpoint_still_being_saved() -> None:
+    # The run records its failure only after the checkpoint of batch a is saved, or the two
+    # writes of ChangesInfo would race.
     sides = Sides()
-    sides.failing.add("save 10")
-    pipeline = Pipeline(sides.write, sides.save)
+    sides.failing.add("write b")
+    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
     await pipeline.submit("a", 10)
     sides.open("write a")
     await pipeline.submit("b", 20)
-    sides.open("save 10", "write b")
+    sides.open("write b")  # fails while checkpoint 10 is still being saved
+
+    async def drain() -> None:
+        await pipeline.drain()
+        sides.log.append("drained")
+
+    drained = asyncio.create_task(drain())
+    await _until(lambda: "fail write b" in sides.log)
+    sides.open("save 10")
+    await drained
+    assert sides.log.index("end save 10") < sides.log.index("drained")
+    assert sides.saved == [10]
+
+
+async def test_a_refused_checkpoint_cancels_the_write_beside_it() -> None:
+    # Refused by If-Match: another runner may own the stream now, so the batch written beside
+    # the checkpoint must not land, and the run ends with the refusal as its cause.
+    sides = Sides()
+    sides.failing.add("save 10")
+    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
+    await pipeline.submit("a", 10)
+    sides.open("write a")
+    await pipeline.submit("b", 20)
+    sides.open("save 10")
+    await _until(lambda: "cancelled write b" in sides.log)
     with pytest.raises(RuntimeError, match="save 10"):
         await pipeline.submit("c", 30)
     await pipeline.drain()
+    sides.open("write b")
     assert sides.saved == []
-    assert "start write c" not in sides.log and "start save 20" not in sides.log
+    assert "end write b" not in sides.log and "start write c" not in sides.log
+
+
+async def test_an_old_lease_is_renewed_before_the_next_write() -> None:
+    # With no lease time to spare, checkpoint and next write go one after the other.
+    sides = Sides()
+    pipeline = Pipeline(sides.write, sides.save, overlap_for=0)
+    await pipeline.submit("a", 10)
+    sides.open("write a", "save 10", "write b", "save 20")
+    await pipeline.submit("b", 20)
+    await pipeline.finish()
+    assert sides.log.index("end save 10") < sides.log.index("start write b")
+    assert sides.saved == [10, 20]
 
 
 async def test_drain_after_a_failure_elsewhere_saves_the_acknowledged_batch() -> None:
     # Reading or anonymizing the next batch failed: the batch in flight still gets its
     # checkpoint once acknowledged, so the next run does not send it again.
     sides = Sides()
-    pipeline = Pipeline(sides.write, sides.save)
+    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
     await pipeline.submit("a", 10)
     sides.open("write a", "save 10")
     await pipeline.drain()
     assert sides.saved == [10]
 
 
-async def test_cancel_stops_what_is_in_flight() -> None:
+async def test_cancel_stops_the_write_and_the_checkpoint_in_flight() -> None:
     sides = Sides()
-    pipeline = Pipeline(sides.write, sides.save)
+    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
     await pipeline.submit("a", 10)
+    sides.open("write a")
+    await pipeline.submit("b", 20)
     pipeline.cancel()
-    await _until(lambda: "cancelled write a" in sides.log)
-    sides.open("write a", "save 10")
-    assert "end write a" not in sides.log and sides.saved == []
+    await _until(lambda: {"cancelled write b", "cancelled save 10"} <= set(sides.log))
+    sides.open("write b", "save 10")
+    assert "end write b" not in sides.log and sides.saved == []
+
+
+async def test_cancel_leaves_no_unretrieved_failure_for_asyncio_to_log() -> None:
+    # asyncio would log a task's unretrieved exception with its arguments, bypassing the
+    # stream's rule that only our own errors are logged in full.
+    reported: list[str] = []
+    asyncio.get_running_loop().set_exception_handler(
+        lambda _loop, context: reported.append(context["message"])
+    )
+    sides = Sides()
+    sides.failing.add("write a")
+    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
+    await pipeline.submit("a", 10)
+    sides.open("write a")
+    await _until(lambda: "fail write a" in sides.log)
+    pipeline.cancel()  # the run was cancelled while preparing the next batch
+    del pipeline
+    gc.collect()
+    assert reported == []
