@@ -2,7 +2,7 @@
 
 Only settled windows (lo, hi] are read (see watermark.py), so a window's content can shrink
 (a resource updated again moves to a later txid) but never grow. A window that fills a whole
-page is halved by txid, and the halves are counted with id-only probes (`omit-resources`)
+page is split by txid, and the parts are counted with id-only probes (`omit-resources`)
 until each fits a page, then read once; this needs no assumption about the order of `changes`
 in a page, which the documentation does not state (api/other/changes-api.md: `version=lo,hi`
 is lo-exclusive, hi-inclusive; 304 when nothing changed).
@@ -68,6 +68,19 @@ def latest_per_resource(changes: list[Change]) -> list[Change]:
         if kept is None or change.version >= kept.version:
             latest[change.id] = change
     return sorted(latest.values(), key=lambda c: c.version)
+
+
+def split_point(lo: int, hi: int, page_size: int, density: float | None) -> int:
+    """Where to cut a window (lo, hi] that holds more than a page: after as many txids as
+    should hold nine tenths of a page at the density last seen, so that windows come close
+    to a full page (and batches to a full transaction), or in the middle when nothing is
+    known or the estimate reaches that far. Any cut is correct; this one only saves probes.
+    """
+    middle = (lo + hi) // 2
+    if not density:
+        return middle
+    span = int(page_size * 0.9 / density)
+    return lo + max(1, min(span, middle - lo))
 
 
 async def current_state(
@@ -150,12 +163,14 @@ class ChangeFeed:
         consumed, so a caller may checkpoint at `upper`. One change per resource per pair.
         """
         windows = [(lo, hi)] if hi > lo else []
+        density: float | None = None  # changes per txid in the last window read
         while windows:
             a, b = windows.pop()
             if b - a > 1 and await self._size(a, b) > self.page_size:
-                # More than a page: halve by txid, counting with cheap id-only probes, so
+                # More than a page: split by txid, counting with cheap id-only probes, so
                 # that bodies are read once (a window's content never grows once settled).
-                windows += [((a + b) // 2, b), (a, (a + b) // 2)]
+                cut = split_point(a, b, self.page_size, density)
+                windows += [(cut, b), (a, cut)]
                 continue
             count = self.page_size + 1  # one more than a page: "full" means "more than a page"
             page = await self._page(a, b, count)
@@ -165,4 +180,6 @@ class ChangeFeed:
                 # found small can only have shrunk since.)
                 count *= 4
                 page = await self._page(a, b, count)
+            if page:
+                density = len(page) / (b - a)
             yield b, await self._collapse(page, b)
