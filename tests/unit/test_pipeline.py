@@ -49,6 +49,18 @@ class Sides:
         for name in names:
             self.gate(name).set()
 
+    def pipeline(self, overlap_for: float = 60) -> Pipeline[str]:
+        return Pipeline(self.write, self.save, overlap_for=overlap_for)
+
+
+async def b_beside_checkpoint_10(sides: Sides) -> Pipeline[str]:
+    """Batch a written and acknowledged; batch b sent while checkpoint 10 is being saved."""
+    pipeline = sides.pipeline()
+    await pipeline.submit("a", 10)
+    sides.open("write a")
+    await pipeline.submit("b", 20)
+    return pipeline
+
 
 async def _until(condition: Callable[[], bool]) -> None:
     """Let the loop run until `condition()` holds (each step yields once, no timers)."""
@@ -61,10 +73,7 @@ async def _until(condition: Callable[[], bool]) -> None:
 
 async def test_checkpoint_k_is_saved_while_batch_k_plus_1_is_written() -> None:
     sides = Sides()
-    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
-    await pipeline.submit("a", 10)
-    sides.open("write a")
-    await pipeline.submit("b", 20)
+    pipeline = await b_beside_checkpoint_10(sides)
     # Batch b is on its way while checkpoint 10 is being saved; the global goes first.
     assert "start write b" in sides.log and "start save 10" in sides.log
     assert sides.log.index("end write a") < sides.log.index("start write b")
@@ -77,10 +86,7 @@ async def test_checkpoint_k_is_saved_while_batch_k_plus_1_is_written() -> None:
 async def test_a_batch_waits_for_the_checkpoint_before_the_previous_one() -> None:
     # At most one acknowledged batch may be ahead of the saved checkpoint.
     sides = Sides()
-    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
-    await pipeline.submit("a", 10)
-    sides.open("write a")
-    await pipeline.submit("b", 20)
+    pipeline = await b_beside_checkpoint_10(sides)
     sides.open("write b")  # b is acknowledged, but checkpoint 10 is still being saved
     third = asyncio.create_task(pipeline.submit("c", 30))
     await _until(lambda: "end write b" in sides.log)
@@ -95,7 +101,7 @@ async def test_a_batch_waits_for_the_checkpoint_before_the_previous_one() -> Non
 async def test_a_failed_write_stops_later_batches_and_keeps_earlier_checkpoints() -> None:
     sides = Sides()
     sides.failing.add("write b")
-    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
+    pipeline = sides.pipeline()
     await pipeline.submit("a", 10)
     sides.open("write a", "save 10")
     await pipeline.submit("b", 20)
@@ -112,10 +118,7 @@ async def test_a_failed_write_waits_for_the_checkpoint_still_being_saved() -> No
     # writes of ChangesInfo would race.
     sides = Sides()
     sides.failing.add("write b")
-    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
-    await pipeline.submit("a", 10)
-    sides.open("write a")
-    await pipeline.submit("b", 20)
+    pipeline = await b_beside_checkpoint_10(sides)
     sides.open("write b")  # fails while checkpoint 10 is still being saved
 
     async def drain() -> None:
@@ -135,10 +138,7 @@ async def test_a_refused_checkpoint_cancels_the_write_beside_it() -> None:
     # the checkpoint must not land, and the run ends with the refusal as its cause.
     sides = Sides()
     sides.failing.add("save 10")
-    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
-    await pipeline.submit("a", 10)
-    sides.open("write a")
-    await pipeline.submit("b", 20)
+    pipeline = await b_beside_checkpoint_10(sides)
     sides.open("save 10")
     await _until(lambda: "cancelled write b" in sides.log)
     with pytest.raises(RuntimeError, match="save 10"):
@@ -152,7 +152,7 @@ async def test_a_refused_checkpoint_cancels_the_write_beside_it() -> None:
 async def test_an_old_lease_is_renewed_before_the_next_write() -> None:
     # With no lease time to spare, checkpoint and next write go one after the other.
     sides = Sides()
-    pipeline = Pipeline(sides.write, sides.save, overlap_for=0)
+    pipeline = sides.pipeline(overlap_for=0)
     await pipeline.submit("a", 10)
     sides.open("write a", "save 10", "write b", "save 20")
     await pipeline.submit("b", 20)
@@ -165,7 +165,7 @@ async def test_drain_after_a_failure_elsewhere_saves_the_acknowledged_batch() ->
     # Reading or anonymizing the next batch failed: the batch in flight still gets its
     # checkpoint once acknowledged, so the next run does not send it again.
     sides = Sides()
-    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
+    pipeline = sides.pipeline()
     await pipeline.submit("a", 10)
     sides.open("write a", "save 10")
     await pipeline.drain()
@@ -174,10 +174,7 @@ async def test_drain_after_a_failure_elsewhere_saves_the_acknowledged_batch() ->
 
 async def test_cancel_stops_the_write_and_the_checkpoint_in_flight() -> None:
     sides = Sides()
-    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
-    await pipeline.submit("a", 10)
-    sides.open("write a")
-    await pipeline.submit("b", 20)
+    pipeline = await b_beside_checkpoint_10(sides)
     pipeline.cancel()
     await _until(lambda: {"cancelled write b", "cancelled save 10"} <= set(sides.log))
     sides.open("write b", "save 10")
@@ -193,7 +190,7 @@ async def test_cancel_leaves_no_unretrieved_failure_for_asyncio_to_log() -> None
     )
     sides = Sides()
     sides.failing.add("write a")
-    pipeline = Pipeline(sides.write, sides.save, overlap_for=60)
+    pipeline = sides.pipeline()
     await pipeline.submit("a", 10)
     sides.open("write a")
     await _until(lambda: "fail write a" in sides.log)
