@@ -231,12 +231,12 @@ class PushStream:
             pipeline.cancel()  # cancelled (shutdown): no write may land after the run
 
     async def _claim(self, progress: _Progress) -> None:
-        """Take the stream's lease. Called before the first write to the global, with no write
-        in flight: If-Match makes the claim atomic, so of two runners only one goes on."""
-        if progress.info.lease is None or progress.info.lease.owner != self._owner:
-            progress.info = await self._checkpoints.save(
-                progress.info.model_copy(update={"lease": self._lease()})
-            )
+        """Take the stream's lease, or renew our own: a lease left by an earlier run may be
+        about to lapse. Called before the first write to the global, with no write in flight:
+        If-Match makes the claim atomic, so of two runners only one goes on."""
+        progress.info = await self._checkpoints.save(
+            progress.info.model_copy(update={"lease": self._lease()})
+        )
 
     async def _prepare(self, changes: list[Change], plan: Plan, key: PseudonymKey) -> _Prepared:
         """Anonymize a batch of changes; one that cannot be anonymized is quarantined."""

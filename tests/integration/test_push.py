@@ -358,3 +358,30 @@ async def test_persistent_serialization_conflicts_fail_the_run_and_quarantine_no
     global_aidbox.faults.clear()
     await sync(local_root, "/ChangesInfo/push-Patient/$sync")
     assert len(await resources(global_root, "Patient")) == 2
+
+
+async def test_a_run_renews_its_own_lapsing_lease_before_writing(
+    sync_app: RunningApp,
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    local_root: AidboxClient,
+) -> None:
+    # A lease left by this service's earlier run has lapsed; the next run must renew it before
+    # its first write, or a second service could take the stream while that write is on its way.
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    await sync_app.service.sync(["Patient"])
+    info = (await local_root.call("GET", "/ChangesInfo/push-Patient")).body
+    info["lease"]["until"] = "2000-01-01T00:00:00+00:00"
+    await local_root.call("PUT", "/ChangesInfo/push-Patient", json=info)
+    await local_root.call("PUT", "/Patient/p2", json=patient("p2"))
+    hold = global_aidbox.faults.hold_next_write("Patient")
+    first = asyncio.create_task(sync_app.service.sync(["Patient"]))
+    await hold.txid_taken()  # the first service's write is on its way to the global
+    async with running_app(
+        local_aidbox.url, global_url=global_aidbox.url, SYNC_RUNNER_ENABLED="false"
+    ) as second:
+        [refused] = await second.service.sync(["Patient"])
+    assert refused.error and "held by runner" in refused.error
+    hold.release()
+    [done] = await first
+    assert done.error is None and done.counters.written == 1
