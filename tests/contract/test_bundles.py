@@ -20,6 +20,16 @@ def observation_of(patient_id: str) -> dict:
     }
 
 
+def fhir_observation_of(reference: str) -> dict:
+    """The same Observation in FHIR format (for `/fhir/`), its subject a reference string."""
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": reference},
+    }
+
+
 def bundle(kind: str, *entries):
     """A Bundle of `kind` (batch | transaction)."""
     return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
@@ -89,15 +99,7 @@ async def test_batch_goes_on_after_a_failing_entry(box, uid):
 async def test_reference_to_missing_resource_is_422_with_expression(box, uid):
     # modules/profiling-and-validation/
     #   skip-validation-of-references-in-resource-using-request-header.md
-    answer = await box.put(
-        f"/fhir/Observation/o-{uid}",
-        {
-            "resourceType": "Observation",
-            "status": "final",
-            "code": {"text": "x"},
-            "subject": {"reference": f"Patient/nope-{uid}"},
-        },
-    )
+    answer = await box.put(f"/fhir/Observation/o-{uid}", fhir_observation_of(f"Patient/nope-{uid}"))
     assert answer.status == 422
     issue = answer.body["issue"][0]
     assert issue["expression"] == ["Observation.subject"]
@@ -113,12 +115,7 @@ async def test_reference_check_skipped_by_header_and_for_absolute_urls(box, uid)
     assert skipped.status == 201
     absolute = await box.put(
         f"/fhir/Observation/a-{uid}",
-        {
-            "resourceType": "Observation",
-            "status": "final",
-            "code": {"text": "x"},
-            "subject": {"reference": f"http://elsewhere.example/fhir/Patient/{uid}"},
-        },
+        fhir_observation_of(f"http://elsewhere.example/fhir/Patient/{uid}"),
     )
     assert absolute.status == 201
 
