@@ -191,18 +191,34 @@ async def test_transient_failures_on_the_global_lose_nothing(
     )
 
 
-async def test_global_down_keeps_the_checkpoint_then_catches_up(
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        ("global down", "503"),
+        # A SERIALIZABLE conflict (412, contract §5) says nothing about the content: it is
+        # retried, and if it persists the run stops at its checkpoint.
+        ("serialization conflicts", "412"),
+    ],
+)
+async def test_a_persistent_failure_on_the_global_keeps_the_checkpoint_then_catches_up(
     sync_app: RunningApp,
     local_root: AidboxClient,
     global_root: AidboxClient,
     global_aidbox: Emulator,
+    fault: str,
+    status: str,
 ) -> None:
     await seed_clinic(local_root)
-    global_aidbox.faults.set_random(error_rate=1.0, seed=1)
+    if fault == "global down":
+        global_aidbox.faults.set_random(error_rate=1.0, seed=1)
+    else:
+        global_aidbox.faults.serialization_failures(1000)
     resp = await local_root.call("POST", "/$sync", accept=(207,))
-    failed = {s["stream"]: s for s in resp.body["streams"]}
-    assert failed["push-Patient"]["error"]
-    assert failed["push-Patient"]["version"] == 0  # nothing acknowledged, nothing advanced
+    failed = {s["stream"]: s for s in resp.body["streams"]}["push-Patient"]
+    assert status in failed["error"]
+    assert failed["version"] == 0  # nothing acknowledged, nothing advanced
+    assert failed["quarantined"] == 0
+    assert await resources(local_root, "SyncQuarantine") == {}
     global_aidbox.faults.clear()
     await sync(local_root)
     assert await global_state(global_root, TYPES) == await expected_global(local_root, TYPES)
@@ -339,25 +355,6 @@ async def test_a_second_service_for_the_same_clinic_does_not_push_the_same_strea
     assert KEY.resource_id("Patient", "p2") not in await resources(global_root, "Patient")
     [resumed] = await sync_app.service.sync(["Patient"])  # the holder goes on
     assert resumed.error is None and resumed.counters.written == 1
-
-
-async def test_persistent_serialization_conflicts_fail_the_run_and_quarantine_nothing(
-    sync_app: RunningApp,
-    local_root: AidboxClient,
-    global_root: AidboxClient,
-    global_aidbox: Emulator,
-) -> None:
-    # A SERIALIZABLE conflict (412, contract §5) says nothing about the content: it is retried,
-    # and if it persists the run stops at its checkpoint instead of quarantining anything.
-    await seed_clinic(local_root)
-    global_aidbox.faults.serialization_failures(1000)
-    resp = await local_root.call("POST", "/ChangesInfo/push-Patient/$sync")
-    [failed] = resp.body["streams"]
-    assert "412" in failed["error"] and failed["version"] == 0 and failed["quarantined"] == 0
-    assert await resources(local_root, "SyncQuarantine") == {}
-    global_aidbox.faults.clear()
-    await sync(local_root, "/ChangesInfo/push-Patient/$sync")
-    assert len(await resources(global_root, "Patient")) == 2
 
 
 async def test_a_run_renews_its_own_lapsing_lease_before_writing(
