@@ -17,9 +17,10 @@ from datetime import UTC, datetime, timedelta
 from app.aidbox.client import AidboxClient, AidboxError, AidboxUnavailable
 from app.anonymize import Plan, PseudonymKey
 from app.model import ChangesInfo, Counters, Direction, LastError, Lease
+from app.sync.backlog import Backlog, Batch
 from app.sync.bundle import Outgoing, Ref, batches, order_by_references
 from app.sync.checkpoint import CheckpointConflict, CheckpointStore
-from app.sync.feed import Change, ChangeFeed, FeedError, latest_per_resource
+from app.sync.feed import Change, ChangeFeed, FeedError
 from app.sync.pipeline import Pipeline
 from app.sync.quarantine import quarantine
 from app.sync.sent import SentCache
@@ -181,9 +182,9 @@ class PushStream:
         """Push (start, bound], checkpointing after each batch; `progress` always holds the
         last checkpoint saved, also when this raises.
 
-        Windows are gathered until a batch is full; batch k+1 is read and anonymized while
-        batch k is written, and the pipeline saves checkpoint k during write k+1, so the
-        global never waits for the clinic. Empty windows are remembered in memory only:
+        Windows are gathered in a backlog and sent in full batches; batch k+1 is read and
+        anonymized while batch k is written, and the pipeline saves checkpoint k during write
+        k+1, so the global never waits for the clinic. Empty windows are remembered in memory only:
         persisting them would itself be a write (a new txid) and wake every stream again.
         """
         started = datetime.now(UTC)
@@ -197,28 +198,20 @@ class PushStream:
 
         pipeline = Pipeline(write, save, overlap_for=self._limits.lease_seconds / 2)
 
-        async def send(changes: list[Change], upper: int) -> None:
+        async def send(batch: Batch) -> None:
             if pipeline.idle:
                 await self._claim(progress)
-            await pipeline.submit(
-                await self._prepare(latest_per_resource(changes), plan, key), upper
-            )
+            await pipeline.submit(await self._prepare(batch.changes, plan, key), batch.upper)
 
-        pending: list[Change] = []
-        last_upper = start
+        backlog = Backlog(start)
         full = self._limits.max_entries
         try:
             async for upper, changes in self._feed.windows(start, bound):
-                if pending and len(pending) + len(changes) > full:
-                    await send(pending, last_upper)  # a batch stays within one transaction
-                    pending = []
-                pending += changes
-                last_upper = upper
-                if len(pending) >= full:
-                    await send(pending, upper)
-                    pending = []
-            if pending:
-                await send(pending, last_upper)
+                backlog.add(upper, changes)
+                while len(backlog) >= full:
+                    await send(backlog.take(full))
+            if len(backlog):
+                await send(backlog.take(len(backlog)))
             await pipeline.finish()
             if progress.info.status == "failed":
                 progress.info = await self._advance(

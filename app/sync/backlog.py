@@ -1,0 +1,62 @@
+"""Changes read from the clinic and not sent yet, cut into full transactions.
+
+The feed cuts windows by txid, so their sizes vary (a window holds at most a page, often
+less). Transactions made of whole windows would leave part of each transaction empty, and the
+global pays per transaction. The backlog cuts batches at any change instead, and gives each
+batch the checkpoint it completes: the upper bound of the last window none of whose changes is
+still waiting (DESIGN.md §4.2: the checkpoint never passes an unsent change).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from itertools import islice
+
+from app.sync.feed import Change
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Changes to send together, and the checkpoint once they are written."""
+
+    changes: list[Change]
+    upper: int
+
+
+class Backlog:
+    """Waiting changes of one stream, one per resource, in the order they were read."""
+
+    def __init__(self, start: int) -> None:
+        # id -> (latest change, upper bound of the window it was read in); insertion order is
+        # read order, and a resource changed again moves to the end with its later window.
+        self._waiting: dict[str, tuple[Change, int]] = {}
+        self._uppers: list[int] = []  # windows read and not yet covered by a checkpoint
+        self._covered = start
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def add(self, upper: int, changes: list[Change]) -> None:
+        """Take in the changes of the window that ends at `upper` (windows in order)."""
+        for change in changes:
+            # A later change of a waiting resource replaces it: only the last state is sent.
+            self._waiting.pop(change.id, None)
+            self._waiting[change.id] = (change, upper)
+        self._uppers.append(upper)
+
+    def take(self, count: int) -> Batch:
+        """The `count` changes read first, with the highest checkpoint that passes none of
+        the changes still waiting."""
+        ids = list(islice(self._waiting, count))
+        changes = [self._waiting.pop(i)[0] for i in ids]
+        if self._waiting:
+            # The change read first still waits: its window and every later one stay open.
+            first_open = next(iter(self._waiting.values()))[1]
+            done = bisect.bisect_left(self._uppers, first_open)
+        else:
+            done = len(self._uppers)
+        if done:
+            self._covered = self._uppers[done - 1]
+            del self._uppers[:done]
+        return Batch(changes, self._covered)

@@ -1,0 +1,104 @@
+"""Cutting read changes into full transactions, each with the checkpoint it completes
+(app/sync/backlog.py)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.sync.backlog import Backlog
+from app.sync.feed import Change
+
+
+def _change(rid: str, version: int) -> Change:
+    return Change("updated", "Patient", rid, version, {"id": rid})
+
+
+def _ids(changes: list[Change]) -> list[str]:
+    return [c.id for c in changes]
+
+
+def test_batches_are_full_across_windows_and_checkpoint_the_last_window_done() -> None:
+    backlog = Backlog(start=100)
+    backlog.add(110, [_change("a", 101), _change("b", 105), _change("c", 110)])
+    backlog.add(120, [_change("d", 111), _change("e", 115), _change("f", 119), _change("g", 120)])
+    backlog.add(130, [_change("h", 125), _change("i", 130)])
+    first = backlog.take(5)
+    # d and e of the second window are sent, f and g still wait: only the first window is done.
+    assert (_ids(first.changes), first.upper) == (["a", "b", "c", "d", "e"], 110)
+    rest = backlog.take(5)
+    assert (_ids(rest.changes), rest.upper) == (["f", "g", "h", "i"], 130)
+    assert len(backlog) == 0
+
+
+def test_a_later_change_replaces_the_waiting_one_and_takes_its_place() -> None:
+    backlog = Backlog(start=0)
+    backlog.add(10, [_change("a", 3), _change("b", 7)])
+    backlog.add(20, [_change("a", 15)])
+    assert len(backlog) == 2
+    batch = backlog.take(1)
+    # a's first state is never sent; its window is done once b is.
+    assert (_ids(batch.changes), batch.upper) == (["b"], 10)
+    last = backlog.take(1)
+    assert ([c.version for c in last.changes], last.upper) == ([15], 20)
+
+
+def test_empty_windows_before_a_waiting_change_are_covered() -> None:
+    backlog = Backlog(start=0)
+    backlog.add(10, [_change("a", 10)])
+    backlog.add(20, [])
+    backlog.add(30, [_change("b", 25)])
+    assert backlog.take(1).upper == 20
+
+
+def test_a_batch_that_completes_no_window_keeps_the_checkpoint() -> None:
+    backlog = Backlog(start=50)
+    backlog.add(60, [_change(f"p{i}", 51 + i) for i in range(5)])
+    assert backlog.take(2).upper == 50
+    assert backlog.take(2).upper == 50
+    assert backlog.take(2).upper == 60
+
+
+# Windows of changes to a few resources (so some change several times), and batch sizes.
+windows = st.lists(st.lists(st.sampled_from("abcdefgh"), max_size=6), min_size=1, max_size=12)
+
+
+@given(windows=windows, sizes=st.lists(st.integers(1, 7), min_size=1, max_size=30))
+def test_a_checkpoint_never_passes_a_change_that_was_not_sent(
+    windows: list[list[str]], sizes: list[int]
+) -> None:
+    backlog = Backlog(start=0)
+    read: list[tuple[Change, int]] = []  # every change added, with its window's upper bound
+    sent: list[Change] = []
+    checkpoints: list[tuple[int, int]] = []  # (checkpoint, how many changes were sent by then)
+    version = 0
+    sizes_left = iter(sizes)
+    for n, ids in enumerate(windows, 1):
+        upper = n * 100
+        changes = []
+        for rid in dict.fromkeys(ids):  # the feed yields one change per resource per window
+            version += 1
+            changes.append(_change(rid, upper - 50 + version))
+        backlog.add(upper, changes)
+        read += [(c, upper) for c in changes]
+        size = next(sizes_left, None)
+        if size is not None and len(backlog) >= size:
+            batch = backlog.take(size)
+            assert len(batch.changes) == size
+            sent += batch.changes
+            checkpoints.append((batch.upper, len(sent)))
+    final = backlog.take(len(backlog))
+    sent += final.changes
+    checkpoints.append((final.upper, len(sent)))
+    assert final.upper == len(windows) * 100  # everything sent: every window is done
+    assert [u for u, _ in checkpoints] == sorted(u for u, _ in checkpoints)
+    for checkpoint, count in checkpoints:
+        # A replay from the checkpoint reads every window above it. So each resource's last
+        # change at or below it was sent by then, or the resource changed again above it.
+        below: dict[str, Change] = {c.id: c for c, upper in read if upper <= checkpoint}
+        above = {c.id for c, upper in read if upper > checkpoint}
+        for rid, change in below.items():
+            assert change in sent[:count] or rid in above
+    # Each resource's last state is sent, and no state twice.
+    assert len(sent) == len({(c.id, c.version) for c in sent})
+    assert all(c in sent for c in {c.id: c for c, _ in read}.values())
