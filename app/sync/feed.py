@@ -73,13 +73,13 @@ def latest_per_resource(changes: list[Change]) -> list[Change]:
 def split_point(lo: int, hi: int, page_size: int, density: float | None) -> int:
     """Where to cut a window (lo, hi] that holds more than a page: after as many txids as
     should hold nine tenths of a page at the density last seen, so that windows come close
-    to a full page (and batches to a full transaction), or in the middle when nothing is
-    known or the estimate reaches that far. Any cut is correct; this one only saves probes.
+    to a full page, but never past the middle (the estimate is then too low: halving is
+    surer). Before anything was read, one change per txid is assumed, as writes of one
+    resource at a time give; a sparser stream makes the first window small, not wrong. Any
+    cut is correct; a good one only saves probes (each halving is one more request).
     """
     middle = (lo + hi) // 2
-    if not density:
-        return middle
-    span = int(page_size * 0.9 / density)
+    span = int(page_size * 0.9 / (density or 1.0))
     return lo + max(1, min(span, middle - lo))
 
 

@@ -8,7 +8,10 @@ from hypothesis import strategies as st
 from app.sync.feed import split_point
 
 
-def test_nothing_known_yet_cuts_in_the_middle() -> None:
+def test_nothing_known_yet_assumes_one_change_per_txid() -> None:
+    # A backlog of 5,000 single-resource writes: the first window is one probe away.
+    assert split_point(0, 5000, page_size=200, density=None) == 180
+    # A narrow window holding more than a page: txids hold several changes, so halve.
     assert split_point(100, 300, page_size=200, density=None) == 200
 
 
