@@ -74,11 +74,14 @@ def split_point(lo: int, hi: int, page_size: int, density: float | None) -> int:
     """Where to cut a window (lo, hi] that holds more than a page: after as many txids as
     should hold nine tenths of a page at the density last seen, so that windows come close
     to a full page, but never past the middle (the estimate is then too low: halving is
-    surer). Before anything was read, one change per txid is assumed, as writes of one
-    resource at a time give; a sparser stream makes the first window small, not wrong. Any
-    cut is correct; a good one only saves probes (each halving is one more request).
+    surer). Before any window was read, one change per txid is assumed, as writes of one
+    resource at a time give. After an empty window (density 0) nothing is assumed: halving
+    crosses a long quiet stretch in a few probes, where any fixed span would take thousands.
+    Any cut is correct; a good one only saves probes.
     """
     middle = (lo + hi) // 2
+    if density == 0:
+        return middle
     span = int(page_size * 0.9 / (density or 1.0))
     return lo + max(1, min(span, middle - lo))
 
@@ -166,11 +169,16 @@ class ChangeFeed:
         density: float | None = None  # changes per txid in the last window read
         while windows:
             a, b = windows.pop()
-            if b - a > 1 and await self._size(a, b) > self.page_size:
+            size = await self._size(a, b) if b - a > 1 else None
+            if size is not None and size > self.page_size:
                 # More than a page: split by txid, counting with cheap id-only probes, so
                 # that bodies are read once (a window's content never grows once settled).
                 cut = split_point(a, b, self.page_size, density)
                 windows += [(cut, b), (a, cut)]
+                continue
+            if size == 0:
+                density = 0.0  # settled and empty: it stays empty, no page to read
+                yield b, []
                 continue
             count = self.page_size + 1  # one more than a page: "full" means "more than a page"
             page = await self._page(a, b, count)
@@ -180,6 +188,5 @@ class ChangeFeed:
                 # found small can only have shrunk since.)
                 count *= 4
                 page = await self._page(a, b, count)
-            if page:
-                density = len(page) / (b - a)
+            density = len(page) / (b - a)
             yield b, await self._collapse(page, b)

@@ -22,6 +22,10 @@ def test_the_density_last_seen_aims_at_nine_tenths_of_a_page() -> None:
     assert split_point(0, 100_000, page_size=200, density=0.1) == 1800
 
 
+def test_after_an_empty_window_the_next_cut_halves() -> None:
+    assert split_point(0, 1_000_000, page_size=200, density=0.0) == 500_000
+
+
 def test_an_estimate_beyond_the_middle_falls_back_to_the_middle() -> None:
     # The window holds more than a page, so a span that should hold less reaches too far.
     assert split_point(0, 100, page_size=200, density=0.5) == 50
@@ -31,7 +35,7 @@ def test_an_estimate_beyond_the_middle_falls_back_to_the_middle() -> None:
     lo=st.integers(0, 10**9),
     width=st.integers(2, 10**6),
     page=st.integers(1, 5000),
-    density=st.one_of(st.none(), st.floats(1e-6, 1e6)),
+    density=st.one_of(st.none(), st.just(0.0), st.floats(1e-6, 1e6)),
 )
 def test_the_cut_is_always_strictly_inside_the_window(
     lo: int, width: int, page: int, density: float | None
