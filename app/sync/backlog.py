@@ -33,17 +33,31 @@ class Backlog:
         self._waiting: dict[str, tuple[Change, int]] = {}
         self._uppers: list[int] = []  # windows read and not yet covered by a checkpoint
         self._covered = start
+        self._read = start  # upper bound of the last window read
+        # Resources read as their current state, newer than the window that held them (the
+        # feed resolves an ambiguous delete that way): id -> that version. A later window may
+        # still bring an older change of theirs, which must not follow the newer state out.
+        self._ahead: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._waiting)
 
     def add(self, upper: int, changes: list[Change]) -> None:
-        """Take in the changes of the window that ends at `upper` (windows in order)."""
+        """Take in the changes of the window that ends at `upper`; windows come in order."""
+        if upper <= self._read:
+            raise ValueError(f"window up to {upper} is not after the one up to {self._read}")
+        self._read = upper
         for change in changes:
+            if change.version <= self._ahead.get(change.id, -1):
+                continue  # an older state than one already taken in or sent
+            if change.version > upper:
+                self._ahead[change.id] = change.version
             # A later change of a waiting resource replaces it: only the last state is sent.
             self._waiting.pop(change.id, None)
             self._waiting[change.id] = (change, upper)
         self._uppers.append(upper)
+        # Windows past a version hold only later changes: nothing older can come any more.
+        self._ahead = {rid: v for rid, v in self._ahead.items() if v > upper}
 
     def take(self, count: int) -> Batch:
         """The `count` changes read first, with the highest checkpoint that passes none of

@@ -17,19 +17,18 @@ from typing import Generic, TypeVar
 
 from app.model import Counters
 
-Batch = TypeVar("Batch")
+Payload = TypeVar("Payload")
 
 
 log = logging.getLogger("aidbox_sync.pipeline")
 
 
-class Pipeline(Generic[Batch]):
+class Pipeline(Generic[Payload]):
     """Writes batches to the global and saves a checkpoint after each, overlapped but in order.
 
     The checkpoint of batch k is saved while batch k+1 is written, under three rules:
     - batch k+1 is only sent once batch k is acknowledged and checkpoint k-1 is saved, so a
-      failed write stops every later one and at most one acknowledged batch is ever ahead of
-      the saved checkpoint;
+      failed write stops every later one and the saves trail the writes by one batch at most;
     - a checkpoint that fails (If-Match: another runner took the stream, or the checkpoint was
       reset) cancels the write running beside it at once;
     - the two only overlap while the stream's lease, renewed by the last saved checkpoint, has
@@ -39,7 +38,7 @@ class Pipeline(Generic[Batch]):
 
     def __init__(
         self,
-        write: Callable[[Batch], Awaitable[Counters]],
+        write: Callable[[Payload], Awaitable[Counters]],
         save: Callable[[int, Counters], Awaitable[None]],
         *,
         overlap_for: float,
@@ -97,8 +96,9 @@ class Pipeline(Generic[Batch]):
             self._saving = asyncio.create_task(self._save(*written))
             self._saving.add_done_callback(self._after_save)
 
-    async def submit(self, batch: Batch, upper: int) -> None:
-        """Send `batch` (every change up to `upper`) once the batch before it is through."""
+    async def submit(self, batch: Payload, upper: int) -> None:
+        """Send `batch` once the batch before it is through; `upper` is the checkpoint to
+        save once it is written."""
         written = await self._acknowledged()
         if written is not None and time.monotonic() - self._confirmed > self._overlap_for:
             self._checkpoint(written)  # the lease is getting old: renew it before writing

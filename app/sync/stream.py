@@ -1,9 +1,10 @@
 """One push stream: a resource type's changes from the clinic to the global.
 
 A run reads settled sub-windows of changes after the checkpoint, anonymizes them, writes them to
-the global, and only then advances the checkpoint to the sub-window's upper bound. A crash at
-any point replays from the last checkpoint; the global's writes are idempotent PUT/DELETE on
-deterministic ids, so a replay never forks (DESIGN.md §4.2).
+the global in full batches, and only then advances the checkpoint to the end of the last
+sub-window none of whose changes still waits (backlog.py). A crash at any point replays from
+the last checkpoint; the global's writes are idempotent PUT/DELETE on deterministic ids, so a
+replay never forks (DESIGN.md §4.2).
 """
 
 from __future__ import annotations
@@ -184,8 +185,8 @@ class PushStream:
 
         Windows are gathered in a backlog and sent in full batches; batch k+1 is read and
         anonymized while batch k is written, and the pipeline saves checkpoint k during write
-        k+1, so the global never waits for the clinic. Empty windows are remembered in memory only:
-        persisting them would itself be a write (a new txid) and wake every stream again.
+        k+1, so the global never waits for the clinic. Empty windows are remembered in memory
+        only: persisting them would itself be a write (a new txid) and wake every stream again.
         """
         started = datetime.now(UTC)
 

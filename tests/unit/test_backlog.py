@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -59,6 +60,40 @@ def test_a_batch_that_completes_no_window_keeps_the_checkpoint() -> None:
     assert backlog.take(2).upper == 60
 
 
+def test_the_checkpoint_stays_before_a_window_whose_first_change_was_taken_alone() -> None:
+    backlog = Backlog(start=0)
+    backlog.add(100, [_change("a", 10), _change("b", 20), _change("c", 30)])
+    assert backlog.take(1).upper == 0
+    backlog.add(200, [_change("d", 150)])
+    # b and c of the first window still wait.
+    assert backlog.take(1).upper == 0
+    assert backlog.take(3).upper == 200
+
+
+def test_an_older_change_after_a_newer_current_state_is_not_sent() -> None:
+    # The feed read a@50 as the clinic's current state while reading the window up to 10;
+    # the window up to 30 then holds a@30, an older state that must not follow it out.
+    backlog = Backlog(start=0)
+    backlog.add(10, [_change("a", 50)])
+    assert [c.version for c in backlog.take(1).changes] == [50]
+    backlog.add(30, [_change("a", 30), _change("b", 25)])
+    backlog.add(40, [_change("a", 35)])
+    batch = backlog.take(5)
+    assert ([(c.id, c.version) for c in batch.changes], batch.upper) == ([("b", 25)], 40)
+    # A later change of a leaves as usual.
+    backlog.add(60, [_change("a", 55)])
+    assert [c.version for c in backlog.take(5).changes] == [55]
+
+
+def test_windows_must_come_in_order() -> None:
+    backlog = Backlog(start=100)
+    with pytest.raises(ValueError):
+        backlog.add(100, [])
+    backlog.add(200, [])
+    with pytest.raises(ValueError):
+        backlog.add(150, [])
+
+
 # Windows of changes to a few resources (so some change several times), and batch sizes.
 windows = st.lists(st.lists(st.sampled_from("abcdefgh"), max_size=6), min_size=1, max_size=12)
 
@@ -71,18 +106,17 @@ def test_a_checkpoint_never_passes_a_change_that_was_not_sent(
     read: list[tuple[Change, int]] = []  # every change added, with its window's upper bound
     sent: list[Change] = []
     checkpoints: list[tuple[int, int]] = []  # (checkpoint, how many changes were sent by then)
-    version = 0
     sizes_left = iter(sizes)
     for n, ids in enumerate(windows, 1):
         upper = n * 100
         changes = []
-        for rid in dict.fromkeys(ids):  # the feed yields one change per resource per window
-            version += 1
-            changes.append(_change(rid, upper - 50 + version))
+        # The feed yields one change per resource per window, versions inside the window.
+        for i, rid in enumerate(dict.fromkeys(ids)):
+            changes.append(_change(rid, upper - 10 + i))
         backlog.add(upper, changes)
         read += [(c, upper) for c in changes]
         size = next(sizes_left, None)
-        if size is not None and len(backlog) >= size:
+        while size is not None and len(backlog) >= size:  # as the stream does
             batch = backlog.take(size)
             assert len(batch.changes) == size
             sent += batch.changes
