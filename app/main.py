@@ -105,7 +105,8 @@ def build_app(settings: AppSettings) -> web.Application:
             await service.global_.close()
 
         app.cleanup_ctx.append(background_runner)
-    app.on_startup.append(_freeze_startup_objects)
+    if settings.gc_freeze:
+        app.on_startup.append(_freeze_startup_objects)
     return app
 
 
@@ -114,8 +115,10 @@ async def _freeze_startup_objects(app: web.Application) -> None:
 
     Start-up leaves about 100,000 long-lived objects (SDK, pydantic schemas, aiohttp). Each
     full collection walks all of them: a pause of about 50 ms of the event loop, in the
-    middle of a push, while the global waits for the next transaction (bench/push.py). They
-    live as long as the process, so they are frozen once, after a collection.
+    middle of a push, while the global waits for the next transaction (bench/push.py). Nearly
+    all of them live as long as the process, so they are frozen once, after a collection
+    (the few that die later are freed by reference counting, unless they form a cycle).
+    Registered last, so the SDK and the push service are built by then.
     """
     gc.collect()
     gc.freeze()

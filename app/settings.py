@@ -90,6 +90,9 @@ class AppSettings(BaseSettings):
     # Off only in tests that drive every run through the operations.
     runner_enabled: bool = Field(True, validation_alias=AliasChoices("SYNC_RUNNER_ENABLED"))
     http_timeout: float = Field(30.0, gt=0, validation_alias=AliasChoices("SYNC_HTTP_TIMEOUT"))
+    # Off only where one process starts the App many times (the test suite): each start
+    # would freeze that process's objects of the moment too, its fixtures included.
+    gc_freeze: bool = Field(True, validation_alias=AliasChoices("SYNC_GC_FREEZE"))
 
     @model_validator(mode="after")
     def _local_role_needs_a_global(self) -> AppSettings:

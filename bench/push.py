@@ -48,6 +48,8 @@ from tests.support.clinic import CLINIC, KEY, last_txid, patient, safe_harbor
 from tests.support.postgres import create_database
 
 BATCH = 200
+# Where the test suite's App settings differ from a deployed App's defaults: as deployed.
+DEPLOYED = {"SYNC_GC_FREEZE": "true", "SYNC_BATCH_MAX_ENTRIES": str(BATCH)}
 
 
 class EmulatorProcess:
@@ -134,7 +136,7 @@ async def _push(local: EmulatorProcess, global_: EmulatorProcess, n: int) -> tup
             local.url,
             global_url=global_.url,
             SYNC_RUNNER_ENABLED="false",
-            SYNC_BATCH_MAX_ENTRIES=str(BATCH),
+            **DEPLOYED,
         ) as app,
     ):
         # Warm-up on the empty clinic: checkpoints created, emulator tables in place.
@@ -197,7 +199,9 @@ async def latency(clinic: Site, hq: Site, samples: int) -> list[float]:
         async with (
             AidboxClient(local.url, "root", "secret") as local_root,
             AidboxClient(global_.url, "root", "secret") as global_root,
-            running_app(local.url, global_url=global_.url, SYNC_POLL_INTERVAL="5") as app,
+            running_app(
+                local.url, global_url=global_.url, SYNC_POLL_INTERVAL="5", **DEPLOYED
+            ) as app,
         ):
             await app.service.sync()  # checkpoints exist before measuring
             for i in range(samples):

@@ -61,6 +61,8 @@ def app_env(
         "AIO_HOST": "127.0.0.1",
         "AIO_PORT": str(port),
         "SYNC_ROLE": role,
+        # The suite starts many Apps in one process: none may freeze the suite's objects.
+        "SYNC_GC_FREEZE": "false",
     }
     if role == "local":
         env.update(
