@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, Literal
 
 import orjson
 
-from app.sync.feed import Change
+from app.sync.feed import ChangeId
 
 Ref = tuple[str, str]  # (resourceType, id)
 
@@ -54,15 +54,17 @@ def digest(resource: dict[str, Any]) -> str:
 class Outgoing:
     """One write to the global, tied to the local change it comes from.
 
-    Its entry is serialized (and its body hashed) once, when it is built: that happens while
-    the previous transaction is in flight, so the send itself only joins ready bytes.
+    It keeps the entry as JSON bytes and the hash of its body, made once, when it is built
+    (while the previous transaction is in flight), and of the local change only its identity:
+    neither the clinic's body nor the anonymized one is held while the batch waits or travels,
+    and freeing a written batch costs next to nothing before the next one leaves.
     """
 
-    change: Change
+    source: ChangeId
     method: Literal["PUT", "DELETE"]
     target_type: str
     target_id: str
-    resource: dict[str, Any] | None = None
+    body: InitVar[dict[str, Any] | None] = None
     # Global reference -> local id of the target, to push a missing target first.
     depends_on: dict[Ref, str] = field(default_factory=dict)
     # A missing target pushed on a referrer's behalf: created only if still absent, so it can
@@ -72,18 +74,17 @@ class Outgoing:
     encoded: bytes = field(init=False, repr=False, compare=False)
     body_digest: str | None = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, body: dict[str, Any] | None) -> None:
         # Frozen: derived fields are set once, here, through object.__setattr__.
-        object.__setattr__(self, "encoded", orjson.dumps(self.entry()))
-        hashed = digest(self.resource) if self.resource is not None else None
-        object.__setattr__(self, "body_digest", hashed)
+        object.__setattr__(self, "encoded", orjson.dumps(self._entry(body)))
+        object.__setattr__(self, "body_digest", digest(body) if body is not None else None)
 
     @property
     def key(self) -> Ref:
         """The global resource this entry writes."""
         return (self.target_type, self.target_id)
 
-    def entry(self) -> dict[str, Any]:
+    def _entry(self, body: dict[str, Any] | None) -> dict[str, Any]:
         """The transaction entry (Aidbox format)."""
         if self.if_absent:
             # Conditional create, the form the SDK uses for seeds (contract §1).
@@ -91,8 +92,8 @@ class Outgoing:
         else:
             request = {"method": self.method, "url": f"/{self.target_type}/{self.target_id}"}
         entry: dict[str, Any] = {"request": request}
-        if self.resource is not None:
-            entry["resource"] = self.resource
+        if body is not None:
+            entry["resource"] = body
         return entry
 
     def size(self) -> int:

@@ -12,11 +12,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from app.aidbox.client import AidboxClient, AidboxError
 
 Event = Literal["created", "updated", "deleted"]
+
+
+class ChangeId(NamedTuple):
+    """Which change a write comes from: enough to log or quarantine it, and no body."""
+
+    resource_type: str
+    id: str
+    version: int
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,10 @@ class Change:
     def deleted(self) -> bool:
         """A delete event: the target must remove the resource."""
         return self.event == "deleted"
+
+    def identity(self) -> ChangeId:
+        """The change without its body."""
+        return ChangeId(self.resource_type, self.id, self.version)
 
 
 class FeedError(Exception):

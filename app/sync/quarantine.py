@@ -11,16 +11,16 @@ from datetime import UTC, datetime
 
 from app.aidbox.client import AidboxClient
 from app.model import QuarantineRecord
-from app.sync.feed import Change
+from app.sync.feed import ChangeId
 
 
-def record_id(stream_id: str, change: Change) -> str:
+def record_id(stream_id: str, change: ChangeId) -> str:
     """Deterministic, FHIR-id-safe record id."""
     raw = f"{stream_id}/{change.resource_type}/{change.id}/{change.version}".encode()
     return "q-" + hashlib.sha256(raw).hexdigest()[:40]
 
 
-async def quarantine(local: AidboxClient, stream_id: str, change: Change, reason: str) -> None:
+async def quarantine(local: AidboxClient, stream_id: str, change: ChangeId, reason: str) -> None:
     """Store (or overwrite) the record of a refused change."""
     rec = QuarantineRecord(
         id=record_id(stream_id, change),

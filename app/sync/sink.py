@@ -113,9 +113,9 @@ class GlobalSink:
                     item = part[0]
                     log.error(
                         "global refused %s/%s version %s: %s",
-                        item.change.resource_type,
-                        item.change.id,
-                        item.change.version,
+                        item.source.resource_type,
+                        item.source.id,
+                        item.source.version,
                         reason,
                     )
                     result.quarantined.append((item, reason))

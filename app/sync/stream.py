@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from app.aidbox.client import AidboxClient, AidboxError, AidboxUnavailable
@@ -149,7 +149,7 @@ class PushStream:
             if change is None:
                 return None
             try:
-                return replace(to_outgoing(change, plan, key), if_absent=True)
+                return to_outgoing(change, plan, key, if_absent=True)
             except Exception as exc:  # the referrer is then refused and quarantined
                 log.error(
                     "stream %s: %s/%s cannot be anonymized: %s",
@@ -202,7 +202,11 @@ class PushStream:
         async def send(batch: Batch) -> None:
             if pipeline.idle:
                 await self._claim(progress)
-            await pipeline.submit(await self._prepare(batch.changes, plan, key), batch.upper)
+            prepared, upper = await self._prepare(batch.changes, plan, key), batch.upper
+            # The clinic's bodies go now, not after the wait: PHI lives no longer than its
+            # anonymization, and freeing it here overlaps the write in flight.
+            del batch
+            await pipeline.submit(prepared, upper)
 
         backlog = Backlog(start)
         full = self._limits.max_entries
@@ -254,7 +258,7 @@ class PushStream:
                     change.version,
                     reason,
                 )
-                await quarantine(self._local, self.id, change, reason)
+                await quarantine(self._local, self.id, change.identity(), reason)
                 refused += 1
         return _Prepared(outgoing, Counters(read=len(changes), quarantined=refused))
 
@@ -273,7 +277,7 @@ class PushStream:
             # and counts it; here only this stream's changes are.
             rejected = [(i, reason) for i, reason in result.quarantined if not i.if_absent]
             for item, reason in rejected:
-                await quarantine(self._local, self.id, item.change, reason)
+                await quarantine(self._local, self.id, item.source, reason)
             own = [i for i in result.written if not i.if_absent]
             counters = counters.add(
                 Counters(

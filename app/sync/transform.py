@@ -1,7 +1,7 @@
 """Turns a local change into what is sent to the global: the anonymized body and its id.
 
 Anonymization happens here, before anything is queued (DESIGN.md §4.4): an `Outgoing` never
-holds an unanonymized body.
+holds an unanonymized body, nor any body at all, only the encoded entry.
 """
 
 from __future__ import annotations
@@ -11,14 +11,19 @@ from app.sync.bundle import Outgoing, find_references
 from app.sync.feed import Change
 
 
-def to_outgoing(change: Change, plan: Plan, key: PseudonymKey) -> Outgoing:
-    """The write that makes the global reflect `change` (PUT anonymized body, or DELETE)."""
+def to_outgoing(
+    change: Change, plan: Plan, key: PseudonymKey, *, if_absent: bool = False
+) -> Outgoing:
+    """The write that makes the global reflect `change` (PUT anonymized body, or DELETE);
+    `if_absent` makes it a create that leaves an existing resource as it is."""
     target_id = key.resource_id(change.resource_type, change.id)
     if change.deleted:
-        return Outgoing(change, "DELETE", change.resource_type, target_id)
+        return Outgoing(change.identity(), "DELETE", change.resource_type, target_id)
     body = anonymize(change.resource, plan, key)
     depends_on = {
         (rtype, key.resource_id(rtype, local_id)): local_id
         for rtype, local_id in find_references(change.resource)
     }
-    return Outgoing(change, "PUT", change.resource_type, body["id"], body, depends_on)
+    return Outgoing(
+        change.identity(), "PUT", change.resource_type, body["id"], body, depends_on, if_absent
+    )

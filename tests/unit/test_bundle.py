@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
+
 import orjson
 
 from app.sync.bundle import Outgoing, batches, find_references, order_by_references, transaction
 from app.sync.feed import Change, latest_per_resource
 from app.sync.sent import SentCache
 from app.sync.sink import missing_reference
+from app.sync.transform import to_outgoing
+from tests.support.clinic import KEY, patient, safe_harbor
 
 
 def change(rtype: str, rid: str, version: int = 1, event: str = "updated") -> Change:
@@ -16,7 +20,7 @@ def change(rtype: str, rid: str, version: int = 1, event: str = "updated") -> Ch
 
 def put(rtype: str, rid: str, deps: dict | None = None, body: dict | None = None) -> Outgoing:
     return Outgoing(
-        change(rtype, rid),
+        change(rtype, rid).identity(),
         "PUT",
         rtype,
         rid,
@@ -78,7 +82,7 @@ def test_batches_are_bounded_by_count_and_bytes() -> None:
 
 
 def test_transaction_entries_are_put_and_delete_in_order() -> None:
-    delete = Outgoing(change("Patient", "x", event="deleted"), "DELETE", "Patient", "gx")
+    delete = Outgoing(change("Patient", "x", event="deleted").identity(), "DELETE", "Patient", "gx")
     bundle = orjson.loads(orjson.dumps(transaction([put("Patient", "g1"), delete])))
     assert bundle["type"] == "transaction"
     assert [e["request"] for e in bundle["entry"]] == [
@@ -127,7 +131,7 @@ def test_sent_cache_skips_only_identical_state_and_is_bounded() -> None:
         put("Patient", "p", body={"id": "p", "gender": "male", "resourceType": "Patient"})
     )
     assert not cache.unchanged(put("Patient", "p", body={"resourceType": "Patient", "id": "p"}))
-    deleted = Outgoing(change("Patient", "p", event="deleted"), "DELETE", "Patient", "p")
+    deleted = Outgoing(change("Patient", "p", event="deleted").identity(), "DELETE", "Patient", "p")
     assert not cache.unchanged(deleted)
     cache.remember(put("Patient", "q"))
     cache.remember(put("Patient", "r"))
@@ -148,3 +152,31 @@ def test_only_postgres_conflict_messages_make_an_error_transient() -> None:
     assert AidboxError("POST", "/", 409, deadlock).transient
     assert not AidboxError("POST", "/", 422, refusal).transient
     assert AidboxError("POST", "/", 503, None).transient
+
+
+def _held(outgoing: Outgoing) -> list[object]:
+    """Every value an Outgoing holds, through its fields and the containers in them."""
+    seen: dict[int, object] = {}
+    todo: list[object] = list(vars(outgoing).values())
+    while todo:
+        obj = todo.pop()
+        if id(obj) not in seen:
+            seen[id(obj)] = obj
+            if isinstance(obj, dict | list | tuple | set):
+                todo += gc.get_referents(obj)
+            elif hasattr(obj, "__dataclass_fields__"):  # a Change, say: its fields too
+                todo += list(vars(obj).values())
+    return list(seen.values())
+
+
+def test_a_queued_write_holds_no_body_only_the_anonymized_entry_bytes() -> None:
+    body = patient("p1", family="Zabriskie-Quill")
+    outgoing = to_outgoing(Change("created", "Patient", "p1", 3, body), safe_harbor(), KEY)
+    held = _held(outgoing)
+    # Neither the clinic's body nor any dict of one: the PHI is freed once anonymized.
+    assert not any(isinstance(o, dict) and o.get("resourceType") for o in held)
+    assert not any(isinstance(o, str) and "Zabriskie" in o for o in held)
+    # What leaves is the entry, serialized once.
+    entry = orjson.loads(outgoing.encoded)
+    assert entry["request"] == {"method": "PUT", "url": f"/Patient/{outgoing.target_id}"}
+    assert b"Zabriskie" not in outgoing.encoded
