@@ -64,7 +64,9 @@ class Outgoing:
     method: Literal["PUT", "DELETE"]
     target_type: str
     target_id: str
-    body: InitVar[dict[str, Any] | None] = None
+    # Serialized into `encoded`, then dropped; required, so that neither a forgotten argument
+    # nor `dataclasses.replace` can make a PUT without its body.
+    body: InitVar[dict[str, Any] | None]
     # Global reference -> local id of the target, to push a missing target first.
     depends_on: dict[Ref, str] = field(default_factory=dict)
     # A missing target pushed on a referrer's behalf: created only if still absent, so it can

@@ -175,7 +175,8 @@ class ChangeFeed:
         """Changes in the settled window (lo, hi] as consecutive sub-windows, oldest first.
 
         Yields `(upper, changes)`: every change up to `upper` has been yielded once the pair is
-        consumed, so a caller may checkpoint at `upper`. One change per resource per pair.
+        consumed, so a caller may checkpoint at `upper`. One change per resource per pair. The
+        list is the caller's: emptying it leaves no body of the window held here.
         """
         windows = [(lo, hi)] if hi > lo else []
         density: float | None = None  # changes per txid in the last window read
@@ -201,4 +202,6 @@ class ChangeFeed:
                 count *= 4
                 page = await self._page(a, b, count)
             density = len(page) / (b - a)
-            yield b, await self._collapse(page, b)
+            changes = await self._collapse(page, b)
+            page.clear()  # from here the bodies are only in `changes`, which the caller owns
+            yield b, changes

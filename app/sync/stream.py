@@ -203,8 +203,9 @@ class PushStream:
             if pipeline.idle:
                 await self._claim(progress)
             prepared, upper = await self._prepare(batch.changes, plan, key), batch.upper
-            # The clinic's bodies go now, not after the wait: PHI lives no longer than its
-            # anonymization, and freeing it here overlaps the write in flight.
+            # The batch held the last references to the clinic's bodies (the feed and the
+            # loop let go of them): they go now, while the write before is still in flight,
+            # not after it, and PHI is kept no longer than needed (a traceback aside).
             del batch
             await pipeline.submit(prepared, upper)
 
@@ -213,6 +214,7 @@ class PushStream:
         try:
             async for upper, changes in self._feed.windows(start, bound):
                 backlog.add(upper, changes)
+                changes.clear()  # the backlog holds them now, and nothing else may
                 while len(backlog) >= full:
                     await send(backlog.take(full))
             if len(backlog):

@@ -14,16 +14,26 @@ from app.sync.feed import Change
 def to_outgoing(
     change: Change, plan: Plan, key: PseudonymKey, *, if_absent: bool = False
 ) -> Outgoing:
-    """The write that makes the global reflect `change` (PUT anonymized body, or DELETE);
-    `if_absent` makes it a create that leaves an existing resource as it is."""
+    """The write that makes the global reflect `change` (PUT anonymized body, or DELETE).
+
+    `if_absent` turns the PUT into a create that leaves an existing resource as it is (for a
+    missing reference target, which the clinic still has, so never a delete).
+    """
     target_id = key.resource_id(change.resource_type, change.id)
     if change.deleted:
-        return Outgoing(change.identity(), "DELETE", change.resource_type, target_id)
+        assert not if_absent, "a missing target is pushed from its current state, not a delete"
+        return Outgoing(change.identity(), "DELETE", change.resource_type, target_id, body=None)
     body = anonymize(change.resource, plan, key)
     depends_on = {
         (rtype, key.resource_id(rtype, local_id)): local_id
         for rtype, local_id in find_references(change.resource)
     }
     return Outgoing(
-        change.identity(), "PUT", change.resource_type, body["id"], body, depends_on, if_absent
+        change.identity(),
+        "PUT",
+        change.resource_type,
+        body["id"],
+        body=body,
+        depends_on=depends_on,
+        if_absent=if_absent,
     )

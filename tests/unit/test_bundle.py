@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import gc
+from types import ModuleType
 
 import orjson
 
-from app.sync.bundle import Outgoing, batches, find_references, order_by_references, transaction
+from app.anonymize import anonymize
+from app.sync.bundle import (
+    Outgoing,
+    batches,
+    digest,
+    find_references,
+    order_by_references,
+    transaction,
+)
 from app.sync.feed import Change, latest_per_resource
 from app.sync.sent import SentCache
 from app.sync.sink import missing_reference
@@ -27,6 +36,11 @@ def put(rtype: str, rid: str, deps: dict | None = None, body: dict | None = None
         body or {"resourceType": rtype, "id": rid},
         deps or {},
     )
+
+
+def delete(rtype: str, rid: str, target_id: str) -> Outgoing:
+    source = change(rtype, rid, event="deleted").identity()
+    return Outgoing(source, "DELETE", rtype, target_id, None)
 
 
 def test_find_references_in_aidbox_format_including_contained_and_nested() -> None:
@@ -82,8 +96,9 @@ def test_batches_are_bounded_by_count_and_bytes() -> None:
 
 
 def test_transaction_entries_are_put_and_delete_in_order() -> None:
-    delete = Outgoing(change("Patient", "x", event="deleted").identity(), "DELETE", "Patient", "gx")
-    bundle = orjson.loads(orjson.dumps(transaction([put("Patient", "g1"), delete])))
+    bundle = orjson.loads(
+        orjson.dumps(transaction([put("Patient", "g1"), delete("Patient", "x", "gx")]))
+    )
     assert bundle["type"] == "transaction"
     assert [e["request"] for e in bundle["entry"]] == [
         {"method": "PUT", "url": "/Patient/g1"},
@@ -131,8 +146,7 @@ def test_sent_cache_skips_only_identical_state_and_is_bounded() -> None:
         put("Patient", "p", body={"id": "p", "gender": "male", "resourceType": "Patient"})
     )
     assert not cache.unchanged(put("Patient", "p", body={"resourceType": "Patient", "id": "p"}))
-    deleted = Outgoing(change("Patient", "p", event="deleted").identity(), "DELETE", "Patient", "p")
-    assert not cache.unchanged(deleted)
+    assert not cache.unchanged(delete("Patient", "p", "p"))
     cache.remember(put("Patient", "q"))
     cache.remember(put("Patient", "r"))
     assert not cache.unchanged(first)  # evicted
@@ -155,17 +169,15 @@ def test_only_postgres_conflict_messages_make_an_error_transient() -> None:
 
 
 def _held(outgoing: Outgoing) -> list[object]:
-    """Every value an Outgoing holds, through its fields and the containers in them."""
+    """Every object reachable from an Outgoing's fields (classes and modules aside)."""
     seen: dict[int, object] = {}
     todo: list[object] = list(vars(outgoing).values())
     while todo:
         obj = todo.pop()
-        if id(obj) not in seen:
-            seen[id(obj)] = obj
-            if isinstance(obj, dict | list | tuple | set):
-                todo += gc.get_referents(obj)
-            elif hasattr(obj, "__dataclass_fields__"):  # a Change, say: its fields too
-                todo += list(vars(obj).values())
+        if id(obj) in seen or isinstance(obj, type | ModuleType):
+            continue
+        seen[id(obj)] = obj
+        todo += gc.get_referents(obj)
     return list(seen.values())
 
 
@@ -176,7 +188,9 @@ def test_a_queued_write_holds_no_body_only_the_anonymized_entry_bytes() -> None:
     # Neither the clinic's body nor any dict of one: the PHI is freed once anonymized.
     assert not any(isinstance(o, dict) and o.get("resourceType") for o in held)
     assert not any(isinstance(o, str) and "Zabriskie" in o for o in held)
-    # What leaves is the entry, serialized once.
+    # What leaves is the entry with the anonymized body, serialized once.
     entry = orjson.loads(outgoing.encoded)
     assert entry["request"] == {"method": "PUT", "url": f"/Patient/{outgoing.target_id}"}
+    assert entry["resource"] == anonymize(body, safe_harbor(), KEY)
+    assert outgoing.body_digest == digest(entry["resource"])
     assert b"Zabriskie" not in outgoing.encoded
