@@ -94,7 +94,8 @@ def split_point(lo: int, hi: int, page_size: int, density: float | None) -> int:
     middle = (lo + hi) // 2
     if density == 0:
         return middle
-    span = int(page_size * 0.9 / (density or 1.0))
+    per_txid = 1.0 if density is None else density
+    span = int(page_size * 0.9 / per_txid)
     return lo + max(1, min(span, middle - lo))
 
 
