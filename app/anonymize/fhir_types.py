@@ -1,0 +1,175 @@
+"""The FHIR R4 datatype of every element, keyed the way Aidbox stores resources.
+
+The table ``fhir_r4_types.json`` is generated from the published R4 StructureDefinitions by
+``tools/generate_fhir_types.py`` (its docstring names the source and the command). In Aidbox
+format a choice element ``value[x]`` is one object keyed by type name (``value.Quantity``), so a
+choice here is a type of kind ``choice`` whose elements are its options.
+
+    quantity = fhir_type("Observation").elements["value"].type.elements["Quantity"].type
+    quantity.is_a("Quantity")          # True; Age and Duration are Quantities too
+    fhir_type("date").accepts("2024-02-30")   # shape only, as the R4 regex says
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+TABLE = Path(__file__).with_name("fhir_r4_types.json")
+
+_LOWEST = {"positiveInt": 1, "unsignedInt": 0}
+
+
+@dataclass(eq=False, slots=True)
+class FhirType:
+    """One FHIR type: primitive, complex datatype, resource, backbone element, or a choice."""
+
+    name: str
+    kind: str
+    base: FhirType | None = None
+    elements: dict[str, ElementType] = field(default_factory=dict)
+    required: frozenset[str] = frozenset()
+    accepts: Callable[[Any], bool] = field(default=lambda value: True)
+    _reach: dict[str, bool] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"FhirType({self.name})"
+
+    @property
+    def lineage(self) -> Iterator[FhirType]:
+        """This type, then its base, its base's base, up to Element / Resource."""
+        current: FhirType | None = self
+        while current is not None:
+            yield current
+            current = current.base
+
+    def is_a(self, name: str) -> bool:
+        """True when this type is ``name`` or derives from it (Age is a Quantity)."""
+        return any(t.name == name for t in self.lineage)
+
+    @property
+    def is_primitive(self) -> bool:
+        """True for the FHIR primitive types (string, date, code, ...)."""
+        return self.kind == "primitive"
+
+    def reaches(self, names: frozenset[str]) -> bool:
+        """True when an element of one of the types ``names`` can occur anywhere below."""
+        key = ",".join(sorted(names))
+        found = self._reach.get(key)
+        if found is None:
+            found = _reaches(self, names)
+            self._reach[key] = found
+        return found
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ElementType:
+    """What an element holds: its type, and the codes of its required binding (``code`` only)."""
+
+    type: FhirType
+    codes: frozenset[str] | None = None
+
+    def accepts(self, value: Any) -> bool:
+        """True when ``value`` is a valid value of the element: its type, and its binding."""
+        if self.codes is not None and value not in self.codes:
+            return False
+        return self.type.accepts(value)
+
+
+def _reaches(start: FhirType, names: frozenset[str]) -> bool:
+    # A primitive's own id and extensions are a separate element in JSON (``_birthDate``): its
+    # value holds nothing, so the search does not go through primitives.
+    seen: set[int] = set()
+    stack = [] if start.is_primitive else [start]
+    while stack:
+        current = stack.pop()
+        for element in current.elements.values():
+            child = element.type
+            if any(t.name in names for t in child.lineage):
+                return True
+            if id(child) not in seen and not child.is_primitive:
+                seen.add(id(child))
+                stack.append(child)
+    return False
+
+
+def _is_object(value: Any) -> bool:
+    return type(value) is dict
+
+
+def _checker(name: str, pattern: str | None, lineage: list[str]) -> Callable[[Any], bool]:
+    """The value test of a primitive: JSON type, range, and the R4 regex (whole value)."""
+    if "boolean" in lineage:
+        return lambda value: type(value) is bool
+    if "integer" in lineage:
+        low = _LOWEST.get(name)
+        if low is None:
+            return lambda value: type(value) is int
+        return lambda value: type(value) is int and value >= low
+    if "decimal" in lineage:
+        return lambda value: type(value) is int or type(value) is float
+    if pattern is None:
+        return lambda value: type(value) is str
+    compiled = re.compile(pattern)
+    return lambda value: type(value) is str and compiled.fullmatch(value) is not None
+
+
+@cache
+def _types() -> dict[str, FhirType]:
+    table = orjson.loads(TABLE.read_bytes())
+    raw: dict[str, dict[str, Any]] = table["types"]
+    value_sets = {url: frozenset(codes) for url, codes in table["valueSets"].items()}
+    types = {name: FhirType(name, spec["kind"]) for name, spec in raw.items()}
+    for name, spec in raw.items():
+        own = types[name]
+        own.base = types.get(spec.get("base") or "")
+        own.required = frozenset(spec.get("required", ()))
+    for name, spec in raw.items():
+        own = types[name]
+        if own.is_primitive:
+            lineage = [t.name for t in own.lineage]
+            own.accepts = _checker(name, spec.get("regex"), lineage)
+        else:
+            own.accepts = _is_object
+        for element, slot in spec["elements"].items():
+            own.elements[element] = _element(types, name, element, slot, value_sets)
+    return types
+
+
+def _element(
+    types: dict[str, FhirType],
+    owner: str,
+    element: str,
+    slot: Any,
+    value_sets: dict[str, frozenset[str]],
+) -> ElementType:
+    if isinstance(slot, dict):
+        choice = FhirType(f"{owner}.{element}", "choice", accepts=_is_object)
+        choice.elements = {option: ElementType(types[name]) for option, name in slot.items()}
+        return ElementType(choice)
+    if isinstance(slot, list):
+        name, url = slot
+        return ElementType(types[name], value_sets[url])
+    return ElementType(types[slot])
+
+
+def fhir_type(name: str) -> FhirType | None:
+    """The FHIR R4 type of that name (``Patient``, ``Coding``, ``Observation.component``)."""
+    return _types().get(name)
+
+
+def datatype_names() -> frozenset[str]:
+    """Names of the primitive and complex datatypes (what a profile's ``datatypes`` may name)."""
+    return frozenset(t.name for t in _types().values() if t.kind in ("primitive", "complex"))
+
+
+def is_resource_type(name: str) -> bool:
+    """True for the R4 resource types (``Patient``, ``Observation``, ...)."""
+    found = _types().get(name)
+    return found is not None and found.kind == "resource"
