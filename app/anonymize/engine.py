@@ -1,10 +1,14 @@
 """Apply a compiled plan to one Aidbox-format resource: ``anonymize`` and ``explain``.
 
-The walker builds a new resource and never mutates or shares the input's containers. It owns
-what no profile can change: the id is pseudonymized, every reference is reduced to
-``{resourceType, id}`` with a pseudonymous id (``display``, ``identifier`` and the rest dropped),
-local references follow their renamed contained resources, and the profile's security label is
-set in ``meta.security``.
+The walker builds a new resource and never mutates or shares the input's containers; what to do
+with each element is decided once per place by ``frames.py``. It owns what no profile can
+change: the id is pseudonymized; every Reference (by its FHIR type, or by its shape where the
+type is unknown) is reduced to ``{resourceType, id}`` with a pseudonymous id, or removed when it
+has none (``display``, ``identifier`` and the rest never survive); local references follow
+their renamed contained resources; a primitive is only sent when it is valid for its datatype
+(a code in its required value set, a date shaped as a date); an element missing a child FHIR
+requires is removed; an age over 89 in any time unit is aggregated; and the profile's
+security label is set in ``meta.security``.
 """
 
 from __future__ import annotations
@@ -13,10 +17,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from app.anonymize.methods import DROP
+from app.anonymize import frames
+from app.anonymize.frames import APPLY, DESCEND, KEEP, LOOSE, REFERENCE, SELECT, SKIP, Frame, Step
+from app.anonymize.methods import DROP, aggregated, over_age
 from app.anonymize.plan import Plan, TypePlan
 from app.anonymize.pseudonym import PseudonymKey
-from app.anonymize.tree import ENGINE_OWNED, CompiledRule, Edge, Node
+from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE
+from app.anonymize.tree import CompiledRule, Node
 
 # An absolute reference in Aidbox format is {"uri": ...}; a choice-type URI (value.uri) has the
 # same shape, and Safe Harbor treats both as URLs: removed unless a rule names their uri. A
@@ -53,7 +60,6 @@ class _Context:
     key: PseudonymKey
     today: date
     local_ids: dict[str, str]
-    default: CompiledRule
     trace: list[Change] | None
 
 
@@ -85,12 +91,12 @@ def _resource(
             if isinstance(item, dict) and isinstance(item.get("id"), str):
                 local_ids.setdefault(item["id"], f"c{position}")
     type_plan = plan.for_type(resource_type)
-    ctx = _Context(key, today, local_ids, type_plan.default, trace)
+    ctx = _Context(key, today, local_ids, trace)
     new_id = None
     if "id" in resource:
         new_id = key.resource_id(resource_type, str(resource["id"]))
         _record(ctx, f"{resource_type}.id", "pseudonymized", "engine: resource id")
-    out = _body(resource, new_id, type_plan, ctx, resource_type)
+    out = _body(resource, new_id, frames.root(type_plan, resource_type), ctx, resource_type)
     if isinstance(contained, list):
         items = _contained(contained, type_plan, plan, ctx, resource_type)
         if items:
@@ -105,13 +111,13 @@ def _resource(
 
 
 def _body(
-    resource: dict[str, Any], new_id: str | None, type_plan: TypePlan, ctx: _Context, path: str
+    resource: dict[str, Any], new_id: str | None, frame: Frame, ctx: _Context, path: str
 ) -> dict[str, Any]:
-    """resourceType, the new id, then every other element but contained through the rules."""
+    """resourceType, the new id, then every other element but contained through the frame."""
     out: dict[str, Any] = {"resourceType": resource["resourceType"]}
     if new_id is not None:
         out["id"] = new_id
-    walked = _walk(resource, type_plan.root, None, ctx, path)
+    walked = _walk(resource, frame, ctx, path)
     if walked is not DROP:
         out.update(walked)
     return out
@@ -128,11 +134,10 @@ def _contained(
         item_type = item.get("resourceType") if isinstance(item, dict) else None
         if not isinstance(item_type, str):
             continue
-        type_plan = plan.for_type(item_type)
-        inner = _Context(ctx.key, ctx.today, ctx.local_ids, type_plan.default, ctx.trace)
+        frame = frames.root(plan.for_type(item_type), item_type)
         # Nested contained resources are not valid FHIR (dom-2) and are dropped with the rest.
         new_id = ctx.local_ids.get(item["id"]) if isinstance(item.get("id"), str) else None
-        items.append(_body(item, new_id, type_plan, inner, f"{path}.contained[{position}]"))
+        items.append(_body(item, new_id, frame, ctx, f"{path}.contained[{position}]"))
     return items
 
 
@@ -141,75 +146,131 @@ def _record(ctx: _Context, path: str, action: str, rule: str) -> None:
         ctx.trace.append(Change(path, action, rule))
 
 
-def _walk(obj: dict, node: Node, cover: CompiledRule | None, ctx: _Context, path: str) -> Any:
-    """An object under a tree node: keys with an edge go down it, others get ``cover`` or the
-    type default."""
+def _walk(obj: dict, frame: Frame, ctx: _Context, path: str) -> Any:
+    """An object's children, each by its step; then what the object's datatype requires."""
     out: dict[str, Any] = {}
-    children = node.children
-    fallback = cover if cover is not None else ctx.default
     tracing = ctx.trace is not None
+    steps = frame.steps
+    ages = frame.ages and _is_age(obj.get("code"), frame.plan.age_codes)
     for name, value in obj.items():
-        here = f"{path}.{name}" if tracing else path
-        edge = children.get(name)
-        if edge is None:
-            if fallback.removes and not tracing:
-                continue  # the common default-deny case, without a call
-            result = _apply(value, fallback, ctx, here)
-        elif edge is ENGINE_OWNED:
+        step = steps.get(name) or frame.step(name)
+        kind = step.kind
+        if kind <= frames.DROP:  # SKIP or DROP: the common default-deny case, without a call
+            if tracing and kind != SKIP:
+                ctx.trace.append(Change(f"{path}.{name}", "removed", _label(step)))  # type: ignore[union-attr]
             continue
-        elif edge.terminal is not None:  # nothing below: one rule for the whole value
-            rule = edge.terminal
-            result = _apply(
-                value, rule if cover is None or rule.index < cover.index else cover, ctx, here
-            )
-        elif type(value) is list:
-            result = _items(value, edge, cover, ctx, here)
-        else:
-            result = _item(value, edge, cover, ctx, here)
+        if ages and name == "value":
+            step = frame.age_step()
+        result = _run(step, value, ctx, f"{path}.{name}" if tracing else path)
         if result is not DROP:
             out[name] = result
-    return out if out else DROP
+    if not out:
+        return DROP
+    for name in frame.retain:  # the filter's own key (e.g. extension url) stays with the item
+        if name in obj:
+            out.setdefault(name, obj[name])
+    return _finish(obj, out, frame, ctx, path)
 
 
-def _items(values: list, edge: Edge, cover: CompiledRule | None, ctx: _Context, path: str) -> Any:
-    out = []
-    tracing = ctx.trace is not None
-    for position, value in enumerate(values):
-        result = _item(value, edge, cover, ctx, f"{path}[{position}]" if tracing else path)
-        if result is not DROP:
-            out.append(result)
-    return out if out else DROP
+def _finish(obj: dict, out: dict[str, Any], frame: Frame, ctx: _Context, path: str) -> Any:
+    if frame.quantity and "value" in out and over_age(obj):
+        _record(ctx, path, "age", "engine: an age over 89 is aggregated")
+        return aggregated(MAX_REPORTABLE_AGE)
+    if frame.extension and "value" not in out and "extension" not in out:
+        _record(ctx, path, "removed", "engine: an extension without its value")
+        return DROP
+    if frame.required and not frame.required <= out.keys():
+        _record(ctx, path, "removed", "engine: an element FHIR requires in it was removed")
+        return DROP
+    return out
 
 
-def _item(value: Any, edge: Edge, cover: CompiledRule | None, ctx: _Context, path: str) -> Any:
-    node = edge.select(value)
-    if node is None:
-        return _apply(value, cover if cover is not None else ctx.default, ctx, path)
-    rule = node.rule
-    if rule is not None and (cover is None or rule.index < cover.index):
-        cover = rule
-    below = node.below
-    # cover.index == below: the rule below is cover itself (reached again through nested items)
-    if below is not None and type(value) is dict and _is_reference(value):
-        return _reference(value, cover if cover is not None else ctx.default, ctx, path, node)
-    if below is None or type(value) is not dict or (cover is not None and cover.index <= below):
-        return _apply(value, cover if cover is not None else ctx.default, ctx, path)
-    result = _walk(value, node, cover, ctx, path)
-    if result is not DROP:
-        for name in node.retain:  # the filter's own key (e.g. extension url) stays with the item
-            if name in value:
-                result.setdefault(name, value[name])
-    return result
+def _run(step: Step, value: Any, ctx: _Context, path: str) -> Any:
+    """One child's value: an array item by item, each with its own step when filtered."""
+    selecting = step.kind == SELECT
+    if type(value) is list:
+        out = []
+        tracing = ctx.trace is not None
+        for position, item in enumerate(value):
+            here = f"{path}[{position}]" if tracing else path
+            result = _one(step.select(item) if selecting else step, item, ctx, here)  # type: ignore[misc]
+            if result is not DROP:
+                out.append(result)
+        return out if out else DROP
+    return _one(step.select(value) if selecting else step, value, ctx, path)  # type: ignore[misc]
 
 
-def _apply(value: Any, rule: CompiledRule, ctx: _Context, path: str) -> Any:
-    """Apply one rule to a whole element."""
+def _one(step: Step, value: Any, ctx: _Context, path: str) -> Any:
+    kind = step.kind
+    if kind == DESCEND:
+        frame = step.frame
+        assert frame is not None
+        if type(value) is dict:
+            return _walk(value, frame, ctx, path)
+        if frame.owner is None and step.rule is not None:
+            return _apply(value, step.rule, ctx, path)
+        _record(ctx, path, "removed", _invalid(step))
+        return DROP
+    if kind == KEEP:
+        assert step.element is not None
+        if step.element.accepts(value):
+            return value
+        _record(ctx, path, "removed", _invalid(step))
+        return DROP
+    if kind == APPLY:
+        rule = step.rule
+        assert rule is not None
+        result = (
+            rule.whole(value) if rule.whole is not None else rule.leaf(value, ctx.key, ctx.today)
+        )
+        if result is not DROP and step.element is not None and not step.element.accepts(result):
+            result = DROP
+        if ctx.trace is not None and (result is DROP or result != value):
+            ctx.trace.append(Change(path, "removed" if result is DROP else rule.method, rule.label))
+        return result
+    if kind == REFERENCE:
+        assert step.rule is not None
+        if type(value) is dict:
+            return _reference(value, step.rule, ctx, path, step.node)
+        _record(ctx, path, "removed", _invalid(step))
+        return DROP
+    if kind == LOOSE:
+        assert step.rule is not None
+        return _apply(value, step.rule, ctx, path, step.node)
+    _record(ctx, path, "removed", _label(step))
+    return DROP
+
+
+def _label(step: Step) -> str:
+    return step.rule.label if step.rule is not None else "engine"
+
+
+def _invalid(step: Step) -> str:
+    kind = step.element.type.name if step.element is not None else "its datatype"
+    return f"engine: not a valid {kind}"
+
+
+def _is_age(code: Any, codes: frozenset[tuple[str, str]]) -> bool:
+    """True when a CodeableConcept carries one of the age codes."""
+    codings = code.get("coding") if type(code) is dict else None
+    if type(codings) is not list:
+        return False
+    return any(
+        type(coding) is dict and (coding.get("system"), coding.get("code")) in codes
+        for coding in codings
+    )
+
+
+def _apply(
+    value: Any, rule: CompiledRule, ctx: _Context, path: str, node: Node | None = None
+) -> Any:
+    """Apply one rule to a whole element whose datatype is unknown (references by shape)."""
     if rule.whole is not None:
         result = rule.whole(value)
     elif type(value) is dict:
-        result = _object(value, rule, ctx)
+        result = _object(value, rule, ctx, node)
     elif type(value) is list:
-        result = _list(value, rule, ctx)
+        result = _list(value, rule, ctx, node)
     else:
         result = rule.leaf(value, ctx.key, ctx.today)
     if ctx.trace is not None and (result is DROP or result != value):
@@ -223,9 +284,9 @@ def _apply(value: Any, rule: CompiledRule, ctx: _Context, path: str) -> Any:
     return result
 
 
-def _object(obj: dict, rule: CompiledRule, ctx: _Context) -> Any:
+def _object(obj: dict, rule: CompiledRule, ctx: _Context, node: Node | None = None) -> Any:
     if _is_reference(obj):
-        return _reference(obj, rule, ctx, None)
+        return _reference(obj, rule, ctx, None, node)
     if rule.takes_quantity and _is_number(obj.get("value")):
         return rule.leaf(obj, ctx.key, ctx.today)
     out = {}
@@ -243,13 +304,13 @@ def _object(obj: dict, rule: CompiledRule, ctx: _Context) -> Any:
     return out if out else DROP
 
 
-def _list(values: list, rule: CompiledRule, ctx: _Context) -> Any:
+def _list(values: list, rule: CompiledRule, ctx: _Context, node: Node | None = None) -> Any:
     out = []
     leaf = rule.leaf
     for value in values:
         kind = type(value)
         if kind is dict:
-            result = _object(value, rule, ctx)
+            result = _object(value, rule, ctx, node)
         elif kind is list:
             result = _list(value, rule, ctx)
         else:
@@ -264,6 +325,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _is_reference(obj: dict) -> bool:
+    """A reference by its shape, where the datatype is unknown (first-class attributes)."""
     if "resourceType" in obj:
         return "id" in obj
     if "localRef" in obj:
@@ -276,8 +338,10 @@ def _reference(
 ) -> Any:
     """A reference as a whole: rewritten to a pseudonymous {resourceType, id} or removed.
 
-    ``node`` is the reference's place in the tree when the walker reached it there; only then
-    can a rule name its ``uri`` element.
+    ``node`` is the reference's place in the rule tree; only there can a rule name its
+    ``uri`` element. Nothing but the target survives: display, identifier, type, extensions
+    and element ids are dropped, and a reference with no target (display or identifier only)
+    is removed.
     """
     if "resourceType" not in ref and "localRef" not in ref:
         result = _uri_reference(ref, rule, node)
@@ -289,7 +353,7 @@ def _reference(
         target = ctx.local_ids.get(ref["localRef"]) if isinstance(ref["localRef"], str) else None
         result = DROP if target is None else {"localRef": target}
     else:
-        resource_type, local_id = ref["resourceType"], ref["id"]
+        resource_type, local_id = ref["resourceType"], ref.get("id")
         if isinstance(resource_type, str) and isinstance(local_id, str | int):
             result = {
                 "resourceType": resource_type,
@@ -309,6 +373,6 @@ def _uri_reference(ref: dict, rule: CompiledRule, node: Node | None) -> Any:
     logical reference (identifier only) never does."""
     edge = node.children.get("uri") if node is not None and "uri" in ref else None
     named = edge.plain.rule if edge is not None and edge.plain is not None else None
-    if named is not None and named.index < rule.index:
+    if named is not None and (named.index < rule.index or rule.is_keep):
         return {"uri": ref["uri"]} if named.method == "keep" else DROP
     return rule.whole(ref) if rule.whole is not None else DROP

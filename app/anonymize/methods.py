@@ -7,11 +7,19 @@ Each function takes a primitive (or, for ``age``, a Quantity) and returns the va
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any, Final
 
 from app.anonymize.pseudonym import PseudonymKey
-from app.anonymize.safe_harbor import RESTRICTED_ZIP3, RESTRICTED_ZIP3_REPLACEMENT
+from app.anonymize.safe_harbor import (
+    COUNTRIES,
+    ISO_3166_2_CODE,
+    MAX_REPORTABLE_AGE,
+    RESTRICTED_ZIP3,
+    RESTRICTED_ZIP3_REPLACEMENT,
+    US_STATES,
+)
 
 
 class _Drop:
@@ -25,47 +33,75 @@ class _Drop:
 
 DROP: Final = _Drop()
 
-# What an Age keeps besides its value: UCUM codes of time units, and the usual unit words.
-# Quantity.unit is free text, so any other unit (or a non-UCUM system) is dropped: default-deny.
+# Time units an age may be written in: UCUM codes, and the unit words people type, each with
+# its length in years. Quantity.unit is free text, so any other unit is dropped: default-deny.
 _UCUM: Final = "http://unitsofmeasure.org"
-_AGE_CODES: Final = frozenset({"a", "mo", "wk", "d", "h", "min"})
-_AGE_UNITS: Final = frozenset(
-    {
-        "a",
-        "yr",
-        "year",
-        "years",
-        "mo",
-        "month",
-        "months",
-        "wk",
-        "week",
-        "weeks",
-        "d",
-        "day",
-        "days",
-        "h",
-        "hour",
-        "hours",
-        "min",
-        "minute",
-        "minutes",
+_YEARS_PER: Final = {
+    "a": 1.0,
+    "mo": 1 / 12,
+    "wk": 7 / 365.25,
+    "d": 1 / 365.25,
+    "h": 1 / 8766,
+    "min": 1 / 525_960,
+    "s": 1 / 31_557_600,
+}
+_UNIT_WORDS: Final = {
+    **{word: "a" for word in ("a", "y", "yr", "yrs", "year", "years")},
+    **{word: "mo" for word in ("mo", "mos", "month", "months")},
+    **{word: "wk" for word in ("wk", "wks", "week", "weeks")},
+    **{word: "d" for word in ("d", "day", "days")},
+    **{word: "h" for word in ("h", "hr", "hrs", "hour", "hours")},
+    **{word: "min" for word in ("min", "mins", "minute", "minutes")},
+    **{word: "s" for word in ("s", "sec", "secs", "second", "seconds")},
+}
+_ISO_3166_2 = re.compile(ISO_3166_2_CODE)
+
+
+def time_unit(quantity: dict[str, Any]) -> str | None:
+    """The UCUM time unit of a Quantity (its UCUM code, else its unit word), or None."""
+    code = quantity.get("code")
+    if quantity.get("system") == _UCUM and code in _YEARS_PER:
+        return code
+    unit = quantity.get("unit")
+    return _UNIT_WORDS.get(unit.strip().lower()) if isinstance(unit, str) else None
+
+
+def _number(value: Any) -> bool:
+    return type(value) is int or type(value) is float
+
+
+def aggregated(max_age: int) -> dict[str, Any]:
+    """The single "90 or older" category as an Age (§164.514(b)(2)(i)(C))."""
+    return {
+        "value": max_age + 1,
+        "comparator": ">=",
+        "unit": "years",
+        "system": _UCUM,
+        "code": "a",
     }
-)
+
+
+def over_age(quantity: dict[str, Any], max_age: int = MAX_REPORTABLE_AGE) -> bool:
+    """True for a Quantity that is a length of time over ``max_age`` years (in any time unit)."""
+    unit = time_unit(quantity)
+    number = quantity.get("value")
+    return unit is not None and _number(number) and number * _YEARS_PER[unit] > max_age
 
 
 def _age_units(quantity: dict[str, Any]) -> dict[str, str]:
     kept: dict[str, str] = {}
     unit = quantity.get("unit")
-    if isinstance(unit, str) and unit.strip().lower() in _AGE_UNITS:
+    if isinstance(unit, str) and unit.strip().lower() in _UNIT_WORDS:
         kept["unit"] = unit
-    if quantity.get("system") == _UCUM and quantity.get("code") in _AGE_CODES:
+    if quantity.get("system") == _UCUM and quantity.get("code") in _YEARS_PER:
         kept["system"], kept["code"] = _UCUM, quantity["code"]
     return kept
 
 
-def keep(value: Any) -> Any:
-    """Send the value unchanged."""
+def keep(value: Any, values: frozenset[str] | None = None) -> Any:
+    """Send the value unchanged; with ``values``, only when it is one of them."""
+    if values is not None and (not isinstance(value, str) or value not in values):
+        return DROP
     return value
 
 
@@ -94,14 +130,23 @@ def _year(value: Any) -> str | None:
     return year if year.isdigit() and year.isascii() else None
 
 
-def generalize_date(value: Any) -> str | _Drop:
+def _reveals_age(year: str, today: date, max_age: int) -> bool:
+    """A year more than ``max_age`` years ago says the person is older than ``max_age``."""
+    return today.year - int(year) > max_age
+
+
+def generalize_date(value: Any, today: date, max_age: int = MAX_REPORTABLE_AGE) -> str | _Drop:
     """Keep only the year of a date, dateTime, instant or partial date; non-dates are removed.
 
-    Safe Harbor §164.514(b)(2)(i)(C) allows the year of dates related to an individual. The
-    result is a valid FHIR ``date``/``dateTime`` but not an ``instant``: profiles redact instants.
+    Safe Harbor §164.514(b)(2)(i)(C) allows the year of dates related to an individual, but not
+    "elements of dates (including year) indicative of" an age over 89: a date more than 89
+    years ago (a birth date, a childhood event) is removed whole. The result is a valid FHIR
+    ``date``/``dateTime`` but not an ``instant`` (the engine removes it where one is due).
     """
     year = _year(value)
-    return DROP if year is None else year
+    if year is None or _reveals_age(year, today, max_age):
+        return DROP
+    return year
 
 
 def zip3(value: Any) -> str | _Drop:
@@ -124,9 +169,10 @@ def age(value: Any, max_age: int, today: date) -> Any:
     """Cap an age, or reduce a birth date to its year unless that year says "over ``max_age``".
 
     - a number above ``max_age`` becomes ``max_age + 1`` (the single "90 or older" category);
-    - a Quantity/Age (a dict with a numeric ``value``) is capped the same way and gets
-      ``comparator: ">="``; it keeps a time unit (UCUM code, or a unit word such as "years"),
-      anything else is dropped;
+    - a Quantity/Age (a dict with a numeric ``value``) over ``max_age`` years, in whatever time
+      unit it is written (UCUM code or unit word; none means years), becomes "``max_age + 1``
+      years or more"; a younger one keeps its value and its time unit, any other unit (free
+      text) is dropped;
     - a date becomes its year, or is removed entirely when the person may be older than
       ``max_age`` today (``today.year - year > max_age``: the year alone would then be "indicative
       of such age", §164.514(b)(2)(i)(C)).
@@ -137,18 +183,40 @@ def age(value: Any, max_age: int, today: date) -> Any:
         return max_age + 1 if value > max_age else value
     if isinstance(value, dict):
         number = value.get("value")
-        if isinstance(number, bool) or not isinstance(number, int | float):
+        if not _number(number):
             return DROP
+        unit = time_unit(value) or "a"
+        if number * _YEARS_PER[unit] > max_age:
+            return aggregated(max_age)
         capped: dict[str, Any] = _age_units(value)
-        if number > max_age:
-            capped["value"] = max_age + 1
-            capped["comparator"] = ">="
-        else:
-            capped["value"] = number
-            if isinstance(value.get("comparator"), str):
-                capped["comparator"] = value["comparator"]
+        capped["value"] = number
+        if isinstance(value.get("comparator"), str):
+            capped["comparator"] = value["comparator"]
         return capped
     year = _year(value)
-    if year is None or today.year - int(year) > max_age:
+    if year is None or _reveals_age(year, today, max_age):
         return DROP
     return year
+
+
+def state(value: Any, extra: frozenset[str] = frozenset()) -> str | _Drop:
+    """A US state, district or outlying area (code or name), an ISO 3166-2 subdivision code, or
+    one of ``extra`` (casefolded; a clinic outside the US lists its states): else removed.
+
+    §164.514(b)(2)(i)(B): a city, a street or a ZIP code typed into a state field is a
+    subdivision smaller than a state and must not leave.
+    """
+    if not isinstance(value, str):
+        return DROP
+    folded = value.strip().casefold()
+    if folded in US_STATES or folded in extra or _ISO_3166_2.fullmatch(value.strip()):
+        return value
+    return DROP
+
+
+def country(value: Any, extra: frozenset[str] = frozenset()) -> str | _Drop:
+    """An ISO 3166-1 country (alpha-2, alpha-3 or name) or one of ``extra``: else removed."""
+    if not isinstance(value, str):
+        return DROP
+    folded = value.strip().casefold()
+    return value if folded in COUNTRIES or folded in extra else DROP

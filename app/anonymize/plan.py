@@ -1,25 +1,34 @@
-"""Compile a profile once into a plan: per resource type, a tree of element names to rules.
+"""Compile a profile once into a plan: per resource type a tree of element names to rules,
+plus the profile's datatype entries, datatype selectors and age codes.
 
-Rule semantics (what the tree encodes): an element is handled by the first rule, in profile
-order, whose path selects the element or one of its ancestors; elements no rule selects get the
-type's default action. Each tree node therefore carries its own rule and the lowest rule index
-found below it (``below``), so the engine can apply a rule to a whole subtree at once whenever
-nothing below it could win, and walk down only where something could.
+Rule semantics (what the tree encodes, ``frames.py`` applies):
+
+- a rule other than ``keep`` handles the element its path selects and everything inside it,
+  unless a rule earlier in the profile selects something inside it;
+- ``keep`` sends the element, and what is inside it follows the rules that name it, and where
+  none does, its FHIR datatype's entry in ``datatypes`` (a Coding keeps system and code);
+- elements no rule selects, outside kept elements, get the type's default action.
+
+Each tree node carries its own rule and the lowest rule index found below it (``below``), so
+the walker applies a rule to a whole subtree at once whenever nothing below it could win.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
 from app.anonymize import methods
+from app.anonymize.fhir_types import FhirType
 from app.anonymize.paths import Segment, parse_path
 from app.anonymize.profile import (
     ANY_TYPE,
     RECURSIVE_ELEMENTS,
+    UNKNOWN_DATATYPE,
+    DatatypeRules,
     MethodSpec,
     Profile,
     QuestionRule,
@@ -47,9 +56,13 @@ def _unchanged(value: Any, key: PseudonymKey, today: date) -> Any:
 
 def _bind(spec: MethodSpec) -> tuple[Leaf, Callable[[Any], Any] | None]:
     """The per-primitive function and the whole-element function of a method."""
+    values = frozenset(spec.values) if spec.values is not None else None
+    extra = frozenset(value.casefold() for value in spec.values or ())
     match spec.method:
-        case "keep":
+        case "keep" if values is None:
             return _unchanged, None
+        case "keep":
+            return lambda value, key, today: methods.keep(value, values), None
         case "redact":
             return _unchanged, methods.redact
         case "replace":
@@ -58,18 +71,23 @@ def _bind(spec: MethodSpec) -> tuple[Leaf, Callable[[Any], Any] | None]:
         case "pseudonymize":
             return lambda value, key, today: methods.pseudonymize(value, key), None
         case "generalize-date":
-            return lambda value, key, today: methods.generalize_date(value), None
+            return lambda value, key, today: methods.generalize_date(value, today), None
         case "zip3":
             return lambda value, key, today: methods.zip3(value), None
         case "age":
             cap = spec.age_cap
             return lambda value, key, today: methods.age(value, cap, today), None
+        case "state":
+            return lambda value, key, today: methods.state(value, extra), None
+        case "country":
+            return lambda value, key, today: methods.country(value, extra), None
     raise AssertionError(spec.method)  # pragma: no cover - MethodName is a closed Literal
 
 
 def compile_rule(spec: MethodSpec, index: int, label: str) -> CompiledRule:
     """Bind one rule's method and parameters."""
     leaf, whole = _bind(spec)
+    keep = spec.method == "keep" and spec.values is None
     return CompiledRule(
         index=index,
         label=label,
@@ -79,6 +97,7 @@ def compile_rule(spec: MethodSpec, index: int, label: str) -> CompiledRule:
         rewrites_references=spec.method in ("keep", "pseudonymize"),
         takes_quantity=spec.method == "age",
         removes=spec.method == "redact",
+        is_keep=keep,
     )
 
 
@@ -92,6 +111,7 @@ def default_rule(action: Literal["keep", "redact"], resource_type: str) -> Compi
         whole=methods.redact if action == "redact" else None,
         rewrites_references=action == "keep",
         removes=action == "redact",
+        is_keep=action == "keep",
     )
 
 
@@ -143,17 +163,17 @@ def _question_matchers(question: QuestionRule) -> Iterator[Matcher]:
 
 
 def _add_questions(root: Node, questions: list[QuestionRule]) -> None:
-    """Question rules act on the answers of matching items: redact removes whole answers
-    (with their nested items); other methods transform the answer values."""
+    """Question rules act on the matching items: keep and redact take the whole item (its
+    answers and its nested items); other methods transform its answer values."""
     edge = root.children.setdefault("item", Edge())
     for index, question in enumerate(questions):
         rule = compile_rule(question, index, f"questionnaire.questions[{index}]")
         for matcher in _question_matchers(question):
             item = Node()
             edge.filtered.append((matcher, item))
-            target = _descend(item, Segment("answer"))
-            if question.method != "redact":
-                target = _descend(target, Segment("value"))
+            target = item
+            if not (rule.is_keep or rule.removes):
+                target = _descend(_descend(item, Segment("answer")), Segment("value"))
             _attach(target, rule)
 
 
@@ -204,14 +224,68 @@ def _compute_below(root: Node) -> None:
                 changed = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
+class DatatypeEntry:
+    """How elements of one datatype are sent where no rule names them (profile ``datatypes``):
+    a ``method`` for the whole value, or ``rules`` for its elements and a ``default``."""
+
+    method: CompiledRule | None
+    rules: dict[str, CompiledRule]
+    default: CompiledRule | None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Datatypes:
+    """The datatype entries of a profile, looked up along a type's lineage."""
+
+    entries: dict[str, DatatypeEntry]
+    unknown: DatatypeEntry | None  # elements FHIR does not define ("*")
+
+    def entry(self, fhir: FhirType) -> DatatypeEntry | None:
+        """The entry of the nearest type in ``fhir``'s lineage that has one."""
+        for ancestor in fhir.lineage:
+            found = self.entries.get(ancestor.name)
+            if found is not None:
+                return found
+        return None
+
+
+@dataclass(slots=True, eq=False)
 class TypePlan:
-    """The compiled rules of one resource type."""
+    """The compiled rules of one resource type, and the frames built from them (``frames.py``
+    memoizes there, the only state a compiled plan changes)."""
 
     resource_type: str
     root: Node
     default: CompiledRule
     drop_contained: CompiledRule | None
+    selectors: dict[str, CompiledRule]  # datatype name -> the first rule selecting it
+    datatypes: Datatypes
+    age_codes: frozenset[tuple[str, str]]
+    age_rule: CompiledRule
+    frames: dict[tuple[int, int, int, int], Any] = field(default_factory=dict)
+    selectors_below: dict[str, int | None] = field(default_factory=dict)
+
+    def selector(self, fhir: FhirType) -> CompiledRule | None:
+        """The datatype rule selecting elements of ``fhir`` (or of a type it derives from)."""
+        for ancestor in fhir.lineage:
+            found = self.selectors.get(ancestor.name)
+            if found is not None:
+                return found
+        return None
+
+    def selector_below(self, fhir: FhirType) -> int | None:
+        """The lowest index of the datatype rules that can select something inside ``fhir``."""
+        if fhir.name not in self.selectors_below:
+            self.selectors_below[fhir.name] = min(
+                (
+                    rule.index
+                    for name, rule in self.selectors.items()
+                    if fhir.reaches(frozenset({name}))
+                ),
+                default=None,
+            )
+        return self.selectors_below[fhir.name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,23 +303,37 @@ class Plan:
         return self.types.get(resource_type, self.fallback)
 
 
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What every type plan of a profile shares."""
+
+    datatypes: Datatypes
+    age_codes: frozenset[tuple[str, str]]
+    age_rule: CompiledRule
+    questions: list[QuestionRule]
+
+
 def _type_plan(
     resource_type: str,
     rules: list[Any],
     default: Literal["keep", "redact"],
-    questions: list[QuestionRule],
+    shared: _Shared,
     source: str | None = None,
 ) -> TypePlan:
     """``source`` is the profile entry the rules come from, when it is ``*``."""
     source = source or resource_type
     root = Node()
     offset = 0
-    if resource_type == "QuestionnaireResponse" and questions:
-        _add_questions(root, questions)
-        offset = len(questions)  # question rules come first: they target specific answers
+    if resource_type == "QuestionnaireResponse" and shared.questions:
+        _add_questions(root, shared.questions)
+        offset = len(shared.questions)  # question rules come first: they target answers
     drop_contained = None
+    selectors: dict[str, CompiledRule] = {}
     for index, rule in enumerate(rules):
         compiled = compile_rule(rule, offset + index, f"{source}.rules[{index}]")
+        if rule.datatype is not None:
+            selectors.setdefault(rule.datatype, compiled)
+            continue
         segments = parse_path(rule.path)
         if segments[0].name == "contained":
             drop_contained = compiled
@@ -263,7 +351,35 @@ def _type_plan(
             edge.seal()
     for name in ("resourceType", "id", "contained"):
         root.children[name] = ENGINE_OWNED
-    return TypePlan(resource_type, root, default_rule(default, resource_type), drop_contained)
+    return TypePlan(
+        resource_type=resource_type,
+        root=root,
+        default=default_rule(default, resource_type),
+        drop_contained=drop_contained,
+        selectors=selectors,
+        datatypes=shared.datatypes,
+        age_codes=shared.age_codes,
+        age_rule=shared.age_rule,
+    )
+
+
+def _datatype_entry(entry: DatatypeRules) -> DatatypeEntry:
+    # Entries come after every rule of a resource: a rule naming an element always wins.
+    label = f"datatypes.{entry.type}"
+    spec = entry.to_spec()
+    return DatatypeEntry(
+        method=compile_rule(spec, _LAST, label) if spec is not None else None,
+        rules={
+            rule.path or "": compile_rule(rule, _LAST, f"{label}.rules[{index}]")
+            for index, rule in enumerate(entry.rules)
+        },
+        default=default_rule(entry.default, label) if entry.default is not None else None,
+    )
+
+
+def _datatypes(profile: Profile) -> Datatypes:
+    entries = {entry.type: _datatype_entry(entry) for entry in profile.datatypes}
+    return Datatypes(entries, entries.pop(UNKNOWN_DATATYPE, None))
 
 
 def compile_profile(profile: Profile, *, today: date | None = None) -> Plan:
@@ -271,18 +387,25 @@ def compile_profile(profile: Profile, *, today: date | None = None) -> Plan:
     by default each call to ``anonymize`` uses the current date."""
     entries = {entry.type: entry for entry in profile.resources}
     questions = profile.questionnaire.questions
+    shared = _Shared(
+        datatypes=_datatypes(profile),
+        age_codes=frozenset((c.system, c.code) for c in profile.age_codes),
+        age_rule=compile_rule(MethodSpec(method="age"), _LAST, "ageCodes"),
+        questions=questions,
+    )
     types: dict[str, TypePlan] = {}
     for resource_type, entry in entries.items():
         if resource_type != ANY_TYPE:
             default = entry.default or profile.default
-            types[resource_type] = _type_plan(resource_type, entry.rules, default, questions)
+            types[resource_type] = _type_plan(resource_type, entry.rules, default, shared)
     wildcard = entries.get(ANY_TYPE)
     fallback_rules = wildcard.rules if wildcard else []
     fallback_default = (wildcard.default if wildcard else None) or profile.default
-    fallback = _type_plan(ANY_TYPE, fallback_rules, fallback_default, [])
+    no_questions = _Shared(shared.datatypes, shared.age_codes, shared.age_rule, [])
+    fallback = _type_plan(ANY_TYPE, fallback_rules, fallback_default, no_questions)
     if "QuestionnaireResponse" not in types and questions:
         types["QuestionnaireResponse"] = _type_plan(
-            "QuestionnaireResponse", fallback_rules, fallback_default, questions, ANY_TYPE
+            "QuestionnaireResponse", fallback_rules, fallback_default, shared, ANY_TYPE
         )
     label = profile.security_label
     return Plan(

@@ -20,10 +20,11 @@ Leaf = Callable[[Any, PseudonymKey, date], Any]
 class CompiledRule:
     """A rule ready to apply: the method bound to its parameters, and how it treats references.
 
-    ``whole`` replaces the element as a whole (redact, replace); otherwise ``leaf`` is applied to
-    every primitive inside the element. References are rewritten to pseudonymous ids by keep and
-    pseudonymize and removed by the others; absolute (``uri``) references survive only a keep
-    rule naming their ``uri`` element.
+    ``is_keep`` (keep, default keep) sends the element and lets what is inside it be decided by
+    the rules and datatypes below. Any other method decides for the whole element: ``whole``
+    replaces it (redact, replace), or ``leaf`` is applied to every primitive inside it.
+    References are rewritten to pseudonymous ids by keep and pseudonymize and removed by the
+    others; absolute (``uri``) references survive only a keep rule naming their ``uri`` element.
     """
 
     index: int
@@ -34,11 +35,7 @@ class CompiledRule:
     rewrites_references: bool = False
     takes_quantity: bool = False
     removes: bool = False  # redact: lets the walker skip an element without a call
-
-    @property
-    def is_keep(self) -> bool:
-        """True for keep and default keep: the element is sent as is (references rewritten)."""
-        return self.method in ("keep", "default keep")
+    is_keep: bool = False
 
 
 @dataclass(frozen=True, slots=True)

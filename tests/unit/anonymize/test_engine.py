@@ -30,9 +30,9 @@ def test_default_deny_keeps_only_selected_elements(key: PseudonymKey) -> None:
 def test_default_keep_keeps_unselected_elements(key: PseudonymKey) -> None:
     plan = plan_of([rules("Patient", ("name", "redact"))], default="keep")
     out = anonymize(
-        {"resourceType": "Patient", "name": [{"family": "Doe"}], "gender": "f"}, plan, key
+        {"resourceType": "Patient", "name": [{"family": "Doe"}], "gender": "female"}, plan, key
     )
-    assert out == {"resourceType": "Patient", "gender": "f"}
+    assert out == {"resourceType": "Patient", "gender": "female"}
 
 
 def test_a_path_steps_through_arrays(key: PseudonymKey) -> None:
@@ -50,19 +50,33 @@ def test_nested_paths(key: PseudonymKey) -> None:
     assert anonymize(resource, plan, key)["contact"] == [{"name": {"family": key.pseudonym("Roe")}}]
 
 
-def test_the_first_rule_selecting_an_element_or_an_ancestor_wins(key: PseudonymKey) -> None:
+def test_keep_is_refined_by_the_rules_inside_it_in_any_order(key: PseudonymKey) -> None:
     resource = {"resourceType": "Patient", "address": [{"postalCode": "02139", "city": "Boston"}]}
-    specific_first = plan_of(
-        [rules("Patient", ("address.postalCode", "zip3"), ("address", "keep"))]
-    )
-    assert anonymize(resource, specific_first, key)["address"] == [
-        {"postalCode": "021", "city": "Boston"}
-    ]
+    for order in (
+        [("address.postalCode", "zip3"), ("address", "keep")],
+        [("address", "keep"), ("address.postalCode", "zip3")],
+    ):
+        plan = plan_of([rules("Patient", *order)])
+        assert anonymize(resource, plan, key)["address"] == [
+            {"postalCode": "021", "city": "Boston"}
+        ]
+
+
+def test_any_other_rule_takes_its_element_whole_unless_an_earlier_one_names_inside(
+    key: PseudonymKey,
+) -> None:
+    resource = {"resourceType": "Patient", "address": [{"postalCode": "02139", "city": "Boston"}]}
     ancestor_first = plan_of(
-        [rules("Patient", ("address", "keep"), ("address.postalCode", "zip3"))]
+        [rules("Patient", ("address", "pseudonymize"), ("address.postalCode", "zip3"))]
     )
     assert anonymize(resource, ancestor_first, key)["address"] == [
-        {"postalCode": "02139", "city": "Boston"}
+        {"postalCode": key.pseudonym("02139"), "city": key.pseudonym("Boston")}
+    ]
+    specific_first = plan_of(
+        [rules("Patient", ("address.postalCode", "zip3"), ("address", "pseudonymize"))]
+    )
+    assert anonymize(resource, specific_first, key)["address"] == [
+        {"postalCode": "021", "city": key.pseudonym("Boston")}
     ]
 
 
@@ -170,6 +184,12 @@ def test_absolute_references_need_a_keep_rule_naming_their_uri(key: PseudonymKey
     kept = anonymize(resource, keep_uri, key)
     assert kept["subject"] == {"uri": "http://other.example/Patient/1"}
     assert "focus" not in kept
+    inside_a_kept_one = plan_of(
+        [rules("Observation", ("subject", "keep"), ("subject.uri", "keep"))]
+    )
+    assert anonymize(resource, inside_a_kept_one, key)["subject"] == {
+        "uri": "http://other.example/Patient/1"
+    }
 
 
 def test_logical_references_are_removed_even_when_kept(key: PseudonymKey) -> None:
@@ -197,7 +217,7 @@ def test_contained_resources_follow_their_own_type_and_local_refs_follow_them(
                 "resourceType": "Patient",
                 "id": "pt-jane-doe",
                 "name": [{"family": "Doe"}],
-                "gender": "f",
+                "gender": "female",
             }
         ],
         "subject": {"localRef": "pt-jane-doe", "display": "Jane"},
@@ -207,7 +227,7 @@ def test_contained_resources_follow_their_own_type_and_local_refs_follow_them(
         },
     }
     out = anonymize(resource, plan, key)
-    assert out["contained"] == [{"resourceType": "Patient", "id": "c0", "gender": "f"}]
+    assert out["contained"] == [{"resourceType": "Patient", "id": "c0", "gender": "female"}]
     assert out["subject"] == {"localRef": "c0"}
     assert out["code"] == {"coding": [{"code": "x"}]}  # a dangling local reference goes
 
@@ -272,7 +292,7 @@ def test_explain_names_the_rule_behind_each_change_without_values(key: Pseudonym
     resource = {
         "resourceType": "Patient",
         "id": "p1",
-        "gender": "f",
+        "gender": "female",
         "name": [{"family": "Doe"}],
         "address": [{"postalCode": "02139", "city": "Boston"}],
     }
@@ -289,10 +309,14 @@ def test_explain_names_the_rule_behind_each_change_without_values(key: Pseudonym
     assert "Boston" not in text
 
 
-def questionnaire_plan(questions: list[dict[str, Any]], *extra_rules: tuple[str, str]) -> Any:
+STRICT_TEXT = [{"type": "string", "method": "redact"}]
+
+
+def questionnaire_plan(questions: list[dict[str, Any]], **profile: Any) -> Any:
     return plan_of(
-        [rules("QuestionnaireResponse", ("item.linkId", "keep"), *extra_rules)],
+        [rules("QuestionnaireResponse", ("item.linkId", "keep"))],
         questionnaire={"questions": questions},
+        **profile,
     )
 
 
@@ -303,10 +327,7 @@ def answered(link_id: str, text: str, value: dict[str, Any], **extra: Any) -> di
 def test_answers_are_selected_by_question_text_in_any_case_at_any_depth(
     key: PseudonymKey,
 ) -> None:
-    plan = questionnaire_plan(
-        [{"text": ["Personal Email"], "method": "redact"}],
-        ("item.answer.value.string", "keep"),
-    )
+    plan = questionnaire_plan([{"text": ["Personal Email"], "method": "redact"}], default="keep")
     resource = {
         "resourceType": "QuestionnaireResponse",
         "item": [
@@ -322,15 +343,61 @@ def test_answers_are_selected_by_question_text_in_any_case_at_any_depth(
     }
     out = anonymize(resource, plan, key)
     assert out["item"] == [
-        {"linkId": "e1"},
-        {"linkId": "g", "item": [{"linkId": "e2"}]},
-        {"linkId": "q", "answer": [{"value": {"string": "no"}, "item": [{"linkId": "e3"}]}]},
+        {"linkId": "g"},
+        {"linkId": "q", "text": "Anything else?", "answer": [{"value": {"string": "no"}}]},
+    ]
+
+
+def test_answers_are_default_deny_and_leave_only_for_allowed_questions(key: PseudonymKey) -> None:
+    plan = questionnaire_plan([{"linkId": ["pain"], "method": "keep"}], datatypes=STRICT_TEXT)
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "item": [
+            answered("pain", "Pain score", {"integer": 4}),
+            answered("member", "Member #", {"integer": 5550123}),
+            answered("cell", "Cell #", {"decimal": 5550124.0}),
+            answered("coded", "Chart", {"Coding": {"system": "urn:x", "code": "C-778"}}),
+            {"linkId": "untitled", "answer": [{"value": {"integer": 42}}]},
+        ],
+    }
+    out = anonymize(resource, plan, key)
+    assert out["item"] == [
+        {"linkId": "pain", "answer": [{"value": {"integer": 4}}]},
+        {"linkId": "member"},
+        {"linkId": "cell"},
+        {"linkId": "coded"},
+        {"linkId": "untitled"},
+    ]
+
+
+def test_an_allowed_question_covers_its_nested_items_by_their_datatypes(
+    key: PseudonymKey,
+) -> None:
+    plan = questionnaire_plan([{"text": ["Vitals"], "method": "keep"}], datatypes=STRICT_TEXT)
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "item": [
+            {
+                "linkId": "v",
+                "text": "Vitals",
+                "item": [
+                    answered("hr", "Heart rate", {"integer": 70}),
+                    answered("who", "Taken by", {"string": "Nurse Jane Roe"}),
+                ],
+            }
+        ],
+    }
+    assert anonymize(resource, plan, key)["item"] == [
+        {
+            "linkId": "v",
+            "item": [{"linkId": "hr", "answer": [{"value": {"integer": 70}}]}, {"linkId": "who"}],
+        }
     ]
 
 
 def test_answers_are_selected_by_link_id(key: PseudonymKey) -> None:
     plan = questionnaire_plan(
-        [{"linkId": ["dob"], "method": "generalize-date"}], ("item.answer.value.date", "keep")
+        [{"linkId": ["dob"], "method": "generalize-date"}, {"linkId": ["visit"], "method": "keep"}]
     )
     resource = {
         "resourceType": "QuestionnaireResponse",
@@ -345,7 +412,7 @@ def test_answers_are_selected_by_link_id(key: PseudonymKey) -> None:
     ]
 
 
-def test_contains_matching_and_redact_removing_nested_answers(key: PseudonymKey) -> None:
+def test_a_redacted_question_takes_its_whole_item_with_nested_answers(key: PseudonymKey) -> None:
     plan = plan_of(
         [rules("QuestionnaireResponse", ("item.linkId", "keep"))],
         default="keep",
@@ -364,20 +431,23 @@ def test_contains_matching_and_redact_removing_nested_answers(key: PseudonymKey)
         ],
     }
     out = anonymize(resource, plan, key)
-    assert out["item"][0] == {"linkId": "p", "text": "What is your mobile PHONE number?"}
-    assert out["item"][1]["answer"] == [{"value": {"string": "JD"}}]
+    assert out["item"] == [answered("n", "Nickname", {"string": "JD"})]
 
 
 def test_custom_attributes_are_plain_paths(key: PseudonymKey) -> None:
     plan = plan_of([rules("QuestionnaireResponse", ("patientFirstName", "redact"))], default="keep")
-    resource = {"resourceType": "QuestionnaireResponse", "patientFirstName": "Jane", "status": "x"}
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "patientFirstName": "Jane",
+        "status": "completed",
+    }
     assert anonymize(resource, plan, key) == {
         "resourceType": "QuestionnaireResponse",
-        "status": "x",
+        "status": "completed",
     }
 
 
-def test_explain_reports_a_removed_answer_once(key: PseudonymKey) -> None:
+def test_explain_reports_a_removed_item_once(key: PseudonymKey) -> None:
     plan = questionnaire_plan([{"linkId": ["addr"], "method": "redact"}])
     resource = {
         "resourceType": "QuestionnaireResponse",
@@ -390,7 +460,7 @@ def test_explain_reports_a_removed_answer_once(key: PseudonymKey) -> None:
             )
         ],
     }
-    changes = [c for c in explain(resource, plan, key).changes if ".answer" in c.path]
+    changes = [c for c in explain(resource, plan, key).changes if ".item" in c.path]
     assert changes == [
-        Change("QuestionnaireResponse.item[0].answer[0]", "removed", "questionnaire.questions[0]")
+        Change("QuestionnaireResponse.item[0]", "removed", "questionnaire.questions[0]")
     ]

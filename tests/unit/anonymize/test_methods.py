@@ -10,11 +10,14 @@ from app.anonymize import PseudonymKey
 from app.anonymize.methods import (
     DROP,
     age,
+    country,
     generalize_date,
     keep,
+    over_age,
     pseudonymize,
     redact,
     replace,
+    state,
     zip3,
 )
 
@@ -25,6 +28,14 @@ KEY = PseudonymKey(secret=b"k" * 32, namespace="clinic-a")
 def test_keep_returns_the_value() -> None:
     assert keep("x") == "x"
     assert keep(3) == 3
+
+
+def test_keep_with_values_sends_only_those() -> None:
+    units = frozenset({"mmHg", "kg"})
+    assert keep("kg", units) == "kg"
+    assert keep("Dr Smith", units) is DROP
+    assert keep({"x": 1}, units) is DROP
+    assert keep(3, units) is DROP
 
 
 def test_redact_removes() -> None:
@@ -62,12 +73,19 @@ def test_pseudonymize_numbers_like_their_text_and_drops_other_types() -> None:
     ],
 )
 def test_generalize_date_keeps_the_year(value: str, expected: str) -> None:
-    assert generalize_date(value) == expected
+    assert generalize_date(value, TODAY) == expected
 
 
 @pytest.mark.parametrize("value", ["17/05/2023", "May 2023", "20230517", "", "abcd", 2023, None])
 def test_generalize_date_removes_what_is_not_a_date(value: object) -> None:
-    assert generalize_date(value) is DROP
+    assert generalize_date(value, TODAY) is DROP
+
+
+def test_generalize_date_removes_a_year_that_reveals_an_age_over_89() -> None:
+    # §164.514(b)(2)(i)(C): "all elements of dates (including year) indicative of such age"
+    assert generalize_date("1936-07-04", TODAY) == "1936"  # 2025 - 1936 = 89
+    assert generalize_date("1935-12-31T10:00:00Z", TODAY) is DROP  # 90 years ago
+    assert generalize_date("1901", TODAY) is DROP
 
 
 @pytest.mark.parametrize(
@@ -148,9 +166,66 @@ def test_age_respects_a_custom_cap_and_drops_other_values() -> None:
     assert age({"unit": "a"}, 89, TODAY) is DROP
 
 
+@pytest.mark.parametrize(
+    "quantity",
+    [
+        {"value": 1100, "unit": "months"},
+        {"value": 1100, "system": "http://unitsofmeasure.org", "code": "mo"},
+        {"value": 96, "unit": "years"},
+        {"value": 96, "unit": " Yrs "},
+        {"value": 5000, "unit": "wk"},
+        {"value": 33_000, "system": "http://unitsofmeasure.org", "code": "d"},
+        {"value": 96},
+    ],
+)
+def test_age_aggregates_over_89_years_in_any_time_unit(quantity: dict[str, object]) -> None:
+    assert age(quantity, 89, TODAY) == {
+        "value": 90,
+        "comparator": ">=",
+        "unit": "years",
+        "system": "http://unitsofmeasure.org",
+        "code": "a",
+    }
+
+
+def test_over_age_tells_a_length_of_time_over_89_years() -> None:
+    assert over_age({"value": 1080, "unit": "months"})  # exactly 90 years
+    assert not over_age({"value": 1068, "unit": "months"})  # 89 years
+    assert over_age({"value": 40_000, "system": "http://unitsofmeasure.org", "code": "d"})
+    assert not over_age({"value": 120, "unit": "mmHg"})  # not a time
+    assert not over_age({"value": 120})  # no unit: not known to be an age
+
+
 def test_age_keeps_only_time_units_never_free_text() -> None:
     # Quantity.unit is free text: a unit that is not a time unit may carry anything.
     assert age({"value": 40, "unit": "Smith"}, 89, TODAY) == {"value": 40}
     assert age({"value": 40, "system": "urn:local", "code": "a"}, 89, TODAY) == {"value": 40}
     ucum = {"value": 40, "system": "http://unitsofmeasure.org", "code": "mo", "unit": "months"}
     assert age(ucum, 89, TODAY) == ucum
+
+
+@pytest.mark.parametrize("value", ["MA", "ma", "Massachusetts", "US-MA", "PR", "DE-BY", "GB-ENG"])
+def test_state_keeps_states_and_subdivision_codes(value: str) -> None:
+    assert state(value) == value
+
+
+@pytest.mark.parametrize(
+    "value", ["02139", "Cambridge", "12 Main St", "Springfield County", "", "ma-1", 25, None]
+)
+def test_state_removes_anything_smaller_or_else(value: object) -> None:
+    assert state(value) is DROP
+
+
+def test_state_accepts_the_listed_extra_states() -> None:
+    assert state("Bavaria", frozenset({"bavaria"})) == "Bavaria"
+    assert state("Munich", frozenset({"bavaria"})) is DROP
+
+
+@pytest.mark.parametrize("value", ["US", "USA", "United States", "germany", "DE", "FRA"])
+def test_country_keeps_iso_countries(value: str) -> None:
+    assert country(value) == value
+
+
+@pytest.mark.parametrize("value", ["02139", "Boston", "Main St 1", "", 840, None])
+def test_country_removes_anything_else(value: object) -> None:
+    assert country(value) is DROP

@@ -66,39 +66,73 @@ def test_safe_harbor_leaks_no_planted_token(
     assert not leaks, Counter(token.where for token in leaks).most_common()
 
 
-def test_safe_harbor_aggregates_ages_over_89(
+def _values(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every value of a resource with its element path (array positions left out)."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            yield from _values(value, (*path, name))
+    elif isinstance(node, list):
+        for value in node:
+            yield from _values(value, path)
+    yield path, node
+
+
+def _is_age_code(code: Any) -> bool:
+    codings = code.get("coding", []) if isinstance(code, dict) else []
+    return any(c.get("code") in AGE_CODES for c in codings)
+
+
+UCUM = "http://unitsofmeasure.org"
+AGE_CODES = {"30525-0", "21611-9", "21612-7", "29553-5", "30972-4", "445518008"}
+YEARS_PER = {"a": 1, "mo": 1 / 12, "wk": 7 / 365.25, "d": 1 / 365.25}
+UNIT_WORDS = {"years": "a", "months": "mo", "weeks": "wk", "days": "d"}
+
+
+def _years(quantity: dict[str, Any]) -> float | None:
+    unit = quantity.get("code") if quantity.get("system") == UCUM else None
+    unit = unit if unit in YEARS_PER else UNIT_WORDS.get(str(quantity.get("unit")).lower())
+    value = quantity.get("value")
+    return value * YEARS_PER[unit] if unit and isinstance(value, int | float) else None
+
+
+def test_safe_harbor_sends_no_age_over_89_and_no_year_more_than_89_years_ago(
     corpus: Corpus, safe_harbor_out: list[dict[str, Any]]
 ) -> None:
-    by_subject: dict[str, list[dict[str, Any]]] = {}
-    for source, out in zip(corpus.resources, safe_harbor_out, strict=True):
-        subject = (
-            source["id"]
-            if source["resourceType"] == "Patient"
-            else source.get("subject", {}).get("id")
-        )
-        by_subject.setdefault(subject, []).append(out)
-    assert len(corpus.age_over_89) == 10
-    for patient_id in corpus.age_over_89:
-        outputs = by_subject[patient_id]
-        patient = next(o for o in outputs if o["resourceType"] == "Patient")
-        assert "birthDate" not in patient  # not even the year
-        ages = [
-            o["value"]["Quantity"]
-            for o in outputs
-            if o.get("code", {}).get("coding", [{}])[0].get("code") == "30525-0"
-        ]
-        assert ages == [
-            {
-                "value": 90,
-                "comparator": ">=",
-                "unit": "years",
-                "system": "http://unitsofmeasure.org",
-                "code": "a",
-            }
-        ]
-        response = next(o for o in outputs if o["resourceType"] == "QuestionnaireResponse")
-        age_item = next(i for i in response["item"] if i["linkId"] == "age")
-        assert age_item["answer"] == [{"value": {"integer": 90}}]
+    # §164.514(b)(2)(i)(C): ages over 89 and the years that reveal them, checked on structure:
+    # the values are small numbers and years a text scan cannot tell from utility.
+    aggregated = {"value": 90, "comparator": ">=", "unit": "years", "system": UCUM, "code": "a"}
+    for out in safe_harbor_out:
+        for path, value in _values(out):
+            if isinstance(value, str) and path and path[-1] in DATE_ELEMENTS | {"date", "dateTime"}:
+                assert int(value[:4]) >= TODAY.year - 89, (out["resourceType"], path, value)
+            if isinstance(value, dict) and _years(value) is not None:
+                assert _years(value) <= 89 or value == aggregated, (out["resourceType"], path)
+        for holder in [out, *out.get("component", [])]:
+            if _is_age_code(holder.get("code")):  # a plain number there is an age in years
+                for kind in ("integer", "decimal"):
+                    assert holder.get("value", {}).get(kind, 0) <= 90, (out["resourceType"], holder)
+    old_patients = {KEY.resource_id("Patient", pid) for pid in corpus.age_over_89}
+    assert len(old_patients) == 10
+    for out in safe_harbor_out:
+        if out["resourceType"] == "Patient" and out["id"] in old_patients:
+            assert "birthDate" not in out  # not even the year
+        subject = out.get("subject", {}).get("id")
+        if out["resourceType"] == "QuestionnaireResponse" and subject in old_patients:
+            ages = [i["answer"] for i in out["item"] if i["linkId"] == "age"]
+            assert ages == [[{"value": {"integer": 90}}]]
+            assert not [i for i in out["item"] if i["linkId"] == "born" and "answer" in i]
+
+
+# Elements of the corpus whose value is a date or dateTime (besides choice options).
+DATE_ELEMENTS = {
+    "birthDate",
+    "recordedDate",
+    "authored",
+    "created",
+    "start",
+    "end",
+    "issued",
+}
 
 
 def _own_leak_places(corpus: Corpus, compiled: Plan) -> set[str]:
@@ -209,17 +243,10 @@ def test_references_between_anonymized_resources_still_resolve(
     checked = 0
     for out in safe_harbor_out:
         contained = {c.get("id") for c in out.get("contained", [])}
-        for field in (
-            "subject",
-            "encounter",
-            "participant",
-            "generalPractitioner",
-            "author",
-            "item",
-        ):
-            for ref in _references(out.get(field)):
-                if ref["resourceType"] in TYPES:
-                    assert (ref["resourceType"], ref["id"]) in ids
-                    checked += 1
+        body = {k: v for k, v in out.items() if k not in ("resourceType", "id", "contained")}
+        for ref in _references(body):
+            if ref["resourceType"] in TYPES:
+                assert (ref["resourceType"], ref["id"]) in ids
+                checked += 1
         assert all(c.startswith("c") for c in contained if c)
-    assert checked > 2000
+    assert checked >= 2000

@@ -24,7 +24,7 @@ def test_a_bad_path_names_type_rule_index_and_path() -> None:
     error = refused(
         body([{"path": "gender", "method": "keep"}, {"path": "name..x", "method": "keep"}])
     )
-    assert "Patient rule 1 (path 'name..x')" in str(error)
+    assert "Patient rule 1 ('name..x')" in str(error)
     issue = error.to_operation_outcome()["issue"][0]
     assert issue["severity"] == "error"
     assert issue["expression"] == ["resources.0"]
@@ -61,7 +61,7 @@ def test_duplicate_paths_are_refused_because_the_second_never_applies() -> None:
     error = refused(
         body([{"path": "name", "method": "keep"}, {"path": "name", "method": "redact"}])
     )
-    assert "same path as rule 0" in str(error)
+    assert "same selector as rule 0" in str(error)
 
 
 def test_nested_item_paths_are_refused_in_questionnaire_responses() -> None:
@@ -99,3 +99,64 @@ def test_a_profile_file_that_is_not_a_profile_is_refused(tmp_path: Any) -> None:
         load_profile(path)
     with pytest.raises(FileNotFoundError):
         load_profile("no-such-profile")
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"path": "code.codng", "method": "keep"}, "CodeableConcept has no element 'codng'"),
+        ({"path": "value.quantity", "method": "keep"}, "'quantity' is not a type of this choice"),
+        ({"path": "status.code", "method": "keep"}, "code has no element 'code'"),
+        ({"datatype": "Codng", "method": "keep"}, "not a FHIR R4 datatype"),
+        ({"path": "code", "datatype": "Coding", "method": "keep"}, "either 'path' or 'datatype'"),
+        ({"path": "code", "method": "redact", "values": ["a"]}, "'values' is allowed only"),
+    ],
+)
+def test_paths_are_checked_against_the_fhir_definitions(rule: dict[str, Any], message: str) -> None:
+    assert message in str(refused(body([rule], "Observation")))
+
+
+def test_first_class_attributes_and_reference_uris_are_accepted() -> None:
+    parse_profile(
+        body(
+            [
+                {"path": "patientFirstName", "method": "redact"},
+                {"path": "subject.uri", "method": "keep"},
+                {"path": "item.answer.value.Coding", "method": "keep"},
+            ],
+            "QuestionnaireResponse",
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"type": "Codng", "method": "redact"}, "not a FHIR R4 datatype"),
+        ({"type": "Reference", "method": "redact"}, "handled by the engine"),
+        ({"type": "Coding"}, "give either 'method'"),
+        ({"type": "Coding", "method": "redact", "default": "redact"}, "give either 'method'"),
+        ({"type": "string", "default": "redact"}, "has no elements"),
+        (
+            {
+                "type": "Coding",
+                "default": "redact",
+                "rules": [{"path": "code.x", "method": "keep"}],
+            },
+            "names one of its elements",
+        ),
+        (
+            {"type": "Coding", "default": "redact", "rules": [{"path": "text", "method": "keep"}]},
+            "Coding has no element 'text'",
+        ),
+    ],
+)
+def test_invalid_datatype_entries_are_refused(entry: dict[str, Any], message: str) -> None:
+    error = refused(body([], datatypes=[entry]))
+    assert message in str(error)
+    assert "datatypes.0" in str(error)
+
+
+def test_a_datatype_has_one_entry() -> None:
+    twice = [{"type": "string", "method": "redact"}, {"type": "string", "method": "keep"}]
+    assert "datatype string has two entries" in str(refused(body([], datatypes=twice)))

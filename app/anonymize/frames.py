@@ -1,0 +1,270 @@
+"""How each element is handled: the decisions of the rules and the datatypes, made once.
+
+The walker (``engine.py``) asks a ``Frame`` (the children of one kind of element: its FHIR
+type, its node in the rule tree, the rule it inherits, its datatype's entry) for the ``Step`` of
+each child name. A step is decided the first time its name is met and memoized; frames are
+interned per type plan, so recursive elements (QuestionnaireResponse items) reuse them. Nothing
+here sees a value: decisions depend on names, types and rules only (item filters aside, which
+read the filtered key of each item).
+
+The order in which one element is decided (``docs/anonymization.md`` tells it to users):
+
+1. a rule other than keep inherited from an ancestor, earlier in the profile than any rule
+   naming this element, handles it whole;
+2. a rule naming it (its path, or a datatype rule selecting its type) decides;
+3. inside a kept element, the parent datatype's entry decides (its rule for this name, or its
+   default); else the element's own datatype entry (``Identifier: redact``); else it is kept
+   as its type allows (a primitive only when valid, a complex element by its own children);
+4. outside kept elements, the type's default.
+
+A non-keep rule applies to a whole element unless a rule earlier in the profile selects
+something inside it; then the walker goes in, and the rule covers what that one does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.anonymize.fhir_types import ElementType, FhirType, fhir_type
+from app.anonymize.plan import DatatypeEntry, TypePlan
+from app.anonymize.tree import ENGINE_OWNED, CompiledRule, Edge, Node, earlier_rule, lowest
+
+# Step kinds (ints, compared in the walker's inner loop)
+SKIP = 0  # owned by the engine (resourceType, id, contained at the root)
+DROP = 1  # removed
+KEEP = 2  # a primitive sent as it is, when valid for its datatype
+APPLY = 3  # a method on the whole value (a primitive, a Quantity for age, redact/replace)
+DESCEND = 4  # a complex value: its children decided by ``frame``
+REFERENCE = 5  # a Reference: reduced to a pseudonymous {resourceType, id} or removed
+LOOSE = 6  # a value of unknown datatype under a rule: applied without types
+SELECT = 7  # array items selected by a filter: ``select(item)`` gives each item's step
+
+_MEMO_LIMIT = 4096
+
+
+@dataclass(eq=False, slots=True)
+class Step:
+    """What the walker does with one child: ``kind`` and what that kind needs."""
+
+    kind: int
+    rule: CompiledRule | None = None  # the deciding rule (method, and label for explain)
+    element: ElementType | None = None  # the child's datatype, when FHIR defines it
+    frame: Frame | None = None  # DESCEND: how the child's own children are handled
+    node: Node | None = None  # REFERENCE, LOOSE: where a rule may name a uri
+    select: Callable[[Any], Step] | None = None  # SELECT
+
+
+SKIP_STEP = Step(SKIP)
+
+
+@dataclass(eq=False, slots=True)
+class Frame:
+    """The children of one kind of element, and how each of them is handled."""
+
+    plan: TypePlan
+    owner: FhirType | None  # the element's datatype; None when FHIR does not define it
+    node: Node | None  # its node in the rule tree
+    cover: CompiledRule | None  # the rule it inherits (None at a resource's root)
+    entry: DatatypeEntry | None  # its datatype's entry, when that has rules for children
+    steps: dict[str, Step] = field(default_factory=dict)
+    retain: tuple[str, ...] = ()  # filter keys kept on a selected item (extension url)
+    required: frozenset[str] = frozenset()  # children FHIR requires: without them, removed
+    quantity: bool = False  # a Quantity: over 89 years in a time unit is aggregated
+    extension: bool = False  # an Extension: removed when neither value nor extension is left
+    ages: bool = False  # has code and value, and the profile lists age codes
+    _age_step: Step | None = None
+
+    def step(self, name: str) -> Step:
+        """The step of the child ``name`` (decided once)."""
+        found = self.steps.get(name)
+        if found is None:
+            found = _decide(self, name)
+            if len(self.steps) < _MEMO_LIMIT:
+                self.steps[name] = found
+        return found
+
+    def age_step(self) -> Step:
+        """The step of ``value`` when ``code`` says it is the patient's age."""
+        if self._age_step is None:
+            assert self.owner is not None
+            value = self.owner.elements["value"]
+            self._age_step = _whole(self, value, None, self.plan.age_rule, None)
+        return self._age_step
+
+
+def root(plan: TypePlan, resource_type: str) -> Frame:
+    """The frame of a resource's own elements."""
+    owner = fhir_type(resource_type)
+    if owner is not None and owner.kind != "resource":
+        owner = None
+    return _frame(plan, owner, plan.root, None, None)
+
+
+def _frame(
+    plan: TypePlan,
+    owner: FhirType | None,
+    node: Node | None,
+    cover: CompiledRule | None,
+    entry: DatatypeEntry | None,
+) -> Frame:
+    key = (id(owner), id(node), id(cover), id(entry))
+    found = plan.frames.get(key)
+    if found is None:
+        found = Frame(plan, owner, node, cover, entry)
+        if node is not None:
+            found.retain = node.retain
+        if owner is not None:
+            if owner.kind in ("complex", "backbone"):
+                found.required = owner.required
+            found.quantity = owner.is_a("Quantity")
+            found.extension = owner.is_a("Extension")
+            value = owner.elements.get("value")
+            found.ages = bool(
+                plan.age_codes
+                and "code" in owner.elements
+                and value is not None
+                and value.type.kind == "choice"
+            )
+        if len(plan.frames) < _MEMO_LIMIT:
+            plan.frames[key] = found
+    return found
+
+
+def _decide(frame: Frame, name: str) -> Step:
+    node = frame.node
+    edge = node.children.get(name) if node is not None else None
+    if edge is ENGINE_OWNED:
+        return SKIP_STEP
+    element = frame.owner.elements.get(name) if frame.owner is not None else None
+    if edge is not None and edge.filtered:
+        return _selecting(frame, name, element, edge)
+    return _settle(frame, name, element, edge.plain if edge is not None else None)
+
+
+def _selecting(frame: Frame, name: str, element: ElementType | None, edge: Edge) -> Step:
+    """Items of a filtered element each find their node (``Edge.select``), then their step."""
+    memo: dict[Node | None, Step] = {}
+
+    def select(item: Any) -> Step:
+        node = edge.select(item)
+        found = memo.get(node)
+        if found is None:
+            found = _settle(frame, name, element, node)
+            if len(memo) < _MEMO_LIMIT:
+                memo[node] = found
+        return found
+
+    return Step(SELECT, element=element, select=select)
+
+
+def _settle(frame: Frame, name: str, element: ElementType | None, node: Node | None) -> Step:
+    """The step of one element, from its node in the rule tree and its datatype."""
+    plan = frame.plan
+    fhir = element.type if element is not None else None
+    named = node.rule if node is not None else None
+    below = node.below if node is not None else None
+    if fhir is not None and plan.selectors:
+        named = earlier_rule(named, plan.selector(fhir))
+        below = lowest(below, plan.selector_below(fhir))
+    cover = frame.cover
+    if cover is not None and not cover.is_keep and (named is None or cover.index < named.index):
+        return _whole(frame, element, node, cover, below)
+    if named is not None:
+        return _named(frame, element, node, named, below)
+    if cover is not None or plan.default.is_keep:
+        return _by_datatype(frame, name, element, node, cover or plan.default, below)
+    return _whole(frame, element, node, plan.default, below)
+
+
+def _named(
+    frame: Frame,
+    element: ElementType | None,
+    node: Node | None,
+    rule: CompiledRule,
+    below: int | None,
+) -> Step:
+    """A rule names the element."""
+    if rule.is_keep:
+        return _kept(frame, element, node, rule)
+    return _whole(frame, element, node, rule, below)
+
+
+def _whole(
+    frame: Frame,
+    element: ElementType | None,
+    node: Node | None,
+    rule: CompiledRule,
+    below: int | None,
+) -> Step:
+    """A rule other than keep takes the element whole, unless an earlier rule selects something
+    inside it (then the walker goes in, the rule covering the rest)."""
+    fhir = element.type if element is not None else None
+    if below is not None and below < rule.index and (fhir is None or not fhir.is_primitive):
+        return Step(DESCEND, rule, element, frame=_frame(frame.plan, fhir, node, rule, None))
+    return _apply(frame, element, node, rule)
+
+
+def _apply(
+    frame: Frame, element: ElementType | None, node: Node | None, rule: CompiledRule
+) -> Step:
+    if rule.removes:
+        return Step(DROP, rule, element)
+    fhir = element.type if element is not None else None
+    if fhir is None:
+        return Step(LOOSE, rule, node=node)
+    if fhir.is_a("Reference"):
+        return Step(REFERENCE, rule, element, node=node)
+    if (
+        rule.whole is not None
+        or fhir.is_primitive
+        or (rule.takes_quantity and fhir.is_a("Quantity"))
+    ):
+        return Step(APPLY, rule, element)
+    # a method over a complex value reaches its primitives through their own types
+    return Step(DESCEND, rule, element, frame=_frame(frame.plan, fhir, node, rule, None))
+
+
+def _kept(frame: Frame, element: ElementType | None, node: Node | None, rule: CompiledRule) -> Step:
+    """The element is sent; inside it, the rules below and the datatypes decide."""
+    fhir = element.type if element is not None else None
+    if fhir is None:
+        if node is not None and node.below is not None:
+            return Step(DESCEND, rule, frame=_frame(frame.plan, None, node, rule, None))
+        return Step(LOOSE, rule, node=node)
+    if fhir.is_a("Reference"):
+        return Step(REFERENCE, rule, element, node=node)
+    if fhir.is_primitive:
+        return Step(KEEP, rule, element)
+    entry = frame.plan.datatypes.entry(fhir)
+    if entry is not None and entry.method is not None:
+        entry = None  # a whole-value entry says nothing about the children of a named element
+    return Step(DESCEND, rule, element, frame=_frame(frame.plan, fhir, node, rule, entry))
+
+
+def _by_datatype(
+    frame: Frame,
+    name: str,
+    element: ElementType | None,
+    node: Node | None,
+    cover: CompiledRule,
+    below: int | None,
+) -> Step:
+    """No rule names the element and an ancestor is kept: the datatypes decide."""
+    entry = frame.entry
+    if entry is not None:
+        named = entry.rules.get(name)
+        if named is not None:
+            return _named(frame, element, node, named, below)
+        if entry.default is not None and not entry.default.is_keep:
+            return _whole(frame, element, node, entry.default, below)
+    if element is None:
+        if frame.owner is None:  # inside an element FHIR does not define: kept as it is
+            return _kept(frame, None, node, cover)
+        own = frame.plan.datatypes.unknown
+    else:
+        own = frame.plan.datatypes.entry(element.type)
+    if own is not None and own.method is not None:
+        return _named(frame, element, node, own.method, below)
+    return _kept(frame, element, node, cover)
