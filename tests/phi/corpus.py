@@ -22,107 +22,35 @@ from __future__ import annotations
 
 import base64
 import random
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from faker import Faker
 
+from tests.phi.feed import FeedKinds
+from tests.phi.model import (
+    BIRTHSEX_URL,
+    KINDS,
+    LOINC,
+    MRN_SYSTEM,
+    QUESTIONNAIRE,
+    RACE_URL,
+    SNOMED,
+    SSN_SYSTEM,
+    UCUM,
+    Builder,
+    Corpus,
+    CorpusEntry,
+    Person,
+    Planted,
+)
+
+__all__ = ["KINDS", "SEED", "Corpus", "CorpusEntry", "Planted", "generate_corpus"]
+
 SEED = 20240601
 
-# The Safe Harbor identifier kinds, §164.514(b)(2)(i)(A)-(R), plus the places that are not an
-# identifier kind by themselves but carry them (narrative, free text, local ids).
-KINDS = {
-    "name": "(A) names",
-    "geo": "(B) geographic subdivisions smaller than a state",
-    "date": "(C) dates other than year",
-    "phone": "(D) telephone numbers",
-    "fax": "(E) fax numbers",
-    "email": "(F) email addresses",
-    "ssn": "(G) social security numbers",
-    "mrn": "(H) medical record numbers",
-    "health-plan": "(I) health plan beneficiary numbers",
-    "account": "(J) account numbers",
-    "licence": "(K) certificate/license numbers",
-    "vehicle": "(L) vehicle identifiers and serial numbers, license plates",
-    "device": "(M) device identifiers and serial numbers",
-    "url": "(N) web URLs",
-    "ip": "(O) IP addresses",
-    "biometric": "(P) biometric identifiers",
-    "photo": "(Q) full-face photographs and comparable images",
-    "other-id": "(R) any other unique identifying number, characteristic or code",
-    "free-text": "free text that may carry any of the above",
-}
 
-SSN_SYSTEM = "http://hl7.org/fhir/sid/us-ssn"
-MRN_SYSTEM = "http://clinic.example/fhir/sid/mrn"
-RACE_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
-BIRTHSEX_URL = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex"
-QUESTIONNAIRE = "http://clinic.example/fhir/Questionnaire/intake"
-UCUM = "http://unitsofmeasure.org"
-LOINC = "http://loinc.org"
-SNOMED = "http://snomed.info/sct"
-
-
-@dataclass(frozen=True, slots=True)
-class Planted:
-    """One PHI token planted in a resource: the value, its kind (see KINDS) and its place."""
-
-    value: str
-    kind: str
-    where: str
-
-
-@dataclass(frozen=True, slots=True)
-class CorpusEntry:
-    """A resource and the PHI planted in it."""
-
-    resource: dict[str, Any]
-    planted: tuple[Planted, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Corpus:
-    """The generated resources, in dependency order (referenced resources first)."""
-
-    entries: tuple[CorpusEntry, ...]
-    age_over_89: frozenset[str] = field(default_factory=frozenset)  # local Patient ids
-
-    @property
-    def resources(self) -> list[dict[str, Any]]:
-        """The resources alone."""
-        return [entry.resource for entry in self.entries]
-
-    @property
-    def planted(self) -> list[Planted]:
-        """Every planted token of every resource."""
-        return [token for entry in self.entries for token in entry.planted]
-
-
-class _Builder:
-    """Collects the tokens planted while one resource is built."""
-
-    def __init__(self) -> None:
-        self.tokens: list[Planted] = []
-
-    def plant(self, value: str, kind: str, where: str) -> str:
-        self.tokens.append(Planted(value, kind, where))
-        return value
-
-
-@dataclass(frozen=True, slots=True)
-class _Person:
-    id: str
-    given: str
-    middle: str
-    family: str
-
-    @property
-    def full(self) -> str:
-        return f"{self.given} {self.middle} {self.family}"
-
-
-class _Generator:
+class _Generator(FeedKinds):
     def __init__(self, seed: int) -> None:
         self.fake = Faker("en_US")
         self.fake.seed_instance(seed)
@@ -139,15 +67,15 @@ class _Generator:
         start = datetime(2021, 1, 1, tzinfo=UTC)
         return start + timedelta(seconds=self.rng.randrange(4 * 365 * 86400))
 
-    def person(self, prefix: str) -> _Person:
-        return _Person(
+    def person(self, prefix: str) -> Person:
+        return Person(
             self.uid(prefix),
             self.fake.first_name(),
             self.fake.first_name(),
             self.fake.last_name(),
         )
 
-    def name(self, b: _Builder, person: _Person, where: str) -> dict[str, Any]:
+    def name(self, b: Builder, person: Person, where: str) -> dict[str, Any]:
         return {
             "use": "official",
             "family": b.plant(person.family, "name", f"{where}.family"),
@@ -158,7 +86,7 @@ class _Generator:
             "text": person.full,
         }
 
-    def ref(self, b: _Builder, resource_type: str, person: _Person, where: str) -> dict:
+    def ref(self, b: Builder, resource_type: str, person: Person, where: str) -> dict:
         b.plant(person.id, "other-id", f"{where}.id")
         return {
             "resourceType": resource_type,
@@ -166,22 +94,22 @@ class _Generator:
             "display": b.plant(person.full, "name", f"{where}.display"),
         }
 
-    def narrative(self, b: _Builder, where: str, *parts: str) -> dict[str, str]:
+    def narrative(self, b: Builder, where: str, *parts: str) -> dict[str, str]:
         secret = b.plant(f"NARRATIVE-{self.fake.bothify('??##??##').upper()}", "free-text", where)
         return {"status": "generated", "div": f"<div>{' '.join(parts)} {secret}</div>"}
 
-    def free_text(self, b: _Builder, where: str, person: _Person) -> str:
+    def free_text(self, b: Builder, where: str, person: Person) -> str:
         note = b.plant(f"NOTE-{self.fake.bothify('####-????').upper()}", "free-text", where)
         return f"{person.given} {person.family} called about {note}"
 
-    def plant_date(self, b: _Builder, value: str, where: str) -> str:
+    def plant_date(self, b: Builder, value: str, where: str) -> str:
         """Plant a date at month precision ("1961-04"): any leak finer than the year (the date,
         a dateTime, the month) contains it, delimited by '-' or a quote; the year alone does
         not."""
         b.plant(value[:7], "date", where)
         return value
 
-    def period(self, b: _Builder, where: str) -> dict[str, str]:
+    def period(self, b: Builder, where: str) -> dict[str, str]:
         start = self.moment()
         end = start + timedelta(hours=self.rng.randrange(1, 72))
         return {
@@ -189,12 +117,12 @@ class _Generator:
             "end": self.plant_date(b, end.isoformat(), f"{where}.end"),
         }
 
-    def date_time(self, b: _Builder, where: str) -> str:
+    def date_time(self, b: Builder, where: str) -> str:
         return self.plant_date(b, self.moment().isoformat(), where)
 
     # -- resources ------------------------------------------------------------------------
-    def practitioner(self, person: _Person) -> CorpusEntry:
-        b = _Builder()
+    def practitioner(self, person: Person) -> CorpusEntry:
+        b = Builder()
         b.plant(person.id, "other-id", "Practitioner.id")
         resource = {
             "resourceType": "Practitioner",
@@ -262,13 +190,14 @@ class _Generator:
         }
         return CorpusEntry(resource, tuple(b.tokens))
 
-    def patient(self, person: _Person, doctor: _Person, old: bool) -> CorpusEntry:
-        b = _Builder()
+    def patient(self, person: Person, doctor: Person, old: bool) -> CorpusEntry:
+        b = Builder()
         b.plant(person.id, "other-id", "Patient.id")
         born = (
             self.fake.date_of_birth(minimum_age=91, maximum_age=104)
             if old
-            else (self.fake.date_of_birth(minimum_age=1, maximum_age=85))
+            # at least 6: a birth month never equals the month of an event (2021 on)
+            else (self.fake.date_of_birth(minimum_age=6, maximum_age=85))
         )
         zipcode = self.fake.zipcode()
         contact = self.person("rp")
@@ -416,10 +345,11 @@ class _Generator:
         }
         if self.rng.random() < 0.2:
             resource["deceased"] = {"dateTime": self.date_time(b, "Patient.deceased.dateTime")}
+        self.patient_feed(b, resource, person)
         return CorpusEntry(resource, tuple(b.tokens))
 
-    def encounter(self, patient: _Person, doctor: _Person) -> CorpusEntry:
-        b = _Builder()
+    def encounter(self, patient: Person, doctor: Person) -> CorpusEntry:
+        b = Builder()
         local_id = b.plant(self.uid("enc"), "other-id", "Encounter.id")
         escort = self.person("escort")
         resource = {
@@ -504,8 +434,8 @@ class _Generator:
         }
         return CorpusEntry(resource, tuple(b.tokens))
 
-    def appointment(self, patient: _Person, doctor: _Person) -> CorpusEntry:
-        b = _Builder()
+    def appointment(self, patient: Person, doctor: Person) -> CorpusEntry:
+        b = Builder()
         local_id = b.plant(self.uid("apt"), "other-id", "Appointment.id")
         start = self.moment()
         resource = {
@@ -542,8 +472,8 @@ class _Generator:
         self.plant_date(b, start.isoformat(), "Appointment.start")
         return CorpusEntry(resource, tuple(b.tokens))
 
-    def observation(self, patient: _Person, encounter_id: str, kind: int, age: int) -> CorpusEntry:
-        b = _Builder()
+    def observation(self, patient: Person, encounter_id: str, kind: int, age: int) -> CorpusEntry:
+        b = Builder()
         local_id = b.plant(self.uid("obs"), "other-id", "Observation.id")
         resource: dict[str, Any] = {
             "resourceType": "Observation",
@@ -625,8 +555,8 @@ class _Generator:
             }
         return CorpusEntry(resource, tuple(b.tokens))
 
-    def condition(self, patient: _Person, encounter_id: str, doctor: _Person) -> CorpusEntry:
-        b = _Builder()
+    def condition(self, patient: Person, encounter_id: str, doctor: Person) -> CorpusEntry:
+        b = Builder()
         local_id = b.plant(self.uid("cond"), "other-id", "Condition.id")
         resource = {
             "resourceType": "Condition",
@@ -666,14 +596,14 @@ class _Generator:
         return {"linkId": link_id, "text": text, "answer": [answer]}
 
     def questionnaire_response(
-        self, patient: _Person, doctor: _Person, encounter_id: str, age: int
+        self, patient: Person, doctor: Person, encounter_id: str, age: int
     ) -> CorpusEntry:
-        b = _Builder()
+        b = Builder()
         local_id = b.plant(self.uid("qr"), "other-id", "QuestionnaireResponse.id")
         where = "QuestionnaireResponse.item"
         email = b.plant(self.fake.email(), "email", f"{where}(Personal Email)")
         city = b.plant(self.fake.city(), "geo", f"{where}(Address).answer.item(City)")
-        dob = self.fake.date_of_birth(minimum_age=1, maximum_age=85).isoformat()
+        dob = self.fake.date_of_birth(minimum_age=6, maximum_age=85).isoformat()
         items = [
             # the user's baseline questions, one of them in another case
             self.answer_item("email", "PERSONAL EMAIL:", {"string": email}),
@@ -797,7 +727,8 @@ class _Generator:
 
 
 def generate_corpus(seed: int = SEED, patients: int = 100, practitioners: int = 10) -> Corpus:
-    """Deterministic synthetic clinic data: ``practitioners`` + 10 resources per patient.
+    """Deterministic synthetic clinic data: ``practitioners`` + 17 resources per patient (the
+    ten of every clinic, and the seven of the EHR-feed kinds in ``feed.py``).
 
     Every tenth patient is older than 89. Resources come in dependency order, so pushing them
     in order never references a resource the target lacks.
@@ -814,6 +745,7 @@ def generate_corpus(seed: int = SEED, patients: int = 100, practitioners: int = 
         if old:
             old_ids.add(person.id)
         entries.append(gen.patient(person, doctor, old))
+        born = date.fromisoformat(entries[-1].resource["birthDate"])
         encounters = [gen.encounter(person, doctor) for _ in range(2)]
         entries.extend(encounters)
         first_encounter = encounters[0].resource["id"]
@@ -821,4 +753,5 @@ def generate_corpus(seed: int = SEED, patients: int = 100, practitioners: int = 
         entries.extend(gen.observation(person, first_encounter, kind, age) for kind in range(3))
         entries.append(gen.condition(person, first_encounter, doctor))
         entries.append(gen.questionnaire_response(person, doctor, first_encounter, age))
+        entries.extend(gen.feed_entries(person, doctor, first_encounter, born, age))
     return Corpus(tuple(entries), frozenset(old_ids))

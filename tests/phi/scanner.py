@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from tests.phi.corpus import Planted
+from tests.phi.model import Planted
 
 _RUN = re.compile(r"[^\W_]+")
 T = TypeVar("T", Planted, str)

@@ -13,6 +13,7 @@ import pytest
 from app.anonymize import PseudonymKey, anonymize, compile_profile, load_profile
 from app.anonymize.plan import Plan
 from tests.phi.corpus import KINDS, Corpus, generate_corpus
+from tests.phi.model import UCUM
 from tests.phi.scanner import find_planted
 
 TODAY = date(2025, 6, 1)
@@ -25,6 +26,7 @@ TYPES = {
     "Condition",
     "QuestionnaireResponse",
     "Practitioner",
+    "Coverage",
 }
 
 
@@ -82,7 +84,6 @@ def _is_age_code(code: Any) -> bool:
     return any(c.get("code") in AGE_CODES for c in codings)
 
 
-UCUM = "http://unitsofmeasure.org"
 AGE_CODES = {"30525-0", "21611-9", "21612-7", "29553-5", "30972-4", "445518008"}
 YEARS_PER = {"a": 1, "mo": 1 / 12, "wk": 7 / 365.25, "d": 1 / 365.25}
 UNIT_WORDS = {"years": "a", "months": "mo", "weeks": "wk", "days": "d"}
