@@ -14,7 +14,11 @@ from aidbox_python_sdk.main import create_app
 from aidbox_python_sdk.sdk import SDK
 from aiohttp import web
 
-from app.aidbox.bootstrap import define_custom_resources, push_types_to_watch
+from app.aidbox.bootstrap import (
+    define_custom_resources,
+    install_shipped_profiles,
+    push_types_to_watch,
+)
 from app.aidbox.client import AidboxClient, RetryPolicy
 from app.aidbox.keys import own_aidbox_key, push_service_key, settings_key
 from app.aidbox.manifest import Manifest, load_manifest
@@ -83,6 +87,7 @@ def build_app(settings: AppSettings) -> web.Application:
     async def prepare_aidbox(app: web.Application) -> AsyncIterator[None]:
         # Runs before the SDK's own start-up context, which registers the App and its seeds.
         await define_custom_resources(own, manifest)
+        await install_shipped_profiles(own, manifest)
         if settings.role is Role.LOCAL:
             register_subscriptions(sdk, await push_types_to_watch(own, manifest))
         yield

@@ -1,7 +1,7 @@
 """Start-up work on the App's own Aidbox that must precede the SDK's registration.
 
 Custom resource types are defined first (FHIRSchema, contract §1), because the SDK's seeds
-(conditional creates of SyncConfig and the profiles) need the types to exist.
+(conditional creates of SyncConfig) and the shipped profiles need the types to exist.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import logging
 
 from app.aidbox.client import AidboxClient
 from app.aidbox.manifest import Manifest
+from app.anonymize import ProfileError, parse_profile
 from app.model import Direction, SyncConfig
 
 log = logging.getLogger("aidbox_sync.bootstrap")
@@ -20,6 +21,36 @@ async def define_custom_resources(client: AidboxClient, manifest: Manifest) -> N
     for schema in manifest.schemas:
         await client.call("PUT", f"/fhir/FHIRSchema/{schema['id']}", json=schema)
     log.info("custom resources defined: %s", ", ".join(manifest.custom_types))
+
+
+async def install_shipped_profiles(client: AidboxClient, manifest: Manifest) -> None:
+    """Make each shipped profile (``safe-harbor``, ``minimal``) equal to the App's copy.
+
+    A shipped profile is the App's statement of what leaves the clinic: when a new release
+    closes a leak, the fix must reach every clinic, so a stored copy that differs (an older
+    release, or an edit in the console) is replaced, with one warning line. Profiles of any
+    other id are the clinic's own and never touched: copy a shipped one to customize it.
+    """
+    for profile_id, body in manifest.profiles.items():
+        resp = await client.call("GET", f"/AnonymizationProfile/{profile_id}", accept=(404, 410))
+        if resp.status == 200 and _same_profile(resp.body, body):
+            continue
+        await client.call("PUT", f"/AnonymizationProfile/{profile_id}", json=body)
+        if resp.status == 200:
+            log.warning(
+                "AnonymizationProfile/%s differed from this release's and was replaced; "
+                "to customize a profile, copy it under another id",
+                profile_id,
+            )
+
+
+def _same_profile(stored: object, shipped: dict[str, object]) -> bool:
+    if not isinstance(stored, dict):
+        return False
+    try:
+        return parse_profile({**stored, "meta": None}) == parse_profile(shipped)
+    except ProfileError:
+        return False
 
 
 async def push_types_to_watch(client: AidboxClient, manifest: Manifest) -> list[str]:

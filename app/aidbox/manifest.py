@@ -1,7 +1,8 @@
 """Loads the App's Aidbox-side definitions from `manifest/` (no definitions in Python).
 
 `manifest/<role>.yaml` names the custom resources (FHIRSchema files in `manifest/resources/`),
-the seeds created once (conditional create), and extra resources for the App manifest.
+the seeds created once (conditional create), the shipped anonymization profiles (kept equal to
+their file, see bootstrap.py), and extra resources for the App manifest.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class Manifest:
     schemas: list[dict[str, Any]]
     seeds: ResourceMap = field(default_factory=dict)
     resources: ResourceMap = field(default_factory=dict)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> resource body
 
     @property
     def custom_types(self) -> list[str]:
@@ -57,7 +59,6 @@ def load_manifest(role: Role, directory: Path = MANIFEST_DIR) -> Manifest:
         if not isinstance(schema, dict) or schema.get("id") != name:
             raise ManifestError(f"resources/{name}.yaml must define FHIRSchema id {name}")
         schemas.append(schema)
-    seeds = dict(spec.get("seeds") or {})
     profiles = {}
     for name in spec.get("profiles", []):
         try:
@@ -65,10 +66,9 @@ def load_manifest(role: Role, directory: Path = MANIFEST_DIR) -> Manifest:
         except ProfileError as exc:
             raise ManifestError(f"profiles/{name}.yaml: {exc}") from None
         profiles[profile.id] = profile.to_resource()
-    if profiles:
-        seeds["AnonymizationProfile"] = profiles
     return Manifest(
         schemas=schemas,
-        seeds=seeds,
+        seeds=dict(spec.get("seeds") or {}),
         resources=spec.get("resources") or {},
+        profiles=profiles,
     )

@@ -4,7 +4,9 @@ operations routed through Aidbox, subscriptions, and their refusals."""
 from __future__ import annotations
 
 import gc
+import logging
 import weakref
+from typing import Any
 
 import aiohttp
 import pytest
@@ -37,6 +39,43 @@ async def test_seeds_the_default_configuration_and_profiles(
     assert {"type": "Patient", "direction": "push", "order": 10} in config["streams"]
     for profile in ("safe-harbor", "minimal"):
         assert (await local_root.call("GET", f"/AnonymizationProfile/{profile}")).status == 200
+
+
+async def test_a_shipped_profile_is_brought_back_to_this_release_and_a_copy_is_left_alone(
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    local_root: AidboxClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def start() -> Any:
+        return running_app(
+            local_aidbox.url, global_url=global_aidbox.url, SYNC_RUNNER_ENABLED="false"
+        )
+
+    async with start():
+        pass
+    shipped = (await local_root.call("GET", "/AnonymizationProfile/safe-harbor")).body
+    # an older release's profile, or an edit in the console that lets names out
+    weakened = {**shipped, "default": "keep", "datatypes": []}
+    await local_root.call("PUT", "/AnonymizationProfile/safe-harbor", json=weakened)
+    own = {**weakened, "id": "my-profile", "name": "my own"}
+    await local_root.call("PUT", "/AnonymizationProfile/my-profile", json=own)
+    version = (await local_root.call("GET", "/AnonymizationProfile/minimal")).body["meta"]
+
+    caplog.set_level(logging.WARNING, logger="aidbox_sync")
+    async with start():
+        pass
+    restored = (await local_root.call("GET", "/AnonymizationProfile/safe-harbor")).body
+    assert restored["default"] == "redact"
+    assert restored["datatypes"] == shipped["datatypes"]
+    assert (await local_root.call("GET", "/AnonymizationProfile/my-profile")).body["default"] == (
+        "keep"
+    )
+    # an unchanged shipped profile is not written again
+    assert (await local_root.call("GET", "/AnonymizationProfile/minimal")).body["meta"] == version
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("AnonymizationProfile/safe-harbor differed" in w for w in warnings)
+    assert not any("minimal" in w or "my-profile" in w for w in warnings)
 
 
 async def test_custom_resource_create_read_and_validation_error(
