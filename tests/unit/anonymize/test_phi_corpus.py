@@ -13,8 +13,8 @@ import pytest
 from app.anonymize import PseudonymKey, anonymize, compile_profile, load_profile
 from app.anonymize.plan import Plan
 from tests.phi.corpus import KINDS, Corpus, generate_corpus
-from tests.phi.model import UCUM
 from tests.phi.scanner import find_planted
+from tests.phi.structure import age_violations
 
 TODAY = date(2025, 6, 1)
 KEY = PseudonymKey(secret=b"corpus-test-secret-0123456789", namespace="clinic-a")
@@ -68,50 +68,11 @@ def test_safe_harbor_leaks_no_planted_token(
     assert not leaks, Counter(token.where for token in leaks).most_common()
 
 
-def _values(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
-    """Every value of a resource with its element path (array positions left out)."""
-    if isinstance(node, dict):
-        for name, value in node.items():
-            yield from _values(value, (*path, name))
-    elif isinstance(node, list):
-        for value in node:
-            yield from _values(value, path)
-    yield path, node
-
-
-def _is_age_code(code: Any) -> bool:
-    codings = code.get("coding", []) if isinstance(code, dict) else []
-    return any(c.get("code") in AGE_CODES for c in codings)
-
-
-AGE_CODES = {"30525-0", "21611-9", "21612-7", "29553-5", "30972-4", "445518008"}
-YEARS_PER = {"a": 1, "mo": 1 / 12, "wk": 7 / 365.25, "d": 1 / 365.25}
-UNIT_WORDS = {"years": "a", "months": "mo", "weeks": "wk", "days": "d"}
-
-
-def _years(quantity: dict[str, Any]) -> float | None:
-    unit = quantity.get("code") if quantity.get("system") == UCUM else None
-    unit = unit if unit in YEARS_PER else UNIT_WORDS.get(str(quantity.get("unit")).lower())
-    value = quantity.get("value")
-    return value * YEARS_PER[unit] if unit and isinstance(value, int | float) else None
-
-
 def test_safe_harbor_sends_no_age_over_89_and_no_year_more_than_89_years_ago(
     corpus: Corpus, safe_harbor_out: list[dict[str, Any]]
 ) -> None:
-    # §164.514(b)(2)(i)(C): ages over 89 and the years that reveal them, checked on structure:
-    # the values are small numbers and years a text scan cannot tell from utility.
-    aggregated = {"value": 90, "comparator": ">=", "unit": "years", "system": UCUM, "code": "a"}
     for out in safe_harbor_out:
-        for path, value in _values(out):
-            if isinstance(value, str) and path and path[-1] in DATE_ELEMENTS | {"date", "dateTime"}:
-                assert int(value[:4]) >= TODAY.year - 89, (out["resourceType"], path, value)
-            if isinstance(value, dict) and _years(value) is not None:
-                assert _years(value) <= 89 or value == aggregated, (out["resourceType"], path)
-        for holder in [out, *out.get("component", [])]:
-            if _is_age_code(holder.get("code")):  # a plain number there is an age in years
-                for kind in ("integer", "decimal"):
-                    assert holder.get("value", {}).get(kind, 0) <= 90, (out["resourceType"], holder)
+        assert age_violations(out, TODAY) == [], out
     old_patients = {KEY.resource_id("Patient", pid) for pid in corpus.age_over_89}
     assert len(old_patients) == 10
     for out in safe_harbor_out:
@@ -124,16 +85,16 @@ def test_safe_harbor_sends_no_age_over_89_and_no_year_more_than_89_years_ago(
             assert not [i for i in out["item"] if i["linkId"] == "born" and "answer" in i]
 
 
-# Elements of the corpus whose value is a date or dateTime (besides choice options).
-DATE_ELEMENTS = {
-    "birthDate",
-    "recordedDate",
-    "authored",
-    "created",
-    "start",
-    "end",
-    "issued",
-}
+def test_the_age_checks_see_what_a_path_only_profile_sends(corpus: Corpus) -> None:
+    minimal = plan("minimal")
+    violations = [
+        v for r in corpus.resources for v in age_violations(anonymize(r, minimal, KEY), TODAY)
+    ]
+    # birth dates (Patient, a birth-date Observation, a "Born on" answer), plain integer ages;
+    # time quantities the engine aggregates whatever the profile, so they are shown apart
+    assert {path[-1] for path in violations} >= {"birthDate", "dateTime", "date", "integer"}
+    months = {"resourceType": "Condition", "onset": {"Age": {"value": 1100, "unit": "months"}}}
+    assert age_violations(months, TODAY) == [("onset", "Age")]
 
 
 def _own_leak_places(corpus: Corpus, compiled: Plan) -> set[str]:
