@@ -13,6 +13,7 @@ security label is set in ``meta.security``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -81,7 +82,7 @@ def _resource(
     resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
     if not isinstance(resource_type, str):
         raise ValueError("not a resource: no resourceType")
-    today = plan.today or date.today()
+    today = plan.today or _today()
     local_ids: dict[str, str] = {}
     contained = resource.get("contained")
     if isinstance(contained, list):
@@ -108,6 +109,17 @@ def _resource(
             "security": [dict(plan.security_label)],
         }
     return out
+
+
+_TODAY: list[Any] = [None, 0.0]  # the date, and until when (monotonic seconds) it is trusted
+
+
+def _today() -> date:
+    """``date.today()``, read at most once a second (it costs as much as a small resource)."""
+    now = time.monotonic()
+    if now >= _TODAY[1]:
+        _TODAY[0], _TODAY[1] = date.today(), now + 1.0
+    return _TODAY[0]
 
 
 def _body(
@@ -147,7 +159,11 @@ def _record(ctx: _Context, path: str, action: str, rule: str) -> None:
 
 
 def _walk(obj: dict, frame: Frame, ctx: _Context, path: str) -> Any:
-    """An object's children, each by its step; then what the object's datatype requires."""
+    """An object's children, each by its step; then what the object's datatype requires.
+
+    Kept primitives and nested objects, most of what is sent, are handled in the loop itself:
+    this is the walker's inner loop (bench/anonymize.py).
+    """
     out: dict[str, Any] = {}
     tracing = ctx.trace is not None
     steps = frame.steps
@@ -161,7 +177,20 @@ def _walk(obj: dict, frame: Frame, ctx: _Context, path: str) -> Any:
             continue
         if ages and name == "value":
             step = frame.age_step()
-        result = _run(step, value, ctx, f"{path}.{name}" if tracing else path)
+            kind = step.kind
+        here = f"{path}.{name}" if tracing else path
+        if type(value) is list:
+            result = _items(step, value, ctx, here)
+        elif kind == KEEP:
+            if step.accepts(value):
+                out[name] = value
+            else:
+                _record(ctx, here, "removed", _invalid(step))
+            continue
+        elif kind == DESCEND and type(value) is dict:
+            result = _walk(value, step.frame, ctx, here)  # type: ignore[arg-type]
+        else:
+            result = _one(step.select(value) if kind == SELECT else step, value, ctx, here)  # type: ignore[misc]
         if result is not DROP:
             out[name] = result
     if not out:
@@ -169,7 +198,7 @@ def _walk(obj: dict, frame: Frame, ctx: _Context, path: str) -> Any:
     for name in frame.retain:  # the filter's own key (e.g. extension url) stays with the item
         if name in obj:
             out.setdefault(name, obj[name])
-    return _finish(obj, out, frame, ctx, path)
+    return _finish(obj, out, frame, ctx, path) if frame.finishing else out
 
 
 def _finish(obj: dict, out: dict[str, Any], frame: Frame, ctx: _Context, path: str) -> Any:
@@ -185,19 +214,26 @@ def _finish(obj: dict, out: dict[str, Any], frame: Frame, ctx: _Context, path: s
     return out
 
 
-def _run(step: Step, value: Any, ctx: _Context, path: str) -> Any:
-    """One child's value: an array item by item, each with its own step when filtered."""
-    selecting = step.kind == SELECT
-    if type(value) is list:
-        out = []
-        tracing = ctx.trace is not None
-        for position, item in enumerate(value):
-            here = f"{path}[{position}]" if tracing else path
-            result = _one(step.select(item) if selecting else step, item, ctx, here)  # type: ignore[misc]
-            if result is not DROP:
-                out.append(result)
-        return out if out else DROP
-    return _one(step.select(value) if selecting else step, value, ctx, path)  # type: ignore[misc]
+def _items(step: Step, values: list, ctx: _Context, path: str) -> Any:
+    """An array, item by item (each with its own step when filtered)."""
+    out = []
+    tracing = ctx.trace is not None
+    kind = step.kind
+    for position, item in enumerate(values):
+        here = f"{path}[{position}]" if tracing else path
+        if kind == KEEP:
+            if step.accepts(item):
+                out.append(item)
+            else:
+                _record(ctx, here, "removed", _invalid(step))
+            continue
+        if kind == DESCEND and type(item) is dict:
+            result = _walk(item, step.frame, ctx, here)  # type: ignore[arg-type]
+        else:
+            result = _one(step.select(item) if kind == SELECT else step, item, ctx, here)  # type: ignore[misc]
+        if result is not DROP:
+            out.append(result)
+    return out if out else DROP
 
 
 def _one(step: Step, value: Any, ctx: _Context, path: str) -> Any:
@@ -212,8 +248,7 @@ def _one(step: Step, value: Any, ctx: _Context, path: str) -> Any:
         _record(ctx, path, "removed", _invalid(step))
         return DROP
     if kind == KEEP:
-        assert step.element is not None
-        if step.element.accepts(value):
+        if step.accepts(value):
             return value
         _record(ctx, path, "removed", _invalid(step))
         return DROP

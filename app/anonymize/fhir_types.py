@@ -70,16 +70,22 @@ class FhirType:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ElementType:
-    """What an element holds: its type, and the codes of its required binding (``code`` only)."""
+    """What an element holds: its type, and the codes of its required binding (``code`` only).
+
+    ``accepts(value)`` is True when the value is valid for the element: of its type, and in
+    its value set when it has one.
+    """
 
     type: FhirType
     codes: frozenset[str] | None = None
+    accepts: Callable[[Any], bool] = field(init=False)
 
-    def accepts(self, value: Any) -> bool:
-        """True when ``value`` is a valid value of the element: its type, and its binding."""
-        if self.codes is not None and value not in self.codes:
-            return False
-        return self.type.accepts(value)
+    def __post_init__(self) -> None:
+        codes = self.codes
+        if codes is None:  # the type's own test (types get theirs before any element is made)
+            object.__setattr__(self, "accepts", self.type.accepts)
+        else:
+            object.__setattr__(self, "accepts", lambda value: type(value) is str and value in codes)
 
 
 def _reaches(start: FhirType, names: frozenset[str]) -> bool:
@@ -137,6 +143,8 @@ def _types() -> dict[str, FhirType]:
             own.accepts = _checker(name, spec.get("regex"), lineage)
         else:
             own.accepts = _is_object
+    for name, spec in raw.items():
+        own = types[name]
         for element, slot in spec["elements"].items():
             own.elements[element] = _element(types, name, element, slot, value_sets)
     return types

@@ -44,6 +44,10 @@ SELECT = 7  # array items selected by a filter: ``select(item)`` gives each item
 _MEMO_LIMIT = 4096
 
 
+def _anything(value: Any) -> bool:
+    return True
+
+
 @dataclass(eq=False, slots=True)
 class Step:
     """What the walker does with one child: ``kind`` and what that kind needs."""
@@ -54,9 +58,14 @@ class Step:
     frame: Frame | None = None  # DESCEND: how the child's own children are handled
     node: Node | None = None  # REFERENCE, LOOSE: where a rule may name a uri
     select: Callable[[Any], Step] | None = None  # SELECT
+    accepts: Callable[[Any], bool] = _anything  # KEEP: is the value valid for its datatype
 
 
 SKIP_STEP = Step(SKIP)
+
+
+def _keep(rule: CompiledRule, element: ElementType) -> Step:
+    return Step(KEEP, rule, element, accepts=element.accepts)
 
 
 @dataclass(eq=False, slots=True)
@@ -73,6 +82,7 @@ class Frame:
     required: frozenset[str] = frozenset()  # children FHIR requires: without them, removed
     quantity: bool = False  # a Quantity: over 89 years in a time unit is aggregated
     extension: bool = False  # an Extension: removed when neither value nor extension is left
+    finishing: bool = False  # one of the three above: the walker checks the object's output
     ages: bool = False  # has code and value, and the profile lists age codes
     _age_step: Step | None = None
 
@@ -96,10 +106,15 @@ class Frame:
 
 def root(plan: TypePlan, resource_type: str) -> Frame:
     """The frame of a resource's own elements."""
-    owner = fhir_type(resource_type)
-    if owner is not None and owner.kind != "resource":
-        owner = None
-    return _frame(plan, owner, plan.root, None, None)
+    found = plan.roots.get(resource_type)
+    if found is None:
+        owner = fhir_type(resource_type)
+        if owner is not None and owner.kind != "resource":
+            owner = None
+        found = _frame(plan, owner, plan.root, None, None)
+        if len(plan.roots) < _MEMO_LIMIT:
+            plan.roots[resource_type] = found
+    return found
 
 
 def _frame(
@@ -120,6 +135,7 @@ def _frame(
                 found.required = owner.required
             found.quantity = owner.is_a("Quantity")
             found.extension = owner.is_a("Extension")
+            found.finishing = bool(found.required) or found.quantity or found.extension
             value = owner.elements.get("value")
             found.ages = bool(
                 plan.age_codes
@@ -236,7 +252,7 @@ def _kept(frame: Frame, element: ElementType | None, node: Node | None, rule: Co
     if fhir.is_a("Reference"):
         return Step(REFERENCE, rule, element, node=node)
     if fhir.is_primitive:
-        return Step(KEEP, rule, element)
+        return _keep(rule, element)
     entry = frame.plan.datatypes.entry(fhir)
     if entry is not None and entry.method is not None:
         entry = None  # a whole-value entry says nothing about the children of a named element

@@ -264,6 +264,7 @@ class TypePlan:
     age_codes: frozenset[tuple[str, str]]
     age_rule: CompiledRule
     frames: dict[tuple[int, int, int, int], Any] = field(default_factory=dict)
+    roots: dict[str, Any] = field(default_factory=dict)  # resource type -> its root frame
     selectors_below: dict[str, int | None] = field(default_factory=dict)
 
     def selector(self, fhir: FhirType) -> CompiledRule | None:
