@@ -66,23 +66,18 @@ _MISS = object()
 class Edge:
     """The nodes reachable through one key: unfiltered, and one per filter.
 
-    ``seal`` (after compilation) precomputes what the walker asks for every element:
-    ``terminal``, the rule of an unfiltered edge with nothing below it, applied to the whole
-    value at once; and ``keys``, the item keys the filters read, whose values memoize the
-    selected node (questionnaire items repeat the same linkId/text in every response).
+    ``seal`` (after compilation) precomputes ``keys``, the item keys the filters read, whose
+    values memoize the selected node (questionnaire items repeat the same linkId/text in every
+    response).
     """
 
     plain: Node | None = None
     filtered: list[tuple[Matcher, Node]] = field(default_factory=list)
-    terminal: CompiledRule | None = None
     keys: tuple[str, ...] = ()
     memo: dict[tuple[Any, ...], Node | None] = field(default_factory=dict)
 
     def seal(self) -> Edge:
-        """Precompute ``terminal`` and ``keys``; call once the nodes' ``below`` is known."""
-        plain = self.plain
-        if not self.filtered and plain is not None and plain.below is None:
-            self.terminal = plain.rule
+        """Precompute ``keys``; call once every filter is added."""
         self.keys = tuple(dict.fromkeys(matcher.key for matcher, _ in self.filtered))
         return self
 
