@@ -19,7 +19,18 @@ from datetime import date
 from typing import Any
 
 from app.anonymize import frames
-from app.anonymize.frames import APPLY, DESCEND, KEEP, LOOSE, REFERENCE, SELECT, SKIP, Frame, Step
+from app.anonymize.frames import (
+    APPLY,
+    DESCEND,
+    KEEP,
+    LOOSE,
+    REFERENCE,
+    SELECT,
+    SKIP,
+    Frame,
+    Leaves,
+    Step,
+)
 from app.anonymize.methods import DROP, aggregated, over_age
 from app.anonymize.plan import Plan, TypePlan
 from app.anonymize.pseudonym import PseudonymKey
@@ -164,8 +175,14 @@ def _walk(obj: dict, frame: Frame, ctx: _Context, path: str) -> Any:
     Kept primitives and nested objects, most of what is sent, are handled in the loop itself:
     this is the walker's inner loop (bench/anonymize.py).
     """
-    out: dict[str, Any] = {}
     tracing = ctx.trace is not None
+    if not tracing:
+        leaves = frame.leaves
+        if leaves is frames.UNKNOWN:
+            leaves = frame.decide_leaves()
+        if leaves is not None:
+            return _walk_leaves(obj, leaves, frame, ctx, path)
+    out: dict[str, Any] = {}
     steps = frame.steps
     ages = frame.ages and _is_age(obj.get("code"), frame.plan.age_codes)
     for name, value in obj.items():
@@ -198,6 +215,38 @@ def _walk(obj: dict, frame: Frame, ctx: _Context, path: str) -> Any:
     for name in frame.retain:  # the filter's own key (e.g. extension url) stays with the item
         if name in obj:
             out.setdefault(name, obj[name])
+    return _finish(obj, out, frame, ctx, path) if frame.finishing else out
+
+
+def _walk_leaves(obj: dict, leaves: Leaves, frame: Frame, ctx: _Context, path: str) -> Any:
+    """``_walk`` for an object whose children are all primitives (a Coding, a Period): the
+    same result, without the steps."""
+    out: dict[str, Any] = {}
+    kept, applied = leaves.kept, leaves.applied
+    for name, value in obj.items():
+        accepts = kept.get(name)
+        if accepts is not None:
+            if type(value) is not list:
+                if accepts(value):
+                    out[name] = value
+            else:
+                items = [item for item in value if accepts(item)]
+                if items:
+                    out[name] = items
+            continue
+        method = applied.get(name)
+        if method is None:
+            continue
+        if type(value) is not list:
+            result = method(value, ctx.key, ctx.today)
+            if result is not DROP:
+                out[name] = result
+        else:
+            results = [r for r in (method(v, ctx.key, ctx.today) for v in value) if r is not DROP]
+            if results:
+                out[name] = results
+    if not out:
+        return DROP
     return _finish(obj, out, frame, ctx, path) if frame.finishing else out
 
 
@@ -255,11 +304,7 @@ def _one(step: Step, value: Any, ctx: _Context, path: str) -> Any:
     if kind == APPLY:
         rule = step.rule
         assert rule is not None
-        result = (
-            rule.whole(value) if rule.whole is not None else rule.leaf(value, ctx.key, ctx.today)
-        )
-        if result is not DROP and step.element is not None and not step.element.accepts(result):
-            result = DROP
+        result = step.apply(value, ctx.key, ctx.today)
         if ctx.trace is not None and (result is DROP or result != value):
             ctx.trace.append(Change(path, "removed" if result is DROP else rule.method, rule.label))
         return result

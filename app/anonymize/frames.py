@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.anonymize.fhir_types import ElementType, FhirType, fhir_type
+from app.anonymize.methods import DROP as REMOVED
 from app.anonymize.plan import DatatypeEntry, TypePlan
 from app.anonymize.tree import ENGINE_OWNED, CompiledRule, Edge, Node, earlier_rule, lowest
 
@@ -59,6 +60,7 @@ class Step:
     node: Node | None = None  # REFERENCE, LOOSE: where a rule may name a uri
     select: Callable[[Any], Step] | None = None  # SELECT
     accepts: Callable[[Any], bool] = _anything  # KEEP: is the value valid for its datatype
+    apply: Leaf | None = None  # APPLY: the method's result, when valid for the datatype
 
 
 SKIP_STEP = Step(SKIP)
@@ -85,6 +87,16 @@ class Frame:
     finishing: bool = False  # one of the three above: the walker checks the object's output
     ages: bool = False  # has code and value, and the profile lists age codes
     _age_step: Step | None = None
+    # The walker's fast path, for an element whose children are all primitives: by name, the
+    # test of each child sent as it is and the method of each child transformed; children
+    # named in neither are removed. None when some child needs more (an object, a reference, a
+    # filter) or the element's datatype is unknown; UNKNOWN until decide_leaves() is called.
+    leaves: Any = None
+
+    def decide_leaves(self) -> Leaves | None:
+        """Decide ``leaves`` (once; it needs the steps of every child)."""
+        self.leaves = _leaves(self)
+        return self.leaves
 
     def step(self, name: str) -> Step:
         """The step of the child ``name`` (decided once)."""
@@ -102,6 +114,50 @@ class Frame:
             value = self.owner.elements["value"]
             self._age_step = _whole(self, value, None, self.plan.age_rule, None)
         return self._age_step
+
+
+Leaf = Callable[[Any, Any, Any], Any]  # (value, pseudonym key, today) -> value or DROP
+UNKNOWN = object()
+_NOT_AN_ELEMENT = "\0"  # a name no FHIR element has: how a frame treats names it does not know
+
+
+@dataclass(frozen=True, slots=True)
+class Leaves:
+    """The children of an element whose children are all primitives (see Frame.leaves)."""
+
+    kept: dict[str, Callable[[Any], bool]]  # sent as they are when the test passes
+    applied: dict[str, Leaf]  # sent as the method makes them
+
+
+def _leaves(frame: Frame) -> Leaves | None:
+    if frame.owner is None or frame.ages or frame.retain:
+        return None
+    if frame.step(_NOT_AN_ELEMENT).kind not in (SKIP, DROP):
+        return None
+    leaves = Leaves({}, {})
+    named = frame.node.children if frame.node is not None else {}
+    for name in {**frame.owner.elements, **named}:  # a rule may name a part (Reference.uri)
+        step = frame.step(name)
+        if step.kind == KEEP:
+            leaves.kept[name] = step.accepts
+        elif step.kind == APPLY:
+            assert step.apply is not None
+            leaves.applied[name] = step.apply
+        elif step.kind not in (SKIP, DROP):
+            return None
+    return leaves
+
+
+def _applying(rule: CompiledRule, element: ElementType | None) -> Step:
+    """An APPLY step: the method's result, when it is a valid value of the element."""
+    whole, leaf = rule.whole, rule.leaf
+    accepts = element.accepts if element is not None else _anything
+
+    def apply(value: Any, key: Any, today: Any) -> Any:
+        result = whole(value) if whole is not None else leaf(value, key, today)
+        return result if result is REMOVED or accepts(result) else REMOVED
+
+    return Step(APPLY, rule, element, apply=apply)
 
 
 def root(plan: TypePlan, resource_type: str) -> Frame:
@@ -127,7 +183,7 @@ def _frame(
     key = (id(owner), id(node), id(cover), id(entry))
     found = plan.frames.get(key)
     if found is None:
-        found = Frame(plan, owner, node, cover, entry)
+        found = Frame(plan, owner, node, cover, entry, leaves=UNKNOWN)
         if node is not None:
             found.retain = node.retain
         if owner is not None:
@@ -237,7 +293,7 @@ def _apply(
         or fhir.is_primitive
         or (rule.takes_quantity and fhir.is_a("Quantity"))
     ):
-        return Step(APPLY, rule, element)
+        return _applying(rule, element)
     # a method over a complex value reaches its primitives through their own types
     return Step(DESCEND, rule, element, frame=_frame(frame.plan, fhir, node, rule, None))
 
