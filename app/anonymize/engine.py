@@ -31,6 +31,9 @@ from app.anonymize.frames import (
     Leaves,
     Step,
 )
+from app.anonymize.frames import (
+    DROP as DROP_STEP,
+)
 from app.anonymize.methods import DROP, aggregated, over_age
 from app.anonymize.plan import Plan, TypePlan
 from app.anonymize.pseudonym import PseudonymKey
@@ -188,7 +191,7 @@ def _walk(obj: dict, frame: Frame, ctx: _Context, path: str) -> Any:
     for name, value in obj.items():
         step = steps.get(name) or frame.step(name)
         kind = step.kind
-        if kind <= frames.DROP:  # SKIP or DROP: the common default-deny case, without a call
+        if kind <= DROP_STEP:  # SKIP or DROP: the common default-deny case, without a call
             if tracing and kind != SKIP:
                 ctx.trace.append(Change(f"{path}.{name}", "removed", _label(step)))  # type: ignore[union-attr]
             continue
@@ -267,19 +270,21 @@ def _items(step: Step, values: list, ctx: _Context, path: str) -> Any:
     """An array, item by item (each with its own step when filtered)."""
     out = []
     tracing = ctx.trace is not None
-    kind = step.kind
+    select = step.select if step.kind == SELECT else None
     for position, item in enumerate(values):
         here = f"{path}[{position}]" if tracing else path
+        current = step if select is None else select(item)
+        kind = current.kind
         if kind == KEEP:
-            if step.accepts(item):
+            if current.accepts(item):
                 out.append(item)
             else:
-                _record(ctx, here, "removed", _invalid(step))
+                _record(ctx, here, "removed", _invalid(current))
             continue
         if kind == DESCEND and type(item) is dict:
-            result = _walk(item, step.frame, ctx, here)  # type: ignore[arg-type]
+            result = _walk(item, current.frame, ctx, here)  # type: ignore[arg-type]
         else:
-            result = _one(step.select(item) if kind == SELECT else step, item, ctx, here)  # type: ignore[misc]
+            result = _one(current, item, ctx, here)
         if result is not DROP:
             out.append(result)
     return out if out else DROP

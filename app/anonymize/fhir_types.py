@@ -122,8 +122,30 @@ def _checker(name: str, pattern: str | None, lineage: list[str]) -> Callable[[An
         return lambda value: type(value) is int or type(value) is float
     if pattern is None:
         return lambda value: type(value) is str
-    compiled = re.compile(pattern)
-    return lambda value: type(value) is str and compiled.fullmatch(value) is not None
+    return _matching(re.compile(pattern))
+
+
+_VALID_LIMIT = 16_384
+
+
+def _matching(pattern: re.Pattern[str]) -> Callable[[Any], bool]:
+    """A regex test that remembers the values that passed (code systems, codes, years repeat
+    in every resource). Only valid values are kept: those are sent anyway; an invalid one,
+    which may be dirty data holding PHI, is never retained."""
+    valid: set[str] = set()
+
+    def accepts(value: Any) -> bool:
+        if type(value) is not str:
+            return False
+        if value in valid:
+            return True
+        if pattern.fullmatch(value) is None:
+            return False
+        if len(valid) < _VALID_LIMIT:
+            valid.add(value)
+        return True
+
+    return accepts
 
 
 @cache

@@ -216,16 +216,25 @@ def _decide(frame: Frame, name: str) -> Step:
 
 
 def _selecting(frame: Frame, name: str, element: ElementType | None, edge: Edge) -> Step:
-    """Items of a filtered element each find their node (``Edge.select``), then their step."""
-    memo: dict[Node | None, Step] = {}
+    """Items of a filtered element each find their node (``Edge.select``), then their step,
+    memoized by the values of the keys the filters read (questionnaire items repeat the same
+    linkId and text in every response)."""
+    keys = edge.keys
+    memo: dict[tuple[Any, ...], Step] = {}
+    plain = _settle(frame, name, element, edge.plain)
 
     def select(item: Any) -> Step:
-        node = edge.select(item)
-        found = memo.get(node)
+        if type(item) is not dict:
+            return plain
+        probe = (item.get(keys[0]),) if len(keys) == 1 else tuple([item.get(k) for k in keys])
+        try:
+            found = memo.get(probe)
+        except TypeError:  # a filtered key holding an object or array: not memoizable
+            return _settle(frame, name, element, edge.select(item))
         if found is None:
-            found = _settle(frame, name, element, node)
+            found = _settle(frame, name, element, edge.select(item))
             if len(memo) < _MEMO_LIMIT:
-                memo[node] = found
+                memo[probe] = found
         return found
 
     return Step(SELECT, element=element, select=select)

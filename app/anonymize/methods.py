@@ -124,7 +124,7 @@ def pseudonymize(value: Any, key: PseudonymKey) -> str | _Drop:
 
 def _year(value: Any) -> str | None:
     """The year of a FHIR date, dateTime or instant ("2023", "2023-05", "2023-05-17T10:00Z")."""
-    if not isinstance(value, str) or len(value) < 4 or (len(value) > 4 and value[4] != "-"):
+    if type(value) is not str or len(value) < 4 or (len(value) > 4 and value[4] != "-"):
         return None
     year = value[:4]
     return year if year.isdigit() and year.isascii() else None
