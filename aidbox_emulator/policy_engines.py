@@ -1,8 +1,8 @@
-"""AccessPolicy evaluation engines: `allow` (others deny until emulated).
+"""AccessPolicy evaluation engines: `allow`, `matcho`.
 
 access-control/authorization/access-policies.md, "Evaluation engines". Each engine answers
-True (the policy allows the request) or False; an engine that cannot evaluate its policy
-raises, and auth.py counts that as a denial. Engines not emulated yet deny.
+True (the policy allows the request) or False; an engine that cannot evaluate its policy (bad
+pattern) raises, and auth.py counts that as a denial. Engines not emulated yet deny.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+
+from .matcho import InvalidPattern, matches
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,16 @@ async def _allow(ev: Evaluation, body: dict[str, Any]) -> bool:
     return True
 
 
+async def _matcho(ev: Evaluation, body: dict[str, Any]) -> bool:
+    """reference/matcho-dsl-reference.md; the pattern is under `matcho` (access-policies.md)."""
+    if "matcho" not in body:
+        raise InvalidPattern("matcho policy without `matcho`")
+    return matches(body["matcho"], ev.request, ev.request)
+
+
 ENGINES: dict[str, Engine] = {
     "allow": _allow,
+    "matcho": _matcho,
 }
 
 
