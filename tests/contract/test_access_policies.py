@@ -1,4 +1,4 @@
-"""AccessPolicy engine `matcho` and the request object it sees
+"""AccessPolicy engines `matcho`, `sql`, `complex` and the request object they see
 (access-control/authorization/access-policies.md, reference/matcho-dsl-reference.md,
 tutorials/security-access-control-tutorials/accesspolicy-examples.md and
 accesspolicy-best-practices.md; AIDBOX_CONTRACT §7).
@@ -8,6 +8,8 @@ policy allows answers 403. Every policy is linked to the test's own Client.
 """
 
 from __future__ import annotations
+
+from urllib.parse import quote
 
 import pytest
 
@@ -24,6 +26,11 @@ def box(shared_box):
 def matcho(pattern: dict) -> dict:
     """A matcho AccessPolicy body (the pattern is under `matcho`, access-policies.md)."""
     return {"engine": "matcho", "matcho": pattern}
+
+
+def sql(query: str) -> dict:
+    """An sql AccessPolicy body (`sql: {query}`, access-policies.md)."""
+    return {"engine": "sql", "sql": {"query": query}}
 
 
 # --- matcho -------------------------------------------------------------------------------
@@ -308,6 +315,157 @@ async def test_router_params_win_over_query_params(box, uid):
     assert (await box.get(f"/Patient/mine-{uid}", auth=client)).status == 404
     spoof = await box.get(f"/Patient/other-{uid}", params={"resource/id": "mine-1"}, auth=client)
     assert spoof.status == 403
+
+
+# --- sql ----------------------------------------------------------------------------------
+
+# A Patient is readable by the Client named in its managing Organization's identifier:
+# `{{client.id}}` and `{{params.resource/id}}` bound, joined over two tables
+# (access-policies.md "SQL engine"; accesspolicy-examples.md #14, #15).
+OWNED_PATIENT = """
+SELECT EXISTS (
+  SELECT 1 FROM patient p
+  JOIN organization o ON o.id = p.resource #>> '{managingOrganization,id}'
+  WHERE p.id = {{params.resource/id}}
+    AND o.resource->'identifier' @> jsonb_build_array(
+          jsonb_build_object('system', 'urn:client', 'value', {{client.id}}))
+) AND {{operation.id}} = 'Read'
+"""
+
+
+async def _two_owned_patients(box, uid: str) -> tuple[str, str]:
+    for owner in ("a", "b"):
+        org = {"identifier": [{"system": "urn:client", "value": f"{owner}-{uid}"}]}
+        assert (await box.put(f"/Organization/o{owner}-{uid}", org)).status == 201
+        patient = {
+            "managingOrganization": {"resourceType": "Organization", "id": f"o{owner}-{uid}"}
+        }
+        assert (await box.put(f"/Patient/p{owner}-{uid}", patient)).status == 201
+    return f"pa-{uid}", f"pb-{uid}"
+
+
+async def test_sql_policy_binds_client_id_and_resource_id_in_a_join(box, uid):
+    mine, theirs = await _two_owned_patients(box, uid)
+    client = await box.client_with_policies(f"a-{uid}", sql(OWNED_PATIENT))
+    assert (await box.get(f"/Patient/{mine}", auth=client)).status == 200
+    assert (await box.get(f"/Patient/{theirs}", auth=client)).status == 403
+    assert (await box.get(f"/Patient/missing-{uid}", auth=client)).status == 403
+    assert (await box.get("/Patient", auth=client)).status == 403  # Search has no resource/id
+
+
+async def test_sql_injection_through_a_bound_parameter_does_nothing(box, uid):
+    # access-policies.md: "Parameter expressions are escaped by default to protect from SQL
+    # injection".
+    mine, _ = await _two_owned_patients(box, uid)
+    client = await box.client_with_policies(f"a-{uid}", sql(OWNED_PATIENT))
+    for evil in (
+        "x' OR 'a'='a",
+        f"{mine}' OR 'a'='a",
+        f"x'; DELETE FROM patient WHERE id = '{mine}'; --",
+    ):
+        answer = await box.get(f"/Patient/{quote(evil, safe='')}", auth=client)
+        assert answer.status == 403, evil
+    assert (await box.get(f"/Patient/{mine}")).status == 200
+
+
+async def test_sql_identifier_interpolation_is_quoted_and_lower_cased(box, uid):
+    # access-policies.md: `{{!params.resource/type}}` with Patient becomes "patient".
+    assert (await box.put(f"/Patient/p-{uid}", {})).status == 201
+    client = await box.client_with_policies(
+        f"c-{uid}",
+        sql("SELECT count(*) = 1 FROM {{!params.resource/type}} WHERE id = {{params.resource/id}}"),
+    )
+    assert (await box.get(f"/Patient/p-{uid}", auth=client)).status == 200
+    assert (await box.get(f"/Patient/q-{uid}", auth=client)).status == 403
+
+
+async def test_sql_answer_is_the_single_value(box, uid):
+    # access-policies.md: "the statement should return a single row with just one column";
+    # the examples answer `true`, a boolean expression, or `SELECT 1`.
+    for name, query, status in (
+        ("true", "SELECT true", 200),
+        ("one", "SELECT 1", 200),
+        ("false", "SELECT false", 403),
+        ("null", "SELECT NULL::boolean", 403),
+        ("norow", "SELECT true WHERE false", 403),
+    ):
+        client = await box.client_with_policies(f"{name}-{uid}", sql(query))
+        assert (await box.get("/Patient", auth=client)).status == status, query
+
+
+async def test_sql_that_errors_denies(box, uid):
+    for name, query in (
+        ("div", "SELECT 1 / 0 = 1"),
+        ("cast", "SELECT {{params.resource/type}}::int = 1"),
+        ("table", "SELECT true FROM no_such_table_here"),
+    ):
+        client = await box.client_with_policies(f"{name}-{uid}", sql(query))
+        assert (await box.get("/Patient", auth=client)).status == 403, query
+
+
+@pytest.mark.emulator_only
+async def test_sql_policy_runs_read_only(box, uid):
+    # Not documented for Aidbox: the emulator runs policy SQL in a read-only transaction that
+    # is rolled back (docs/aidbox-contract-notes.md), so a policy cannot write.
+    assert (await box.put(f"/Patient/keep-{uid}", {})).status == 201
+    client = await box.client_with_policies(
+        f"c-{uid}",
+        sql(f"WITH d AS (DELETE FROM patient WHERE id = 'keep-{uid}' RETURNING 1) SELECT true"),
+    )
+    assert (await box.get("/Patient", auth=client)).status == 403
+    assert (await box.get(f"/Patient/keep-{uid}")).status == 200
+
+
+# --- complex ------------------------------------------------------------------------------
+
+
+async def test_complex_and_needs_every_rule(box, uid):
+    # access-policies.md "Complex", AND rule; accesspolicy-examples.md #14, #15.
+    client = await box.client_with_policies(
+        f"c-{uid}",
+        {
+            "engine": "complex",
+            "and": [
+                matcho({"params": {"resource/type": "Patient"}}),
+                sql(f"SELECT {{{{client.id}}}} = 'c-{uid}'"),
+            ],
+        },
+    )
+    assert (await box.get("/Patient", auth=client)).status == 200
+    assert (await box.get("/Observation", auth=client)).status == 403
+
+
+async def test_complex_or_needs_one_rule_and_nests(box, uid):
+    # access-policies.md "Complex", Example 1: check-1 AND (check-2 OR check-3).
+    def nested(check_3: str) -> dict:
+        return {
+            "engine": "complex",
+            "and": [
+                sql("select true"),
+                {"engine": "complex", "or": [sql("select false"), sql(check_3)]},
+            ],
+        }
+
+    yes = await box.client_with_policies(f"yes-{uid}", nested("select true"))
+    no = await box.client_with_policies(f"no-{uid}", nested("select false"))
+    assert (await box.get("/Patient", auth=yes)).status == 200
+    assert (await box.get("/Patient", auth=no)).status == 403
+    read_only = await box.client_with_policies(
+        f"ro-{uid}",
+        {"engine": "complex", "or": [sql("select false"), matcho({"operation": {"id": "Read"}})]},
+    )
+    assert (await box.get(f"/Patient/x-{uid}", auth=read_only)).status == 404
+    assert (await box.get("/Patient", auth=read_only)).status == 403
+
+
+async def test_complex_with_both_and_and_or_allows_nothing(box, uid):
+    # access-policies.md: "it is forbidden to have both `and` and `or` keys on the same level".
+    client = await box.client_with_policies(
+        f"c-{uid}",
+        {"engine": "complex", "and": [{"engine": "allow"}], "or": [{"engine": "allow"}]},
+        check=False,
+    )
+    assert (await box.get("/Patient", auth=client)).status == 403
 
 
 # --- anonymous ----------------------------------------------------------------------------
