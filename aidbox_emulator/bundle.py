@@ -5,6 +5,15 @@ turn. `transaction`: one database transaction, rolled back on the first error, w
 OperationOutcome become the answer; `urn:uuid` fullUrls are resolved. `batch`: each entry in its
 own transaction; failures are reported per entry and the rest goes on.
 
+Access control: the bundle request itself is checked (operation `Transaction` /
+`FhirTransaction` for both types, api/rest-api/bundle.md: one operation accepts both), then
+each entry as its own request (tutorials/security-access-control-tutorials/accesspolicy-
+examples.md #18; access-control/authorization/smart-on-fhir/smart-scopes-for-limiting-access.md
+§Bundle), just before it runs: a denied entry fails a transaction (nothing lands) and answers
+403 in its slot of a batch. The entry's request object is a choice (docs/aidbox-contract-
+notes.md): method, url path and query of the entry, `params` with `resource/type` and
+`resource/id` of its route, the entry's `resource` as sent, its route's operation id, and the
+bundle's client, headers, scheme and remote address.
 """
 
 from __future__ import annotations
@@ -54,6 +63,10 @@ def _entry_request(outer: Req, index: int, entry: Any) -> tuple[Req, str | None]
         body=body,
         headers=headers,
         fhir=outer.fhir,
+        query_string=parts.query,
+        scheme=outer.scheme,
+        remote_addr=outer.remote_addr,
+        wire_body=entry.get("resource"),
     )
     return req, entry.get("fullUrl")
 
