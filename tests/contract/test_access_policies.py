@@ -1,7 +1,7 @@
 """AccessPolicy engines `matcho`, `sql`, `complex` and the request object they see
 (access-control/authorization/access-policies.md, reference/matcho-dsl-reference.md,
 tutorials/security-access-control-tutorials/accesspolicy-examples.md and
-accesspolicy-best-practices.md; AIDBOX_CONTRACT §7).
+accesspolicy-best-practices.md).
 
 A request a policy allows answers its usual status (200, 201, 404 for a missing id); one no
 policy allows answers 403. Every policy is linked to the test's own Client.
@@ -472,7 +472,8 @@ async def test_complex_with_both_and_and_or_allows_nothing(box, uid):
 
 
 async def test_anonymous_request_evaluated_by_operation_linked_policy(box, uid):
-    # AIDBOX_CONTRACT §7: anonymous requests are evaluated too; refused ones answer 401.
+    # tutorials/security-access-control-tutorials/overview.md ("What is a public route?",
+    # "If there is no policy allowing the request ... 401"): anonymous requests are evaluated.
     # Linked to the built-in Read operation, restricted to one id so nothing else opens.
     public = f"pub-{uid}"
     assert (await box.put(f"/Patient/{public}", {"gender": "female"})).status == 201

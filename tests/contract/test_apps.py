@@ -138,7 +138,8 @@ async def test_operation_policy_client_without_policy_403_public_allowed(box, fa
 
 
 async def test_public_operation_is_callable_without_credentials(box, fake_app, uid):
-    # AIDBOX_CONTRACT §7: anonymous requests are evaluated by policies; the SDK's `public=True`
+    # tutorials/security-access-control-tutorials/overview.md "What is a public route?": an
+    # unrestricted policy makes a route public; the SDK's `public=True`
     # is an `allow` policy `<app>-endpoint` linked to the Operation (sdk.py
     # _set_access_policy_for_public_op). Refused anonymous calls are 401; wrong credentials are
     # 401 even on a public operation (no fallback to anonymous).

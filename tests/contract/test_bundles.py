@@ -259,7 +259,7 @@ async def test_isolation_level_can_be_lowered_per_request(box, uid):
         assert answer.status == 201, answer.body
 
 
-# --- access control per entry (AIDBOX_CONTRACT §7) ------------------------------------------
+# --- access control per entry -------------------------------------------------------------
 # accesspolicy-examples.md #18: a policy for the bundle operation "only allows access to the
 # `/fhir` endpoint itself"; each entry is checked as its own request
 # (smart-scopes-for-limiting-access.md §Bundle shows a 403 on one entry of a batch). What an
