@@ -99,25 +99,32 @@ async def match_operation(
     return best[1] if best else None
 
 
-async def forward(rt: Runtime, match: OperationMatch, req: Req, client: dict[str, Any]) -> Res:
+async def forward(
+    rt: Runtime, match: OperationMatch, req: Req, client: dict[str, Any] | None
+) -> Res:
     """Call the App's endpoint (http-rpc) and pass its answer through as is.
+
+    `client` (the caller's Client resource, without its secret) goes in `oauth/client`; an
+    anonymous call of a public operation sends none.
 
     Unreachable App → 502, no answer within the operation's `timeout` (ms) → 504 (open
     points; docs/aidbox-contract-notes.md).
     """
     app = match.app
     url = (app.get("endpoint") or {}).get("url")
+    request: dict[str, Any] = {
+        "resource": req.body,
+        "params": dict(req.query),
+        "route-params": match.route_params,
+        "headers": dict(req.headers),
+    }
+    if client is not None:
+        request["oauth/client"] = client
     payload = {
         "type": "operation",
         "box": {"base-url": rt.base_url},
         "operation": {"id": match.operation_id, "app": {"id": app["id"], "resourceType": "App"}},
-        "request": {
-            "resource": req.body,
-            "params": dict(req.query),
-            "route-params": match.route_params,
-            "headers": dict(req.headers),
-            "oauth/client": client,
-        },
+        "request": request,
     }
     timeout = aiohttp.ClientTimeout(
         total=float(match.operation.get("timeout") or DEFAULT_TIMEOUT_MS) / 1000

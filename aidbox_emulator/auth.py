@@ -1,9 +1,13 @@
 """Authentication (HTTP Basic with Client resources) and AccessPolicy authorization.
 
-access-control/authorization/access-policies.md: a policy is linked to Client / User /
-Operation resources, or to nothing (global); a request is allowed if any applicable policy
-allows it, else 403. The root client (BOX_ROOT_CLIENT_ID/SECRET) bypasses policies.
-Engines are pluggable (ENGINES); `allow` is implemented, others deny until added.
+access-control/authentication/basic-http-authentication.md: `Authorization: Basic
+base64(Client.id:Client.secret)`, and the Client needs `basic` in `grant_types`;
+core-module-resources.md §Client: a Client with `active: false` cannot authenticate.
+access-control/authorization/access-policies.md: policies linked to the request's Client or
+Operation, and global ones (no links), are evaluated in turn; the first that allows wins; none
+→ 403, or 401 for a request without credentials (anonymous requests are evaluated too: an
+`allow` policy linked to an Operation makes it public). The root client
+(BOX_ROOT_CLIENT_ID/SECRET) bypasses policies. Engines: policy_engines.py.
 """
 
 from __future__ import annotations
@@ -12,25 +16,36 @@ import base64
 import binascii
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from .credentials import VerifiedCredentials
 from .model import Req
 from .outcome import AidboxError
+from .policy_engines import Evaluation, UnknownEngine, evaluate
 
 log = logging.getLogger("aidbox_emulator")
 
-Engine = Callable[[asyncpg.Connection, dict[str, Any], dict[str, Any]], Awaitable[bool]]
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
-async def _allow(conn: asyncpg.Connection, policy: dict[str, Any], request: dict[str, Any]) -> bool:
-    return True
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a request: the root client, a Client, or nobody (anonymous)."""
+
+    client: dict[str, Any] | None  # the Client resource, without its secret
+    root: bool = False
+
+    @property
+    def anonymous(self) -> bool:
+        """No credentials were sent."""
+        return self.client is None and not self.root
 
 
-# engine name → evaluator(conn, policy, request object) — add `matcho`, `sql` here.
-ENGINES: dict[str, Engine] = {"allow": _allow}
+ANONYMOUS = Caller(None)
 
 
 def unauthorized() -> AidboxError:
@@ -43,8 +58,13 @@ def forbidden() -> AidboxError:
     return AidboxError.of(403, "forbidden", "Forbidden", outcome_id="forbidden")
 
 
-def _basic_credentials(header: str | None) -> tuple[str, str] | None:
-    if not header or not header.lower().startswith("basic "):
+def refused(caller: Caller) -> AidboxError:
+    """What a request no policy allows gets: 401 without credentials, 403 with them."""
+    return unauthorized() if caller.anonymous else forbidden()
+
+
+def _basic_credentials(header: str) -> tuple[str, str] | None:
+    if not header.lower().startswith("basic "):
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
@@ -54,21 +74,46 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     return (client_id, secret) if sep else None
 
 
+def public_client(client_id: str, resource: Mapping[str, Any]) -> dict[str, Any]:
+    """The Client resource as policies and Apps see it: never its secret."""
+    body = {k: v for k, v in resource.items() if k != "secret"}
+    return {"resourceType": "Client", "id": client_id, **body}
+
+
 async def authenticate(
-    conn: asyncpg.Connection, headers: Mapping[str, str], root_id: str, root_secret: str
-) -> dict[str, Any] | None:
-    """The caller's Client resource, None for the root client; 401 otherwise."""
-    creds = _basic_credentials(headers.get("authorization"))
+    conn: asyncpg.Connection,
+    headers: Mapping[str, str],
+    root_id: str,
+    root_secret: str,
+    verified: VerifiedCredentials,
+) -> Caller:
+    """The caller; no `Authorization` header → anonymous; any credentials that fail → 401.
+
+    Wrong credentials never fall back to anonymous. The Client row is read on every request,
+    so a deactivated Client or a rotated secret takes effect on the next one.
+    """
+    header = headers.get("authorization")
+    if header is None:
+        return ANONYMOUS
+    creds = _basic_credentials(header)
     if creds is None:
         raise unauthorized()
     client_id, secret = creds
-    if client_id == root_id and hmac.compare_digest(secret, root_secret):
-        return None
+    if client_id == root_id and hmac.compare_digest(secret.encode(), root_secret.encode()):
+        return Caller(root_client(root_id), root=True)
     row = await conn.fetchrow("SELECT id, resource FROM client WHERE id = $1", client_id)
-    stored = row["resource"].get("secret") if row else None
-    if not isinstance(stored, str) or not hmac.compare_digest(secret, stored):
+    if row is None:
         raise unauthorized()
-    return {"resourceType": "Client", "id": row["id"], **row["resource"]}
+    resource = row["resource"]
+    grant_types = resource.get("grant_types")
+    if (
+        resource.get("active") is False
+        or not isinstance(grant_types, list)
+        or "basic" not in grant_types
+        or not await verified.verify(resource.get("secret"), secret)
+    ):
+        raise unauthorized()
+    return Caller(public_client(row["id"], resource))
 
 
 def root_client(root_id: str) -> dict[str, Any]:
@@ -76,50 +121,98 @@ def root_client(root_id: str) -> dict[str, Any]:
     return {"resourceType": "Client", "id": root_id}
 
 
-def _applies(policy: dict[str, Any], client: dict[str, Any], operation_id: str) -> bool:
+def _link_target(link: Any) -> tuple[Any, Any] | None:
+    """(resourceType, id) of a link: `{resourceType, id}` or `{reference: "Type/id"}`.
+
+    access-policies.md shows the first form, accesspolicy-examples.md the second.
+    """
+    if not isinstance(link, dict):
+        return None
+    if "reference" in link and isinstance(link["reference"], str):
+        rtype, sep, rid = link["reference"].partition("/")
+        return (rtype, rid) if sep else None
+    return (link.get("resourceType"), link.get("id"))
+
+
+def _applies(policy: dict[str, Any], caller: Caller, operation_id: str) -> bool:
+    """Global (no links), or linked to the caller's Client or to the Operation (links OR-ed)."""
     links = policy.get("link") or []
     if not links:
         return True
-    return any(
-        (link.get("resourceType"), link.get("id"))
-        in {("Client", client["id"]), ("Operation", operation_id)}
-        for link in links
-        if isinstance(link, dict)
-    )
+    mine = {("Operation", operation_id)}
+    if caller.client is not None:
+        mine.add(("Client", caller.client["id"]))
+    return any(_link_target(link) in mine for link in links)
 
 
-def request_object(req: Req, client: dict[str, Any], operation_id: str) -> dict[str, Any]:
-    """The request as policies see it (access-policies.md, "Request object")."""
+def _query_params(req: Req) -> dict[str, Any]:
+    """Query parameters: a value, or the list of values of a repeated parameter."""
+    params: dict[str, Any] = {}
+    for key in req.query:
+        values = req.query.getall(key)
+        params[key] = values[0] if len(values) == 1 else list(values)
+    return params
+
+
+def uri_of(req: Req) -> str:
+    """The request path as sent, `/fhir` prefix included, without the query string."""
+    path = "/" + req.path.lstrip("/")
+    if not req.fhir:
+        return path
+    return "/fhir" if path == "/" else "/fhir" + path
+
+
+def request_object(
+    req: Req, caller: Caller, operation_id: str, route_params: Mapping[str, str]
+) -> dict[str, Any]:
+    """The request as policies see it (access-policies.md, "Request object structure").
+
+    `params` is the query merged with the router's params (`resource/type`, `resource/id`, or
+    an App operation's path params), the router's winning; there is no `route-params`.
+    """
+    body = req.wire_body if req.method in _WITH_BODY else None
     return {
         "request-method": req.method.lower(),
-        "uri": "/" + ("fhir/" if req.fhir else "") + req.path.lstrip("/"),
-        "params": dict(req.query),
-        "resource": req.body,
+        "scheme": req.scheme,
+        "uri": uri_of(req),
+        "query-string": req.query_string,
+        "params": {**_query_params(req), **route_params},
+        "resource": body,
+        "body": body,
+        "jwt": None,
+        "user": None,
+        "session": None,
+        "client": caller.client,
+        "remote-addr": req.remote_addr,
         "headers": dict(req.headers),
-        "client": client,
         "operation": {"id": operation_id},
     }
 
 
 async def authorize(
-    conn: asyncpg.Connection, client: dict[str, Any] | None, operation_id: str, req: Req
+    conn: asyncpg.Connection,
+    caller: Caller,
+    operation_id: str,
+    req: Req,
+    route_params: Mapping[str, str],
 ) -> None:
-    """Pass for root; otherwise 403 unless an applicable AccessPolicy allows the request."""
-    if client is None:
+    """Pass for root; otherwise 401/403 unless an applicable AccessPolicy allows the request.
+
+    `conn` may be inside the bundle's write transaction: sql policies then run in a savepoint.
+    """
+    if caller.root:
         return
-    request = request_object(req, client, operation_id)
+    request = request_object(req, caller, operation_id, route_params)
     for row in await conn.fetch("SELECT id, resource FROM accesspolicy ORDER BY id"):
         policy = {"id": row["id"], **row["resource"]}
-        if not _applies(policy, client, operation_id):
+        if not _applies(policy, caller, operation_id):
             continue
-        engine = ENGINES.get(str(policy.get("engine")))
-        if engine is None:
-            log.warning(
-                "AccessPolicy %s: engine %r not emulated; it denies",
-                policy["id"],
-                policy.get("engine"),
-            )
-            continue
-        if await engine(conn, policy, request):
-            return
-    raise forbidden()
+        try:
+            if await evaluate(Evaluation(conn, request, row["id"]), policy):
+                return
+        except UnknownEngine as exc:
+            log.warning("AccessPolicy %s: engine %r not emulated; it denies", row["id"], str(exc))
+        except Exception as exc:
+            # The policy id only: messages may quote request values.
+            log.warning("AccessPolicy %s failed (%s); it denies", row["id"], type(exc).__name__)
+    raise refused(caller)

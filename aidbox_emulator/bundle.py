@@ -4,6 +4,16 @@ Entries run in the order given (not FHIR's reordering); several entries for one 
 turn. `transaction`: one database transaction, rolled back on the first error, whose status and
 OperationOutcome become the answer; `urn:uuid` fullUrls are resolved. `batch`: each entry in its
 own transaction; failures are reported per entry and the rest goes on.
+
+Access control: the bundle request itself is checked (operation `Transaction` /
+`FhirTransaction` for both types, api/rest-api/bundle.md: one operation accepts both), then
+each entry as its own request (tutorials/security-access-control-tutorials/accesspolicy-
+examples.md #18; access-control/authorization/smart-on-fhir/smart-scopes-for-limiting-access.md
+§Bundle), just before it runs: a denied entry fails a transaction (nothing lands) and answers
+403 in its slot of a batch. The entry's request object is a choice (docs/aidbox-contract-
+notes.md): method, url path and query of the entry, `params` with `resource/type` and
+`resource/id` of its route, the entry's `resource` as sent, its route's operation id, and the
+bundle's client, headers, scheme and remote address.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from urllib.parse import parse_qsl, urlsplit
 from multidict import MultiDict
 
 from . import fhirschema, router
-from .auth import authorize
+from .auth import Caller, authorize
 from .fhir_format import from_fhir
 from .model import Req, Res
 from .outcome import AidboxError, invalid, operation_outcome
@@ -53,6 +63,10 @@ def _entry_request(outer: Req, index: int, entry: Any) -> tuple[Req, str | None]
         body=body,
         headers=headers,
         fhir=outer.fhir,
+        query_string=parts.query,
+        scheme=outer.scheme,
+        remote_addr=outer.remote_addr,
+        wire_body=entry.get("resource"),
     )
     return req, entry.get("fullUrl")
 
@@ -89,7 +103,7 @@ def _entry_response(res: Res) -> dict[str, Any]:
     return entry
 
 
-async def _no_nested_bundles(rt: Runtime, client: dict[str, Any] | None, req: Req) -> Res:
+async def _no_nested_bundles(rt: Runtime, caller: Caller, req: Req) -> Res:
     raise invalid("Bundles cannot be nested")
 
 
@@ -100,7 +114,7 @@ async def _match(rt: Runtime, conn: Any, req: Req) -> router.Route:
     return route
 
 
-async def bundle_handler(rt: Runtime, client: dict[str, Any] | None, req: Req) -> Res:
+async def bundle_handler(rt: Runtime, caller: Caller, req: Req) -> Res:
     """`POST /` or `POST /fhir` with a Bundle of type batch or transaction."""
     body = req.body
     if not isinstance(body, dict) or body.get("resourceType", "Bundle") != "Bundle":
@@ -113,12 +127,12 @@ async def bundle_handler(rt: Runtime, client: dict[str, Any] | None, req: Req) -
         raise invalid("Bundle.entry must be an array")
     entries = [_entry_request(req, i, e) for i, e in enumerate(raw_entries)]
     if kind == "transaction":
-        return await _transaction(rt, client, req, entries)
-    return await _batch(rt, client, [r for r, _ in entries])
+        return await _transaction(rt, caller, req, entries)
+    return await _batch(rt, caller, [r for r, _ in entries])
 
 
 async def _transaction(
-    rt: Runtime, client: dict[str, Any] | None, outer: Req, entries: list[tuple[Req, str | None]]
+    rt: Runtime, caller: Caller, outer: Req, entries: list[tuple[Req, str | None]]
 ) -> Res:
     reqs, targets = _urn_targets(entries)
     if targets:
@@ -129,22 +143,23 @@ async def _transaction(
         await rt.tables.ensure([t for t in types if await fhirschema.is_known_type(conn, t)])
     results = []
     async with rt.write(types, outer.headers.get("x-max-isolation-level")) as tx:
-        ctx = Ctx(rt, tx.conn, tx, client, bundle_targets=frozenset(targets.values()))
+        ctx = Ctx(rt, tx.conn, tx, caller, bundle_targets=frozenset(targets.values()))
         for req in reqs:
             route = await _match(rt, tx.conn, req)
-            await authorize(tx.conn, client, route.operation_id, req)
+            # Inside the transaction: sql policies see the earlier entries (in a savepoint).
+            await authorize(tx.conn, caller, route.operation_id, req, route.params)
             results.append(_entry_response(await route.handler(ctx, req, route)))
     return Res(200, {"resourceType": "Bundle", "type": "transaction-response", "entry": results})
 
 
-async def _batch(rt: Runtime, client: dict[str, Any] | None, reqs: list[Req]) -> Res:
+async def _batch(rt: Runtime, caller: Caller, reqs: list[Req]) -> Res:
     results = []
     for req in reqs:
         try:
             async with rt.pool.acquire() as conn:
                 route = await _match(rt, conn, req)
-                await authorize(conn, client, route.operation_id, req)
-            results.append(_entry_response(await router.run(rt, req, route, client)))
+                await authorize(conn, caller, route.operation_id, req, route.params)
+            results.append(_entry_response(await router.run(rt, req, route, caller)))
         except AidboxError as err:
             results.append(_entry_response(Res(err.status, err.outcome)))
         except Exception:

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import fhirschema, storage
+from . import credentials, fhirschema, storage
 from .model import Res
 from .outcome import AidboxError, invalid, not_found
 from .references import check_references, iter_references
@@ -73,11 +73,21 @@ async def _prepare(
         fhirschema.validate(resource, schema)
     if resource_type == "FHIRSchema":
         await fhirschema.install_definition(ctx.conn, resource)
+    if resource_type == "Client" and "secret" in resource:
+        resource = await _hashed_secret(resource)
     if not skip_refs and resource_type not in _UNCHECKED_REFERENCES:
         known = await fhirschema.known_types(ctx.conn)
         await ctx.rt.tables.ensure({t for _, t, _ in iter_references(resource)} & known)
         await check_references(ctx.conn, resource, known, exempt=ctx.bundle_targets)
     return resource
+
+
+async def _hashed_secret(client: dict[str, Any]) -> dict[str, Any]:
+    """The Client with its secret hashed (core-module-resources.md §Client, credentials.py)."""
+    secret = client["secret"]
+    if not isinstance(secret, str):
+        raise invalid("Client.secret must be a string", expression=["Client.secret"])
+    return {**client, "secret": await credentials.hash_secret_async(secret)}
 
 
 async def _after(ctx: Ctx, resource_type: str, resource: dict[str, Any]) -> None:

@@ -15,6 +15,8 @@ class Req:
 
     `path` is relative to the API root (no leading `/fhir`); `fhir` tells which format the body
     and the answer use. Bodies are parsed JSON; `headers` has lower-case names.
+    `wire_body` is the body as sent (before any FHIR → Aidbox conversion or `urn:uuid`
+    resolution): what AccessPolicies see as `resource` and `body`.
     """
 
     method: str
@@ -23,6 +25,10 @@ class Req:
     body: Any
     headers: Mapping[str, str]
     fhir: bool = False
+    query_string: str = ""
+    scheme: str = "http"
+    remote_addr: str | None = None
+    wire_body: Any = None
 
     @property
     def segments(self) -> list[str]:

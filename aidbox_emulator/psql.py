@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from .auth import Caller
 from .model import Req, Res
 from .outcome import AidboxError, invalid
 from .storage import iso
@@ -39,7 +40,7 @@ def _affected(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
-async def psql_handler(rt: Any, client: dict[str, Any] | None, req: Req) -> Res:
+async def psql_handler(rt: Any, caller: Caller, req: Req) -> Res:
     """`POST /$psql {"query"}` (`?execute=true` for statements without rows); root only.
 
     Answer in the 2604+ shape the SDK parses (aidbox_python_sdk.db.parse_psql_response):
@@ -47,7 +48,7 @@ async def psql_handler(rt: Any, client: dict[str, Any] | None, req: Req) -> Res:
     query answers 200 with `status: "error"` and `error` (the SDK checks `status` after a 2xx;
     Aidbox's HTTP status for it is open).
     """
-    if client is not None:
+    if not caller.root:
         raise AidboxError.of(403, "forbidden", "Forbidden", outcome_id="forbidden")
     if not isinstance(req.body, dict) or not isinstance(req.body.get("query"), str):
         raise invalid('Expected {"query": "<sql>"}')

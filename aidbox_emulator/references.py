@@ -20,6 +20,27 @@ from .resource_types import table_name
 
 _SKIP_TOP = frozenset({"resourceType", "id", "meta", "contained"})
 
+# Aidbox has an Operation resource for each built-in operation, and AccessPolicies link them
+# (`Operation/FhirRead`, accesspolicy-examples.md); the emulator has no such rows, so links to
+# the ids router.py gives its routes count as existing.
+_ROUTE_OPERATIONS = (
+    "Search",
+    "Create",
+    "ConditionalUpdate",
+    "ConditionalDelete",
+    "Read",
+    "Update",
+    "Delete",
+    "History",
+    "VRead",
+    "Transaction",
+)
+BUILTIN_OPERATIONS = frozenset(
+    _ROUTE_OPERATIONS
+    + tuple(f"Fhir{name}" for name in _ROUTE_OPERATIONS)
+    + ("Changes", "PSQL", "ResourceTypes", "DbMigrations")
+)
+
 
 def iter_references(resource: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
     """Yield (expression, resourceType, id) for every relative reference in `resource`.
@@ -62,7 +83,7 @@ async def check_references(
     `exempt` targets (created by the same transaction bundle) count as existing.
     """
     for expression, rtype, rid in iter_references(resource):
-        if (rtype, rid) in exempt:
+        if (rtype, rid) in exempt or (rtype == "Operation" and rid in BUILTIN_OPERATIONS):
             continue
         exists = rtype in known_types and await conn.fetchval(
             f'SELECT EXISTS (SELECT 1 FROM "{table_name(rtype)}" WHERE id = $1)', rid

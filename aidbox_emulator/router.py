@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import changes, crud, fhirschema, psql, search
+from .auth import Caller
 from .model import Req, Res
 from .outcome import AidboxError, unknown_type
 from .references import skips_reference_check
@@ -19,7 +20,7 @@ from .resource_types import is_type_name
 from .runtime import Ctx, Runtime
 
 Handler = Callable[[Ctx, Req, "Route"], Awaitable[Res]]
-SelfHandler = Callable[[Runtime, dict[str, Any] | None, Req], Awaitable[Res]]
+SelfHandler = Callable[[Runtime, Caller, Req], Awaitable[Res]]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,16 @@ class Route:
     resource_id: str | None = None
     version: str | None = None
     write: bool = False
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The router's params policies see in `params` (access-policies.md)."""
+        params = {}
+        if self.resource_type is not None:
+            params["resource/type"] = self.resource_type
+        if self.resource_id is not None:
+            params["resource/id"] = self.resource_id
+        return params
 
 
 def route_not_found(req: Req) -> AidboxError:
@@ -195,13 +206,13 @@ def _type_route(req: Req, segs: list[str], method: str) -> Route:
     )
 
 
-async def run(rt: Runtime, req: Req, route: Route, client: dict[str, Any] | None) -> Res:
+async def run(rt: Runtime, req: Req, route: Route, caller: Caller) -> Res:
     """Run a route in its own connection or write transaction (HTTP requests, batch entries)."""
     if route.self_handler is not None:
-        return await route.self_handler(rt, client, req)
+        return await route.self_handler(rt, caller, req)
     if route.write:
         types = [route.resource_type] if route.resource_type else []
         async with rt.write(types, req.headers.get("x-max-isolation-level")) as tx:
-            return await route.handler(Ctx(rt, tx.conn, tx, client), req, route)
+            return await route.handler(Ctx(rt, tx.conn, tx, caller), req, route)
     async with rt.pool.acquire() as conn:
-        return await route.handler(Ctx(rt, conn, None, client), req, route)
+        return await route.handler(Ctx(rt, conn, None, caller), req, route)

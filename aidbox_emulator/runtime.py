@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 import asyncpg
 
+from .credentials import VerifiedCredentials
 from .faults import Faults
 from .subscriptions import Deliveries
 from .tables import Tables
 from .transactions import WriteTx, isolation_level, write_transaction
+
+if TYPE_CHECKING:
+    from .auth import Caller
 
 
 @dataclass
@@ -27,6 +32,7 @@ class Runtime:
     base_url: str
     root_client_id: str
     root_client_secret: str
+    verified_credentials: VerifiedCredentials = field(default_factory=VerifiedCredentials)
 
     def write(
         self, resource_types: Iterable[str], isolation_header: str | None = None
@@ -48,7 +54,7 @@ class Ctx:
     rt: Runtime
     conn: asyncpg.Connection
     tx: WriteTx | None
-    client: dict | None = None  # the authenticated Client resource (None for root)
+    caller: Caller | None = None  # who sent the request (auth.py)
     # (type, id) of a transaction's urn:uuid entries: references to them count as existing,
     # since the docs' example refers to an entry placed later (api/batch-transaction.md).
     bundle_targets: frozenset[tuple[str, str]] = frozenset()

@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from . import apps, router
-from .auth import authenticate, authorize, root_client
+from .auth import authenticate, authorize
 from .bundle import bundle_handler
 from .faults import Faults
 from .fhir_format import body_to_fhir, from_fhir
@@ -153,23 +153,36 @@ class Emulator:
         if request.path in _OPEN_PATHS:
             return _json({"status": "OK"}, 200)
         fhir = request.path == "/fhir" or request.path.startswith("/fhir/")
+        body = _parse_body(await request.read())
         req = Req(
             method=request.method.upper(),
             path=request.path[len("/fhir") :] if fhir else request.path,
             query=request.query,
-            body=_parse_body(await request.read()),
+            body=body,
             headers={k.lower(): v for k, v in request.headers.items()},
             fhir=fhir,
+            query_string=request.query_string,
+            scheme=request.scheme,
+            remote_addr=request.remote,
+            wire_body=body,
         )
         async with rt.pool.acquire() as conn:
-            client = await authenticate(conn, req.headers, rt.root_client_id, rt.root_client_secret)
+            caller = await authenticate(
+                conn,
+                req.headers,
+                rt.root_client_id,
+                rt.root_client_secret,
+                rt.verified_credentials,
+            )
             # App operations take precedence over built-in routes (apps are served at `/`).
             op = None if fhir else await apps.match_operation(conn, req.method, req.segments)
-            route = None if op else await router.match(rt, conn, req, bundle_handler)
-            await authorize(conn, client, op.operation_id if op else route.operation_id, req)
+            if op is not None:
+                await authorize(conn, caller, op.operation_id, req, op.route_params)
+            else:
+                route = await router.match(rt, conn, req, bundle_handler)
+                await authorize(conn, caller, route.operation_id, req, route.params)
         if op is not None:
-            caller = client or root_client(rt.root_client_id)
-            return _to_response(await apps.forward(rt, op, req, caller), fhir=False)
+            return _to_response(await apps.forward(rt, op, req, caller.client), fhir=False)
         if fhir and route.self_handler is None and isinstance(req.body, dict):
             req = req.with_body(from_fhir(req.body))
-        return _to_response(await router.run(rt, req, route, client), fhir)
+        return _to_response(await router.run(rt, req, route, caller), fhir)

@@ -46,8 +46,13 @@ def split_resource(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def row_to_resource(row: Row) -> dict[str, Any]:
-    """A stored row as an Aidbox-format resource with meta.versionId = txid, lastUpdated = ts."""
+    """A stored row as an Aidbox-format resource with meta.versionId = txid, lastUpdated = ts.
+
+    A Client's `secret` (stored hashed, credentials.py) is never part of what is answered.
+    """
     body = dict(row["resource"])
+    if row["resource_type"] == "Client":
+        body.pop("secret", None)
     meta = {**body.pop("meta", {}), "versionId": str(row["txid"]), "lastUpdated": iso(row["ts"])}
     return {"resourceType": row["resource_type"], "id": row["id"], **body, "meta": meta}
 

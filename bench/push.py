@@ -106,7 +106,12 @@ async def _emulator(site: Site, prefix: str) -> EmulatorProcess:
         raise RuntimeError(f"emulator did not start: {line!r}")
     emu = EmulatorProcess(proc, line.split("listening on ", 1)[1].strip())
     async with AidboxClient(emu.url, "root", "secret") as root:
-        await root.call("PUT", f"/Client/{CLINIC}", json={"secret": f"{CLINIC}-secret"})
+        # basic-http-authentication.md: Basic auth needs `basic` in grant_types.
+        await root.call(
+            "PUT",
+            f"/Client/{CLINIC}",
+            json={"secret": f"{CLINIC}-secret", "grant_types": ["basic"]},
+        )
         await root.call(
             "PUT",
             f"/AccessPolicy/{CLINIC}",

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from tests.conftest import fresh_emulator
 
@@ -85,6 +87,28 @@ class Box:
         """DELETE shorthand."""
         return await self.request("DELETE", path, **kw)
 
+    async def client_with_policies(
+        self,
+        client_id: str,
+        *policies: dict[str, Any],
+        secret: str = "s3cret",
+        check: bool = True,
+    ) -> tuple[str, str]:
+        """A Basic-auth Client and AccessPolicies linked to it; returns its credentials.
+
+        Policy `i` gets id `<client_id>-p<i>`. Links are added here, so tests never create a
+        global policy on a shared Aidbox. `check=False` for policies Aidbox may refuse to store.
+        """
+        answer = await self.put(
+            f"/Client/{client_id}", {"secret": secret, "grant_types": ["basic"]}
+        )
+        assert answer.status in (200, 201), answer.body
+        for i, policy in enumerate(policies):
+            linked = {**policy, "link": [{"resourceType": "Client", "id": client_id}]}
+            stored = await self.put(f"/AccessPolicy/{client_id}-p{i}", linked)
+            assert stored.status in (200, 201) or not check, stored.body
+        return (client_id, secret)
+
     async def version(self, resource_type: str) -> int:
         """The current `$changes` version of a type."""
         answer = await self.get(f"/{resource_type}/$changes")
@@ -92,15 +116,10 @@ class Box:
         return int(answer.body["version"])
 
 
-@pytest.fixture
-async def box(
-    request: pytest.FixtureRequest, pg_server_dsn: str, emulator_template_db: str
-) -> AsyncIterator[Box]:
-    """A real Aidbox (AIDBOX_URL set) or a fresh emulator, with an HTTP session."""
+@asynccontextmanager
+async def _open_box(pg_server_dsn: str, emulator_template_db: str) -> AsyncIterator[Box]:
     async with aiohttp.ClientSession() as http:
         if REAL_AIDBOX:
-            if request.node.get_closest_marker("emulator_only"):
-                pytest.skip("needs the emulator's fault injection")
             yield Box(
                 REAL_AIDBOX.rstrip("/"),
                 os.environ["AIDBOX_CLIENT_ID"],
@@ -110,6 +129,40 @@ async def box(
             return
         async with fresh_emulator(pg_server_dsn, emulator_template_db) as emu:
             yield Box(emu.url, emu.root_client_id, emu.root_client_secret, http, emu)
+
+
+def _skip_on_real_aidbox(request: pytest.FixtureRequest) -> None:
+    if REAL_AIDBOX and request.node.get_closest_marker("emulator_only"):
+        pytest.skip("needs the emulator's internals")
+
+
+@pytest.fixture
+async def box(
+    request: pytest.FixtureRequest, pg_server_dsn: str, emulator_template_db: str
+) -> AsyncIterator[Box]:
+    """A real Aidbox (AIDBOX_URL set) or a fresh emulator, with an HTTP session."""
+    _skip_on_real_aidbox(request)
+    async with _open_box(pg_server_dsn, emulator_template_db) as opened:
+        yield opened
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_box(pg_server_dsn: str, emulator_template_db: str) -> AsyncIterator[Box]:
+    """One Aidbox (or emulator) for a whole module, as a real shared Aidbox would be.
+
+    For modules whose tests run in the module's event loop
+    (`pytestmark = pytest.mark.asyncio(loop_scope="module")`) and touch only what their `uid`
+    names; such a module defines `box` as `shared_box` below.
+    """
+    async with _open_box(pg_server_dsn, emulator_template_db) as opened:
+        yield opened
+
+
+@pytest.fixture
+def shared_box(request: pytest.FixtureRequest, module_box: Box) -> Box:
+    """`module_box`, skipping `emulator_only` tests against a real Aidbox."""
+    _skip_on_real_aidbox(request)
+    return module_box
 
 
 @pytest.fixture

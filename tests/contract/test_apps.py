@@ -134,6 +134,40 @@ async def test_operation_policy_client_without_policy_403_public_allowed(box, fa
     assert allowed.status == 202
     _, body = await asyncio.wait_for(fake_app.calls.get(), 10)
     assert body["request"]["oauth/client"]["id"] == f"c-{uid}"
+    assert body["request"]["oauth/client"].get("secret") != "pw"  # stored hashed
+
+
+async def test_public_operation_is_callable_without_credentials(box, fake_app, uid):
+    # tutorials/security-access-control-tutorials/overview.md "What is a public route?": an
+    # unrestricted policy makes a route public; the SDK's `public=True`
+    # is an `allow` policy `<app>-endpoint` linked to the Operation (sdk.py
+    # _set_access_policy_for_public_op). Refused anonymous calls are 401; wrong credentials are
+    # 401 even on a public operation (no fallback to anonymous).
+    public_op = f"POST.app.sync_all.{uid}"
+    policies = {
+        "AccessPolicy": {
+            f"app-{uid}-endpoint": {
+                "engine": "allow",
+                "link": [{"resourceType": "Operation", "id": public_op}],
+            }
+        }
+    }
+    reg = await box.put(
+        f"/App/app-{uid}",
+        manifest(f"app-{uid}", fake_app.url, operations=sync_op(uid), resources=policies),
+    )
+    assert reg.status in (200, 201), reg.body
+    anonymous = await box.request("POST", f"/$sync-{uid}", auth=None)
+    assert anonymous.status == 202
+    _, body = await asyncio.wait_for(fake_app.calls.get(), 10)
+    assert body["operation"]["id"] == public_op
+    assert body["request"].get("oauth/client") is None
+    private = await box.request("POST", f"/ChangesInfo{uid}/abc/$sync", auth=None)
+    assert private.status == 401
+    assert private.body["resourceType"] == "OperationOutcome"
+    wrong = await box.request("POST", f"/$sync-{uid}", auth=(f"nobody-{uid}", "x"))
+    assert wrong.status == 401
+    assert fake_app.calls.empty()
 
 
 @pytest.mark.emulator_only

@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+
+# One emulator for the module, as a shared real Aidbox would be: every test touches only what
+# its `uid` names (tests/contract/conftest.py `shared_box`).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture
+def box(shared_box):
+    """The module's Aidbox."""
+    return shared_box
+
 
 def entry(method: str, url: str, resource=None, **extra):
     """A bundle entry."""
@@ -245,3 +257,165 @@ async def test_isolation_level_can_be_lowered_per_request(box, uid):
             headers={"x-max-isolation-level": level},
         )
         assert answer.status == 201, answer.body
+
+
+# --- access control per entry -------------------------------------------------------------
+# accesspolicy-examples.md #18: a policy for the bundle operation "only allows access to the
+# `/fhir` endpoint itself"; each entry is checked as its own request
+# (smart-scopes-for-limiting-access.md §Bundle shows a 403 on one entry of a batch). What an
+# entry's request object holds is a choice (docs/aidbox-contract-notes.md); these tests pin it.
+
+BUNDLE_OP = {"engine": "matcho", "matcho": {"operation": {"id": {"$enum": ["Transaction"]}}}}
+
+
+def puts_of(prefix: str) -> dict:
+    """A policy allowing `PUT /Patient/<prefix>...` (entries or plain requests)."""
+    return {
+        "engine": "matcho",
+        "matcho": {
+            "request-method": "put",
+            "params": {"resource/type": "Patient", "resource/id": f"#^{prefix}"},
+        },
+    }
+
+
+async def test_bundle_request_itself_needs_a_policy(box, uid):
+    entries = [entry("PUT", f"/Patient/ok-{uid}", {"active": True})]
+    no_bundle = await box.client_with_policies(f"nb-{uid}", puts_of(f"ok-{uid}"))
+    assert (await box.put(f"/Patient/ok-{uid}", {}, auth=no_bundle)).status == 201
+    denied = await box.post("/", bundle("transaction", *entries), auth=no_bundle)
+    assert denied.status == 403
+    both = await box.client_with_policies(f"b-{uid}", BUNDLE_OP, puts_of(f"ok-{uid}"))
+    assert (await box.post("/", bundle("transaction", *entries), auth=both)).status == 200
+    only_bundle = await box.client_with_policies(f"ob-{uid}", BUNDLE_OP)
+    entries_denied = await box.post("/", bundle("transaction", *entries), auth=only_bundle)
+    assert entries_denied.status == 403
+
+
+async def test_transaction_with_one_denied_entry_is_403_and_nothing_lands(box, uid):
+    client = await box.client_with_policies(f"c-{uid}", BUNDLE_OP, puts_of(f"ok-{uid}"))
+    answer = await box.post(
+        "/",
+        bundle(
+            "transaction",
+            entry("PUT", f"/Patient/ok-{uid}", {"active": True}),
+            entry("PUT", f"/Patient/no-{uid}", {"active": True}),
+            entry("PUT", f"/Patient/ok-{uid}-2", {"active": True}),
+        ),
+        auth=client,
+    )
+    assert answer.status == 403
+    assert answer.body["resourceType"] == "OperationOutcome"
+    for pid in (f"ok-{uid}", f"no-{uid}", f"ok-{uid}-2"):
+        assert (await box.get(f"/Patient/{pid}")).status == 404, pid
+
+
+async def test_batch_with_one_denied_entry_answers_403_there_and_runs_the_rest(box, uid):
+    client = await box.client_with_policies(f"c-{uid}", BUNDLE_OP, puts_of(f"ok-{uid}"))
+    answer = await box.post(
+        "/",
+        bundle(
+            "batch",
+            entry("PUT", f"/Patient/ok-{uid}", {"active": True}),
+            entry("PUT", f"/Patient/no-{uid}", {"active": True}),
+            entry("PUT", f"/Patient/ok-{uid}-2", {"active": True}),
+        ),
+        auth=client,
+    )
+    assert answer.status == 200, answer.body
+    statuses = [e["response"]["status"][:3] for e in answer.body["entry"]]
+    assert statuses == ["201", "403", "201"]
+    assert answer.body["entry"][1]["resource"]["resourceType"] == "OperationOutcome"
+    assert (await box.get(f"/Patient/ok-{uid}")).status == 200
+    assert (await box.get(f"/Patient/no-{uid}")).status == 404
+    assert (await box.get(f"/Patient/ok-{uid}-2")).status == 200
+
+
+async def test_entry_request_object_has_route_params_resource_and_operation_id(box, uid):
+    # Three policies, each keyed on one part of the entry's request object.
+    by_id = {
+        "engine": "matcho",
+        "matcho": {"params": {"resource/type": "Patient", "resource/id": f"rid-{uid}"}},
+    }
+    by_resource = {
+        "engine": "matcho",
+        "matcho": {"request-method": "post", "resource": {"birthDate": "1999-09-09"}},
+    }
+    by_operation = {"engine": "matcho", "matcho": {"operation": {"id": "Delete"}}}
+    client = await box.client_with_policies(f"c-{uid}", BUNDLE_OP, by_id, by_resource, by_operation)
+    answer = await box.post(
+        "/",
+        bundle(
+            "batch",
+            entry("PUT", f"/Patient/rid-{uid}", {"active": True}),  # by resource/id
+            entry("PUT", f"/Patient/other-{uid}", {"active": True}),
+            entry("POST", "/Patient", {"birthDate": "1999-09-09"}),  # by resource
+            entry("POST", "/Patient", {"birthDate": "2000-01-01"}),
+            entry("DELETE", f"/Patient/gone-{uid}"),  # by operation.id
+            entry("GET", f"/Patient/rid-{uid}?_elements=id"),  # Read: by resource/id
+            entry("GET", f"/Patient/other-{uid}"),
+        ),
+        auth=client,
+    )
+    assert answer.status == 200, answer.body
+    statuses = [e["response"]["status"][:3] for e in answer.body["entry"]]
+    assert statuses == ["201", "403", "201", "403", "204", "200", "403"]
+
+
+async def test_fhir_bundle_entries_are_checked_as_fhir_interactions(box, uid):
+    client = await box.client_with_policies(
+        f"c-{uid}",
+        {"engine": "matcho", "matcho": {"operation": {"id": "FhirTransaction"}}},
+        {
+            "engine": "matcho",
+            "matcho": {
+                "operation": {"id": "FhirUpdate"},
+                "uri": f"/fhir/Patient/f-{uid}",
+                "resource": {"resourceType": "Patient", "deceasedBoolean": False},
+            },
+        },
+    )
+    body = {"resourceType": "Patient", "deceasedBoolean": False}
+    ok = await box.post(
+        "/fhir", bundle("transaction", entry("PUT", f"Patient/f-{uid}", body)), auth=client
+    )
+    assert ok.status == 200, ok.body
+    aidbox_format = await box.post(
+        "/", bundle("transaction", entry("PUT", f"/Patient/f-{uid}", body)), auth=client
+    )
+    assert aidbox_format.status == 403
+
+
+@pytest.mark.emulator_only
+async def test_sql_policy_of_an_entry_sees_the_earlier_entries(box, uid):
+    # A choice on an open point: entries are checked in order inside the transaction, so an
+    # sql policy sees what earlier entries wrote (docs/aidbox-contract-notes.md).
+    org_policy = {
+        "engine": "matcho",
+        "matcho": {"params": {"resource/type": "Organization", "resource/id": f"o-{uid}"}},
+    }
+    patient_of_existing_org = {
+        "engine": "sql",
+        "sql": {
+            "query": "SELECT EXISTS (SELECT 1 FROM organization"
+            " WHERE id = {{resource.managingOrganization.id}})"
+        },
+    }
+    client = await box.client_with_policies(
+        f"c-{uid}", BUNDLE_OP, org_policy, patient_of_existing_org
+    )
+    patient = {"managingOrganization": {"resourceType": "Organization", "id": f"o-{uid}"}}
+    alone = await box.post(
+        "/", bundle("transaction", entry("PUT", f"/Patient/p-{uid}", patient)), auth=client
+    )
+    assert alone.status == 403
+    together = await box.post(
+        "/",
+        bundle(
+            "transaction",
+            entry("PUT", f"/Organization/o-{uid}", {"name": "x"}),
+            entry("PUT", f"/Patient/p-{uid}", patient),
+        ),
+        auth=client,
+    )
+    assert together.status == 200, together.body

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+# One emulator for the module, as a shared real Aidbox would be: every test touches only what
+# its `uid` names (tests/contract/conftest.py `shared_box`).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture
+def box(shared_box):
+    """The module's Aidbox."""
+    return shared_box
+
 
 async def test_post_assigns_id_and_meta_from_txid(box, uid):
     created = await box.post("/Patient", {"name": [{"family": uid}]})

@@ -5,6 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+# One emulator for the module, as a shared real Aidbox would be: every test touches only what
+# its `uid` names (tests/contract/conftest.py `shared_box`).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture
+def box(shared_box):
+    """The module's Aidbox."""
+    return shared_box
+
 
 def schema(name: str) -> dict[str, Any]:
     """A FHIRSchema like the App's ChangesInfo: required, primitives, enum, backbone, array."""

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import pytest
 from aidbox_python_sdk.db import parse_psql_response
 from aidbox_python_sdk.db_migrations import sdk_migrations
+
+# One emulator for the module, as a shared real Aidbox would be: every test touches only what
+# its `uid` names (tests/contract/conftest.py `shared_box`).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture
+def box(shared_box):
+    """The module's Aidbox."""
+    return shared_box
 
 
 async def test_psql_rows_and_execute(box, uid):

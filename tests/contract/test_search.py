@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+
+# One emulator for the module, as a shared real Aidbox would be: every test touches only what
+# its `uid` names (tests/contract/conftest.py `shared_box`).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture
+def box(shared_box):
+    """The module's Aidbox."""
+    return shared_box
+
 
 async def _seed(box, uid, n=5):
     for i in range(n):
