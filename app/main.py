@@ -16,7 +16,7 @@ from aiohttp import web
 
 from app.aidbox.bootstrap import (
     define_custom_resources,
-    install_shipped_profiles,
+    install_shipped,
     push_types_to_watch,
 )
 from app.aidbox.client import AidboxClient, RetryPolicy
@@ -87,7 +87,7 @@ def build_app(settings: AppSettings) -> web.Application:
     async def prepare_aidbox(app: web.Application) -> AsyncIterator[None]:
         # Runs before the SDK's own start-up context, which registers the App and its seeds.
         await define_custom_resources(own, manifest)
-        await install_shipped_profiles(own, manifest)
+        await install_shipped(own, manifest)
         if settings.role is Role.LOCAL:
             register_subscriptions(sdk, await push_types_to_watch(own, manifest))
         yield

@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # A FHIR resource type name (R4 and custom types alike are PascalCase identifiers).
 RESOURCE_TYPE_PATTERN = r"^[A-Z][A-Za-z0-9]{0,63}$"
 ResourceTypeName = Annotated[str, Field(pattern=RESOURCE_TYPE_PATTERN)]
+# A clinic's id (AidboxInstance, its Client, the prefix of its ids at the global). A FHIR id
+# is [A-Za-z0-9\-\.]{1,64}; this one prefixes pseudonymous global ids, so it stays short.
+INSTANCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9\-]{0,23}$"
+InstanceId = Annotated[str, Field(pattern=INSTANCE_ID_PATTERN)]
 
 
 class Direction(StrEnum):
@@ -136,13 +140,20 @@ class QuarantineRecord(_Resource):
     at: datetime
 
 
+InstanceStatus = Literal["active", "suspended"]
+
+
 class AidboxInstance(_Resource):
-    """A clinic registered in the global Aidbox."""
+    """A clinic registered in the global Aidbox; its Client has the same id (the global's
+    access policy joins them by it)."""
 
     resourceType: Literal["AidboxInstance"] = "AidboxInstance"
-    id: str
+    id: InstanceId
     name: str
-    status: Literal["active", "suspended"]
+    status: InstanceStatus
     client: dict = Field(description="Reference to the Client the clinic authenticates as")
     region: str | None = None
     country: str | None = None
+    types: list[ResourceTypeName] = Field(
+        default_factory=list, description="resource types the clinic may push"
+    )

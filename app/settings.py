@@ -21,8 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# FHIR id: [A-Za-z0-9\-\.]{1,64}; instance ids prefix pseudonymous global ids, so they stay short.
-INSTANCE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9\-]{0,23}$"
+from app.model import INSTANCE_ID_PATTERN
 
 
 class Role(StrEnum):

@@ -1,7 +1,8 @@
 """Start-up work on the App's own Aidbox that must precede the SDK's registration.
 
 Custom resource types are defined first (FHIRSchema, contract §1), because the SDK's seeds
-(conditional creates of SyncConfig) and the shipped profiles need the types to exist.
+(conditional creates of SyncConfig), the shipped profiles and the global's access policy
+(which reads AidboxInstance) need the types to exist.
 """
 
 from __future__ import annotations
@@ -23,25 +24,34 @@ async def define_custom_resources(client: AidboxClient, manifest: Manifest) -> N
     log.info("custom resources defined: %s", ", ".join(manifest.custom_types))
 
 
-async def install_shipped_profiles(client: AidboxClient, manifest: Manifest) -> None:
-    """Make each shipped profile (``safe-harbor``, ``minimal``) equal to the App's copy.
+async def install_shipped(client: AidboxClient, manifest: Manifest) -> None:
+    """Make each shipped profile (``safe-harbor``, ``minimal``) and access policy equal to the
+    App's copy.
 
-    A shipped profile is the App's statement of what leaves the clinic: when a new release
-    closes a leak, the fix must reach every clinic, so a stored copy that differs (an older
-    release, or an edit in the console) is replaced, with one warning line. Profiles of any
-    other id are the clinic's own and never touched: copy a shipped one to customize it.
+    They are the App's statement of what leaves a clinic and of what a clinic may do at
+    headquarters: when a release changes them, the change must reach every Aidbox, so a
+    stored copy that differs (an older release, or an edit in the console) is replaced, with
+    one warning line. Resources of any other id are the operator's own and never touched:
+    copy a shipped profile to customize it.
     """
-    for profile_id, body in manifest.profiles.items():
-        resp = await client.call("GET", f"/AnonymizationProfile/{profile_id}", accept=(404, 410))
-        if resp.status == 200 and _same_profile(resp.body, body):
-            continue
-        await client.call("PUT", f"/AnonymizationProfile/{profile_id}", json=body)
-        if resp.status == 200:
-            log.warning(
-                "AnonymizationProfile/%s differed from this release's and was replaced; "
-                "to customize a profile, copy it under another id",
-                profile_id,
-            )
+    shipped = [
+        ("AnonymizationProfile", manifest.profiles, _same_profile),
+        ("AccessPolicy", manifest.policies, _same_body),
+    ]
+    for resource_type, bodies, same in shipped:
+        for resource_id, body in bodies.items():
+            path = f"/{resource_type}/{resource_id}"
+            resp = await client.call("GET", path, accept=(404, 410))
+            if resp.status == 200 and same(resp.body, body):
+                continue
+            await client.call("PUT", path, json=body)
+            if resp.status == 200:
+                log.warning(
+                    "%s/%s differed from this release's and was replaced; "
+                    "to customize it, copy it under another id",
+                    resource_type,
+                    resource_id,
+                )
 
 
 def _same_profile(stored: object, shipped: dict[str, object]) -> bool:
@@ -51,6 +61,10 @@ def _same_profile(stored: object, shipped: dict[str, object]) -> bool:
         return parse_profile({**stored, "meta": None}) == parse_profile(shipped)
     except ProfileError:
         return False
+
+
+def _same_body(stored: object, shipped: dict[str, object]) -> bool:
+    return isinstance(stored, dict) and {k: v for k, v in stored.items() if k != "meta"} == shipped
 
 
 async def push_types_to_watch(client: AidboxClient, manifest: Manifest) -> list[str]:

@@ -1,8 +1,9 @@
 """Loads the App's Aidbox-side definitions from `manifest/` (no definitions in Python).
 
 `manifest/<role>.yaml` names the custom resources (FHIRSchema files in `manifest/resources/`),
-the seeds created once (conditional create), the shipped anonymization profiles (kept equal to
-their file, see bootstrap.py), and extra resources for the App manifest.
+the seeds created once (conditional create), the shipped anonymization profiles and access
+policies (kept equal to their files, see bootstrap.py), and extra resources for the App
+manifest.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Manifest:
     seeds: ResourceMap = field(default_factory=dict)
     resources: ResourceMap = field(default_factory=dict)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> resource body
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # AccessPolicy id -> body
 
     @property
     def custom_types(self) -> list[str]:
@@ -66,9 +68,16 @@ def load_manifest(role: Role, directory: Path = MANIFEST_DIR) -> Manifest:
         except ProfileError as exc:
             raise ManifestError(f"profiles/{name}.yaml: {exc}") from None
         profiles[profile.id] = profile.to_resource()
+    policies = {}
+    for name in spec.get("policies", []):
+        policy = _read_yaml(directory / "policies" / f"{name}.yaml")
+        if not isinstance(policy, dict) or policy.get("id") != name:
+            raise ManifestError(f"policies/{name}.yaml must define AccessPolicy id {name}")
+        policies[name] = policy
     return Manifest(
         schemas=schemas,
         seeds=dict(spec.get("seeds") or {}),
         resources=spec.get("resources") or {},
         profiles=profiles,
+        policies=policies,
     )

@@ -23,9 +23,11 @@ from app.aidbox.keys import own_aidbox_key, push_service_key
 from app.aidbox.outcome import OperationError, invalid_input, json_response
 from app.anonymize import explain
 from app.model import RESOURCE_TYPE_PATTERN, AidboxInstance, Direction, ResourceTypeName
+from app.registry.instances import Registration, RegistrationConflict, register
 from app.settings import Role
 from app.sync.checkpoint import CheckpointConflict
 from app.sync.config import ConfigError
+from app.sync.instance import InstanceInactive
 from app.sync.runner import PushService, UnknownStream
 from app.sync.status import sync_status
 from app.sync.watermark import WatermarkError
@@ -53,12 +55,16 @@ def _outcomes(handler: Handler) -> Handler:
             return OperationError(
                 409, "conflict", f"checkpoint changed meanwhile: {exc}"
             ).response()
+        except InstanceInactive as exc:
+            return OperationError(409, "business-rule", str(exc)).response()
         except WatermarkError as exc:
             return OperationError(503, "transient", str(exc)).response()
         except AidboxUnavailable as exc:
             return OperationError(503, "transient", f"Aidbox unreachable: {exc}").response()
         except AidboxError as exc:
             log.error("operation %s: %s", operation.get("id"), exc)
+            if exc.transient:
+                return OperationError(503, "transient", f"Aidbox unavailable: {exc}").response()
             return OperationError(502, "exception", f"Aidbox refused: {exc}").response()
 
     return wrapped
@@ -219,6 +225,20 @@ class InstancesInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+@_outcomes
+async def register_instance(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """POST /$register-instance (global role; root, or whom an operator's policy lets): create
+    or update a clinic's AidboxInstance and Client; a generated secret is answered once."""
+    registration = _parse(Registration, request)
+    try:
+        done = await register(request["app"][own_aidbox_key], registration)
+    except RegistrationConflict as exc:
+        raise OperationError(409, "conflict", str(exc), ["id"]) from None
+    except ValueError as exc:
+        raise OperationError(422, "required", str(exc)) from None
+    return json_response(done.as_json(), 201 if done.created else 200)
+
+
 def register_operations(sdk: SDK, role: Role) -> None:
     """Declare the operations of `role` with the SDK (they become the App manifest's routes)."""
     if role is Role.LOCAL:
@@ -229,3 +249,4 @@ def register_operations(sdk: SDK, role: Role) -> None:
         sdk.operation(["POST"], ["$anonymize"])(anonymize_preview)
     else:
         sdk.operation(["GET"], ["$instances"])(instances_overview)
+        sdk.operation(["POST"], ["$register-instance"])(register_instance)

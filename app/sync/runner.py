@@ -22,6 +22,7 @@ from app.model import ChangesInfo, Direction, StreamConfig
 from app.sync.checkpoint import CheckpointStore
 from app.sync.config import ConfigSource
 from app.sync.feed import Change, ChangeFeed, current_state
+from app.sync.instance import InstanceCheck, InstanceInactive
 from app.sync.metrics import SyncMetrics
 from app.sync.sent import SentCache
 from app.sync.sink import DependencyResolver, GlobalSink
@@ -56,6 +57,7 @@ class PushService:
         self.global_ = global_
         self.key = key
         self.config = ConfigSource(local)
+        self.instance = InstanceCheck(global_, key.namespace)
         self.checkpoints = CheckpointStore(local)
         self.metrics = SyncMetrics()
         self.wakeups: dict[str, int] = {}
@@ -131,9 +133,11 @@ class PushService:
         """Run the enabled push streams (all, or those of `types`) up to the settled bound.
 
         With `wait_settled`, first wait (bounded) for transactions open now to finish, so the
-        run includes every change committed before the call.
+        run includes every change committed before the call. Nothing runs unless headquarters
+        has this clinic registered and active (InstanceInactive).
         """
         streams = await self._enabled(types)
+        await self.instance.require_active()
         if wait_settled:
             bound = await self._watermark.settle(self._settle_timeout)
         else:
@@ -168,6 +172,8 @@ class PushService:
             self._wake.clear()
             try:
                 await self.sync(wait_settled=False)
+            except InstanceInactive:
+                pass  # said once, when it changed (app/sync/instance.py), and in $sync-status
             except Exception as exc:  # keep the loop alive; the cause is in status and logs
                 log.error("sync cycle failed: %s", failure_reason(exc))
             if self._watermark.pending:

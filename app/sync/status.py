@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from app.aidbox.client import AidboxError, outcome_summary
+from app.aidbox.client import AidboxError, AidboxUnavailable, outcome_summary
 from app.model import ChangesInfo, Direction
 from app.sync.config import ConfigError
 from app.sync.feed import ChangeFeed
@@ -55,7 +55,12 @@ async def sync_status(service: PushService) -> dict[str, Any]:
                 "seconds": round((now - since).total_seconds(), 3) if behind and since else 0,
             }
         streams.append(entry)
+    try:
+        standing = (await service.instance.check()).as_json()
+    except (AidboxUnavailable, AidboxError) as exc:
+        standing = {"state": "unknown", "reason": f"headquarters did not answer: {exc}"}
     return {
+        "instance": standing,
         "configuration": {"profile": in_force.profile_id, "error": service.config.error},
         "watermark": service.watermark_status(),
         "streams": streams,

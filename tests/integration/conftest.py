@@ -1,4 +1,9 @@
-"""Integration fixtures: emulated local and global Aidboxes on real PostgreSQL, and the App."""
+"""Integration fixtures: emulated local and global Aidboxes on real PostgreSQL, and the App.
+
+The global runs the App in global role, which installs the access policy of clinics, and the
+clinic is registered through the product's own operation; the clinic's App then holds the
+secret that registration answered, as an operator would hand it over.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,8 @@ import pytest
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from tests.support.apps import RunningApp, running_app
+from tests.support.headquarters import CLINIC, Headquarters
 from tests.support.postgres import create_database
-
-CLINIC = "clinic-a"
 
 
 async def _emulator(pg_server_dsn: str, prefix: str) -> Emulator:
@@ -30,22 +34,22 @@ async def local_aidbox(pg_server_dsn: str) -> AsyncIterator[Emulator]:
 
 @pytest.fixture
 async def global_aidbox(pg_server_dsn: str) -> AsyncIterator[Emulator]:
-    """Headquarters' Aidbox, with a Client for the clinic allowed to write."""
+    """Headquarters' Aidbox."""
     emu = await _emulator(pg_server_dsn, "global")
-    async with AidboxClient(emu.url, "root", "secret") as root:
-        await root.call(
-            "PUT",
-            f"/Client/{CLINIC}",
-            json={"secret": f"{CLINIC}-secret", "grant_types": ["basic"]},
-        )
-        # Until the access-control issue lands, the clinic's Client may write anything.
-        await root.call(
-            "PUT",
-            f"/AccessPolicy/{CLINIC}-writes",
-            json={"engine": "allow", "link": [{"resourceType": "Client", "id": CLINIC}]},
-        )
     yield emu
     await emu.stop()
+
+
+@pytest.fixture
+async def headquarters(global_aidbox: Emulator) -> AsyncIterator[Headquarters]:
+    """The App in global role on the global Aidbox, with clinic-a registered and active."""
+    async with (
+        running_app(global_aidbox.url, role="global") as app,
+        AidboxClient(global_aidbox.url, "root", "secret") as root,
+    ):
+        hq = Headquarters(app, root, {})
+        await hq.register(CLINIC, name="Clinic A", country="US")
+        yield hq
 
 
 @pytest.fixture
@@ -63,9 +67,9 @@ async def global_root(global_aidbox: Emulator) -> AsyncIterator[AidboxClient]:
 
 
 @pytest.fixture
-async def sync_app(local_aidbox: Emulator, global_aidbox: Emulator) -> AsyncIterator[RunningApp]:
+async def sync_app(
+    local_aidbox: Emulator, global_aidbox: Emulator, headquarters: Headquarters
+) -> AsyncIterator[RunningApp]:
     """The App in local role, runs driven by the operations only (no background loop)."""
-    async with running_app(
-        local_aidbox.url, global_url=global_aidbox.url, SYNC_RUNNER_ENABLED="false"
-    ) as running:
+    async with headquarters.clinic_app(local_aidbox.url, SYNC_RUNNER_ENABLED="false") as running:
         yield running

@@ -17,6 +17,7 @@ from app.aidbox.client import AidboxClient
 from tests.integration.test_push import TYPES, seed_clinic, sync
 from tests.support.apps import RunningApp, _free_socket, app_env
 from tests.support.clinic import expected_global, global_state
+from tests.support.headquarters import CLINIC, Headquarters
 
 
 async def _assert_converged(local_root: AidboxClient, global_root: AidboxClient) -> None:
@@ -72,12 +73,18 @@ async def test_cancelled_runner_replays_without_gap_or_duplicate(
 
 @contextlib.asynccontextmanager
 async def app_process(
-    local_url: str, global_url: str, port: int
+    local_url: str, global_url: str, port: int, secret: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """The App as its own OS process on `port`; yields once it has registered."""
     env = {
         **os.environ,
-        **app_env(local_url, port, global_url=global_url, SYNC_RUNNER_ENABLED="false"),
+        **app_env(
+            local_url,
+            port,
+            global_url=global_url,
+            SYNC_RUNNER_ENABLED="false",
+            SYNC_GLOBAL_CLIENT_SECRET=secret,
+        ),
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app.main", env=env, stderr=asyncio.subprocess.PIPE
@@ -107,6 +114,7 @@ async def app_process(
 async def test_sigkilled_process_replays_without_gap_or_duplicate(
     local_aidbox: Emulator,
     global_aidbox: Emulator,
+    headquarters: Headquarters,
     local_root: AidboxClient,
     global_root: AidboxClient,
     step: str,
@@ -116,7 +124,8 @@ async def test_sigkilled_process_replays_without_gap_or_duplicate(
     sock = _free_socket()
     port = sock.getsockname()[1]
     sock.close()
-    async with app_process(local_aidbox.url, global_aidbox.url, port) as proc:
+    secret = headquarters.secrets[CLINIC]
+    async with app_process(local_aidbox.url, global_aidbox.url, port, secret) as proc:
         hold = await _hold_at(
             step, local_aidbox, global_aidbox, local_root, lambda: sync(local_root)
         )
@@ -127,5 +136,5 @@ async def test_sigkilled_process_replays_without_gap_or_duplicate(
         hold.release()
         await hold.committed()
         await call  # Aidbox answers the caller with an error: the App is gone
-    async with app_process(local_aidbox.url, global_aidbox.url, port):
+    async with app_process(local_aidbox.url, global_aidbox.url, port, secret):
         await _assert_converged(local_root, global_root)

@@ -9,6 +9,7 @@ import pytest
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from tests.support.apps import RunningApp, running_app
+from tests.support.headquarters import Headquarters
 
 
 @pytest.fixture
@@ -17,22 +18,17 @@ async def global_app(global_aidbox: Emulator) -> AsyncIterator[RunningApp]:
         yield running
 
 
-async def test_instances_are_custom_resources_listed_by_the_overview(
-    global_app: RunningApp, global_root: AidboxClient
+async def test_registered_instances_are_listed_by_the_overview(
+    headquarters: Headquarters, global_root: AidboxClient
 ) -> None:
-    clinic = {
-        "name": "Clinic A",
-        "status": "active",
-        "client": {"resourceType": "Client", "id": "clinic-a"},
-        "country": "PT",
-    }
-    assert (await global_root.call("PUT", "/AidboxInstance/clinic-a", json=clinic)).status == 201
+    await headquarters.register("clinic-b", name="Clinic B", country="PT", status="suspended")
     overview = await global_root.call("GET", "/$instances")
-    assert overview.body["total"] == 1
-    [listed] = overview.body["instances"]
-    assert listed["id"] == "clinic-a"
-    assert listed["status"] == "active"
-    assert listed["country"] == "PT"
+    assert overview.body["total"] == 2
+    listed = {i["id"]: i for i in overview.body["instances"]}
+    assert listed["clinic-a"]["status"] == "active"
+    assert listed["clinic-b"]["status"] == "suspended"
+    assert listed["clinic-b"]["country"] == "PT"
+    assert "secret" not in str(overview.body)
 
 
 async def test_invalid_instance_is_refused(
@@ -43,10 +39,10 @@ async def test_invalid_instance_is_refused(
     assert resp.body["resourceType"] == "OperationOutcome"
 
 
-async def test_global_role_registers_no_clinic_operations(
+async def test_global_role_registers_only_headquarters_operations(
     global_app: RunningApp, global_root: AidboxClient
 ) -> None:
     app = (await global_root.call("GET", "/App/aidbox-sync")).body
     paths = {tuple(str(p) for p in op["path"]) for op in app["operations"].values()}
-    assert paths == {("$instances",)}
+    assert paths == {("$instances",), ("$register-instance",)}
     assert "subscriptions" not in app

@@ -14,11 +14,13 @@ from aidbox_python_sdk.db import parse_psql_response
 
 from aidbox_emulator.fhir_format import to_fhir
 from app.aidbox.client import AidboxClient
+from app.registry.instances import default_types
 from tests.phi.corpus import Corpus, generate_corpus
 from tests.phi.scanner import find_planted
 from tests.phi.structure import age_violations
 from tests.support.apps import RunningApp
 from tests.support.clinic import KEY, resources
+from tests.support.headquarters import CLINIC, Headquarters
 
 # Every tenth patient is over 89: twelve patients give two of them, and 214 resources.
 PATIENTS = 12
@@ -75,12 +77,15 @@ def corpus() -> Corpus:
 
 async def test_no_planted_token_reaches_headquarters_and_the_clinical_content_does(
     sync_app: RunningApp,
+    headquarters: Headquarters,
     local_root: AidboxClient,
     global_root: AidboxClient,
     corpus: Corpus,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # Coverage is pushed too, and Organization follows as a referenced resource
+    await headquarters.register(CLINIC, types=[*default_types(), "Coverage", "Organization"])
     await load_as_a_feed(local_root, corpus)
     config = (await local_root.call("GET", "/SyncConfig/default")).body
     config["streams"].append({"type": "Coverage", "direction": "push", "order": 15})

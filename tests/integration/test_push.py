@@ -11,7 +11,7 @@ import pytest
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from tests.phi.scanner import find_planted
-from tests.support.apps import RunningApp, running_app
+from tests.support.apps import RunningApp
 from tests.support.clinic import (
     KEY,
     encounter,
@@ -23,6 +23,7 @@ from tests.support.clinic import (
     questionnaire_response,
     resources,
 )
+from tests.support.headquarters import Headquarters
 
 TYPES = ["Patient", "Encounter", "Observation", "QuestionnaireResponse"]
 PHI = ["Smith", "Alice", "555-0100", "1980-04-12", "Elm Street", "Springfield", "alice@example.org"]
@@ -211,51 +212,54 @@ async def test_a_persistent_failure_on_the_global_keeps_the_checkpoint_then_catc
     await seed_clinic(local_root)
     if fault == "global down":
         global_aidbox.faults.set_random(error_rate=1.0, seed=1)
+        # the clinic's registration cannot even be read: nothing is tried
+        resp = await local_root.request("POST", "/$sync")
+        assert resp.status == 503, resp.body
+        assert status in resp.body["issue"][0]["diagnostics"]
     else:
         global_aidbox.faults.serialization_failures(1000)
-    resp = await local_root.call("POST", "/$sync", accept=(207,))
-    failed = {s["stream"]: s for s in resp.body["streams"]}["push-Patient"]
-    assert status in failed["error"]
-    assert failed["version"] == 0  # nothing acknowledged, nothing advanced
-    assert failed["quarantined"] == 0
+        resp = await local_root.call("POST", "/$sync", accept=(207,))
+        failed = {s["stream"]: s for s in resp.body["streams"]}["push-Patient"]
+        assert status in failed["error"]
+        assert failed["version"] == 0  # nothing acknowledged, nothing advanced
+        assert failed["quarantined"] == 0
+    info = await local_root.call("GET", "/ChangesInfo/push-Patient", accept=(404,))
+    assert info.status == 404 or info.body["version"] == 0
     assert await resources(local_root, "SyncQuarantine") == {}
     global_aidbox.faults.clear()
     await sync(local_root)
     assert await global_state(global_root, TYPES) == await expected_global(local_root, TYPES)
 
 
-async def test_wrong_global_credentials_fail_the_run_and_quarantine_nothing(
-    local_aidbox: Emulator, global_aidbox: Emulator, local_root: AidboxClient
+async def test_wrong_global_credentials_sync_nothing_and_quarantine_nothing(
+    local_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
 ) -> None:
-    async with running_app(
-        local_aidbox.url,
-        global_url=global_aidbox.url,
-        SYNC_RUNNER_ENABLED="false",
-        SYNC_GLOBAL_CLIENT_SECRET="wrong",
+    async with headquarters.clinic_app(
+        local_aidbox.url, SYNC_RUNNER_ENABLED="false", SYNC_GLOBAL_CLIENT_SECRET="wrong"
     ):
         await seed_clinic(local_root)
-        resp = await local_root.call("POST", "/$sync")
-        assert resp.status == 207
-        streams = {s["stream"]: s for s in resp.body["streams"]}
-        assert "401" in streams["push-Patient"]["error"]
-        assert streams["push-Patient"]["version"] == 0
+        resp = await local_root.request("POST", "/$sync")
+        assert resp.status == 409
+        assert "credentials" in resp.body["issue"][0]["diagnostics"]
         assert await resources(local_root, "SyncQuarantine") == {}
+        assert await resources(global_root, "Patient") == {}
         status = await local_root.call("GET", "/$sync-status")
+        assert status.body["instance"]["state"] == "refused"
         patient_status = next(s for s in status.body["streams"] if s["stream"] == "push-Patient")
-        assert patient_status["status"] == "failed"
-        assert "401" in patient_status["lastError"]["message"]
+        assert patient_status["checkpoint"] == 0
 
 
 async def test_subscription_wakes_the_background_runner(
     local_aidbox: Emulator,
-    global_aidbox: Emulator,
+    headquarters: Headquarters,
     local_root: AidboxClient,
     global_root: AidboxClient,
 ) -> None:
     # A poll interval far beyond the test's timeout: only the wake-up can deliver in time.
-    async with running_app(
-        local_aidbox.url, global_url=global_aidbox.url, SYNC_POLL_INTERVAL="3600"
-    ) as app:
+    async with headquarters.clinic_app(local_aidbox.url, SYNC_POLL_INTERVAL="3600") as app:
         created = await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
         version = int(created.body["meta"]["versionId"])
         await asyncio.wait_for(app.service.wait_synced("Patient", version), timeout=10)
@@ -339,7 +343,7 @@ async def test_reset_replays_the_stream_to_the_global(
 async def test_a_second_service_for_the_same_clinic_does_not_push_the_same_stream(
     sync_app: RunningApp,
     local_aidbox: Emulator,
-    global_aidbox: Emulator,
+    headquarters: Headquarters,
     local_root: AidboxClient,
     global_root: AidboxClient,
 ) -> None:
@@ -347,9 +351,7 @@ async def test_a_second_service_for_the_same_clinic_does_not_push_the_same_strea
     first = await sync_app.service.sync(["Patient"])
     assert first[0].error is None
     await local_root.call("PUT", "/Patient/p2", json=patient("p2"))
-    async with running_app(
-        local_aidbox.url, global_url=global_aidbox.url, SYNC_RUNNER_ENABLED="false"
-    ) as second:
+    async with headquarters.clinic_app(local_aidbox.url, SYNC_RUNNER_ENABLED="false") as second:
         [refused] = await second.service.sync(["Patient"])
     assert refused.error and "held by runner" in refused.error
     assert KEY.resource_id("Patient", "p2") not in await resources(global_root, "Patient")
@@ -361,6 +363,7 @@ async def test_a_run_renews_its_own_lapsing_lease_before_writing(
     sync_app: RunningApp,
     local_aidbox: Emulator,
     global_aidbox: Emulator,
+    headquarters: Headquarters,
     local_root: AidboxClient,
 ) -> None:
     # A lease left by this service's earlier run has lapsed; the next run must renew it before
@@ -374,9 +377,7 @@ async def test_a_run_renews_its_own_lapsing_lease_before_writing(
     hold = global_aidbox.faults.hold_next_write("Patient")
     first = asyncio.create_task(sync_app.service.sync(["Patient"]))
     await hold.txid_taken()  # the first service's write is on its way to the global
-    async with running_app(
-        local_aidbox.url, global_url=global_aidbox.url, SYNC_RUNNER_ENABLED="false"
-    ) as second:
+    async with headquarters.clinic_app(local_aidbox.url, SYNC_RUNNER_ENABLED="false") as second:
         [refused] = await second.service.sync(["Patient"])
     assert refused.error and "held by runner" in refused.error
     hold.release()

@@ -11,7 +11,7 @@ from app.anonymize import Plan, PseudonymKey, anonymize, compile_profile, load_p
 from tests.support.apps import PSEUDONYM_KEY
 
 CLINIC = "clinic-a"
-KEY = PseudonymKey(secret=PSEUDONYM_KEY.encode(), namespace=CLINIC)
+KEY = PseudonymKey(secret=PSEUDONYM_KEY.encode(), namespace=CLINIC)  # clinic-a's
 
 
 def safe_harbor() -> Plan:
@@ -104,23 +104,37 @@ async def resources(client: AidboxClient, resource_type: str) -> dict[str, dict[
     }
 
 
+def clinic_key(instance_id: str) -> PseudonymKey:
+    """The pseudonym key of a clinic's App in the tests (the same secret, its own namespace)."""
+    return PseudonymKey(secret=PSEUDONYM_KEY.encode(), namespace=instance_id)
+
+
 async def expected_global(
-    local: AidboxClient, resource_types: list[str], plan: Plan | None = None
+    local: AidboxClient,
+    resource_types: list[str],
+    plan: Plan | None = None,
+    key: PseudonymKey = KEY,
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """What the global must hold: the anonymized current state of the clinic."""
+    """What the global must hold of a clinic: its anonymized current state."""
     plan = plan or safe_harbor()
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for rtype in resource_types:
-        anonymized = [anonymize(r, plan, KEY) for r in (await resources(local, rtype)).values()]
+        anonymized = [anonymize(r, plan, key) for r in (await resources(local, rtype)).values()]
         out[rtype] = {a["id"]: strip_server_meta(a) for a in anonymized}
     return out
 
 
 async def global_state(
-    global_: AidboxClient, resource_types: list[str]
+    global_: AidboxClient, resource_types: list[str], namespace: str | None = None
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """What the global holds."""
-    return {rtype: await resources(global_, rtype) for rtype in resource_types}
+    """What the global holds (of one clinic's namespace, when given)."""
+    held = {rtype: await resources(global_, rtype) for rtype in resource_types}
+    if namespace is None:
+        return held
+    return {
+        rtype: {i: r for i, r in by_id.items() if i.startswith(f"{namespace}-")}
+        for rtype, by_id in held.items()
+    }
 
 
 async def last_txid(client: AidboxClient) -> int:

@@ -1,0 +1,1 @@
+"""Headquarters' side of the clinic registry: registering, rotating and listing clinics."""

@@ -1,0 +1,352 @@
+"""Issue 14: only registered, active clinics sync, and the global Aidbox itself refuses
+everything else a clinic's credentials might try (manifest/policies/aidbox-sync-clinics.yaml).
+
+One emulated global with the App in global role, two emulated clinics; every refusal is the
+global's own answer to a request made with a clinic's real credentials, as an attacker holding
+them would make it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from aidbox_emulator import Emulator
+from app.aidbox.client import AidboxClient
+from tests.support.apps import RunningApp
+from tests.support.clinic import (
+    KEY,
+    clinic_key,
+    expected_global,
+    global_state,
+    observation,
+    patient,
+    resources,
+)
+from tests.support.headquarters import CLINIC, Headquarters
+from tests.support.postgres import create_database
+
+B = "clinic-b"
+B_KEY = clinic_key(B)
+TYPES = ["Patient", "Observation"]
+
+
+def own(resource_type: str, local_id: str) -> str:
+    """A global id in clinic A's namespace."""
+    return KEY.resource_id(resource_type, local_id)
+
+
+def theirs(resource_type: str, local_id: str) -> str:
+    """A global id in clinic B's namespace."""
+    return B_KEY.resource_id(resource_type, local_id)
+
+
+@pytest.fixture
+async def clinic_b(pg_server_dsn: str) -> AsyncIterator[Emulator]:
+    emu = Emulator(await create_database(pg_server_dsn, "clinic_b"))
+    await emu.start()
+    yield emu
+    await emu.stop()
+
+
+@pytest.fixture
+async def b_root(clinic_b: Emulator) -> AsyncIterator[AidboxClient]:
+    async with AidboxClient(clinic_b.url, "root", "secret") as client:
+        yield client
+
+
+@pytest.fixture
+async def b_app(clinic_b: Emulator, headquarters: Headquarters) -> AsyncIterator[RunningApp]:
+    await headquarters.register(B, name="Clinic B", country="PT")
+    async with headquarters.clinic_app(clinic_b.url, B, SYNC_RUNNER_ENABLED="false") as app:
+        yield app
+
+
+@pytest.fixture
+async def as_a(global_aidbox: Emulator, headquarters: Headquarters) -> AsyncIterator[AidboxClient]:
+    """Clinic A's credentials at headquarters, in an attacker's hands."""
+    async with AidboxClient(global_aidbox.url, CLINIC, headquarters.secrets[CLINIC]) as client:
+        yield client
+
+
+def refused(resp: Any) -> bool:
+    return resp.status in (401, 403) and resp.body.get("resourceType") == "OperationOutcome"
+
+
+def body(resource_type: str, global_id: str, **extra: Any) -> dict[str, Any]:
+    return {"resourceType": resource_type, "id": global_id, **extra}
+
+
+def transaction(*entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "transaction", "entry": list(entries)}
+
+
+def put(resource: dict[str, Any]) -> dict[str, Any]:
+    url = f"{resource['resourceType']}/{resource['id']}"
+    return {"request": {"method": "PUT", "url": url}, "resource": resource}
+
+
+# -- registration ------------------------------------------------------------------------
+
+
+async def test_registration_answers_a_secret_once_rotates_it_and_is_idempotent(
+    headquarters: Headquarters, global_aidbox: Emulator, global_root: AidboxClient
+) -> None:
+    first = await global_root.request(
+        "POST", "/$register-instance", json={"id": "clinic-c", "name": "C", "region": "EU"}
+    )
+    assert first.status == 201
+    secret = first.body["client"]["secret"]
+    assert first.body["instance"]["status"] == "active"
+    assert first.body["instance"]["types"]  # the default push types
+    again = await global_root.request(
+        "POST", "/$register-instance", json={"id": "clinic-c", "name": "C"}
+    )
+    assert again.status == 200 and "secret" not in again.body["client"]
+    assert again.body["instance"]["region"] == "EU"  # what was not given stays
+    stored = (await global_root.call("GET", "/Client/clinic-c")).body
+    assert secret not in str(stored)
+    async with AidboxClient(global_aidbox.url, "clinic-c", secret) as clinic:
+        assert (await clinic.request("GET", "/AidboxInstance/clinic-c")).status == 200
+        rotated = await global_root.call(
+            "POST", "/$register-instance", json={"id": "clinic-c", "rotateSecret": True}
+        )
+        new = rotated.body["client"]["secret"]
+        assert new != secret
+        assert (await clinic.request("GET", "/AidboxInstance/clinic-c")).status == 401
+    async with AidboxClient(global_aidbox.url, "clinic-c", new) as clinic:
+        assert (await clinic.request("GET", "/AidboxInstance/clinic-c")).status == 200
+
+
+@pytest.mark.parametrize(
+    ("registration", "status"),
+    [
+        ({"id": "hq-app", "name": "x"}, 409),  # an existing Client that is no clinic's
+        ({"id": "clinic_c", "name": "x"}, 400),  # not an instance id
+        ({"id": "clinic-c"}, 422),  # a new clinic needs a name
+        ({"id": "clinic-c", "name": "x", "types": ["Client"]}, 400),
+        ({"id": "clinic-c", "name": "x", "types": ["AccessPolicy", "Patient"]}, 400),
+        ({"id": "clinic-c", "name": "x", "status": "gone"}, 400),
+    ],
+)
+async def test_registration_refuses_what_it_must_not_do(
+    headquarters: Headquarters,
+    global_root: AidboxClient,
+    registration: dict[str, Any],
+    status: int,
+) -> None:
+    await global_root.call("PUT", "/Client/hq-app", json={"secret": "s", "grant_types": ["basic"]})
+    resp = await global_root.request("POST", "/$register-instance", json=registration)
+    assert resp.status == status, resp.body
+    assert resp.body["resourceType"] == "OperationOutcome"
+    assert (await global_root.request("GET", "/AidboxInstance/clinic-c")).status == 404
+
+
+async def test_only_root_may_register(headquarters: Headquarters, as_a: AidboxClient) -> None:
+    resp = await as_a.request("POST", "/$register-instance", json={"id": "x", "name": "x"})
+    assert refused(resp)
+
+
+# -- what a clinic's credentials can and cannot do ---------------------------------------
+
+
+async def test_a_client_that_is_not_registered_is_refused_everything(
+    headquarters: Headquarters, global_aidbox: Emulator, global_root: AidboxClient
+) -> None:
+    await global_root.call(
+        "PUT", "/Client/stranger", json={"secret": "s3cret", "grant_types": ["basic"]}
+    )
+    pid = f"stranger-{'0' * 26}"
+    async with AidboxClient(global_aidbox.url, "stranger", "s3cret") as stranger:
+        for method, path, payload in [
+            ("GET", "/AidboxInstance/stranger", None),
+            ("PUT", f"/Patient/{pid}", body("Patient", pid)),
+            ("POST", "/", transaction(put(body("Patient", pid)))),
+            ("GET", "/Patient", None),
+        ]:
+            assert refused(await stranger.request(method, path, json=payload)), path
+
+
+@pytest.fixture
+async def b_patient(global_root: AidboxClient, b_app: RunningApp) -> str:
+    """A Patient of clinic B at headquarters (written as root, as B's push would)."""
+    pid = theirs("Patient", "p1")
+    await global_root.call("PUT", f"/Patient/{pid}", json=body("Patient", pid, gender="male"))
+    return pid
+
+
+async def test_a_clinic_writes_and_reads_back_its_own_namespace(
+    as_a: AidboxClient, b_patient: str
+) -> None:
+    pid = own("Patient", "p1")
+    assert (await as_a.request("PUT", f"/Patient/{pid}", json=body("Patient", pid))).status == 201
+    oid = own("Observation", "o1")
+    obs = body("Observation", oid, status="final", subject={"resourceType": "Patient", "id": pid})
+    obs["code"] = {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}
+    tx = await as_a.request("POST", "/", json=transaction(put(obs)))
+    assert tx.status == 200, tx.body
+    created = await as_a.request(
+        "POST", f"/Patient?_id={own('Patient', 'p2')}", json=body("Patient", own("Patient", "p2"))
+    )
+    assert created.status == 201, created.body
+    assert (await as_a.request("GET", f"/Patient/{pid}")).status == 200
+    assert (await as_a.request("DELETE", f"/Observation/{oid}")).status == 200
+    assert (await as_a.request("GET", f"/AidboxInstance/{CLINIC}")).status == 200
+
+
+def _cases() -> list[tuple[str, str, str, Any]]:
+    """(what, method, path, body) a clinic must never be allowed, with clinic A's credentials."""
+    mine, yours = own("Patient", "p9"), theirs("Patient", "p1")
+    prefix = f"{CLINIC}-x-{'a' * 26}"  # clinic-a is a prefix of clinic-a-x
+    to_b = {"resourceType": "Patient", "id": yours}
+    observation_to_b = body(
+        "Observation", own("Observation", "o9"), status="final", subject=to_b, code={"text": "x"}
+    )
+    contained_to_b = body(
+        "Patient", mine, contained=[{"resourceType": "RelatedPerson", "id": "c0", "patient": to_b}]
+    )
+    return [
+        ("overwrite B's resource", "PUT", f"/Patient/{yours}", body("Patient", yours)),
+        ("delete B's resource", "DELETE", f"/Patient/{yours}", None),
+        ("read B's resource", "GET", f"/Patient/{yours}", None),
+        ("a longer namespace", "PUT", f"/Patient/{prefix}", body("Patient", prefix)),
+        ("an id of another shape", "PUT", f"/Patient/{CLINIC}-p9", body("Patient", f"{CLINIC}-p9")),
+        (
+            "a type it may not push",
+            "PUT",
+            f"/Device/{own('Device', 'd')}",
+            body("Device", own("Device", "d")),
+        ),
+        ("B's id in the body", "PUT", f"/Patient/{mine}", body("Patient", yours)),
+        ("a reference to B", "PUT", f"/Observation/{own('Observation', 'o9')}", observation_to_b),
+        ("a contained reference to B", "PUT", f"/Patient/{mine}", contained_to_b),
+        ("a create with the id in the body only", "POST", "/Patient", body("Patient", mine)),
+        ("a server-assigned id", "POST", "/Patient", {"resourceType": "Patient"}),
+        ("a create whose body names B", "POST", f"/Patient?_id={mine}", body("Patient", yours)),
+        (
+            "a conditional create by identifier",
+            "POST",
+            "/Patient?identifier=x",
+            {"resourceType": "Patient"},
+        ),
+        ("a conditional update", "PUT", "/Patient?identifier=x", {"resourceType": "Patient"}),
+        ("a conditional delete", "DELETE", "/Patient?identifier=x", None),
+        ("FHIR format", "PUT", f"/fhir/Patient/{mine}", body("Patient", mine)),
+        ("a search of a clinical type", "GET", "/Patient", None),
+        ("a search by id", "GET", f"/Patient?_id={mine}", None),
+        ("changes of a clinical type", "GET", "/Patient/$changes", None),
+        ("history", "GET", f"/Patient/{mine}/_history", None),
+        ("$psql", "POST", "/$psql", {"query": "SELECT 1"}),
+        ("its own Client", "PUT", f"/Client/{CLINIC}", {"secret": "x", "grant_types": ["basic"]}),
+        ("another Client", "GET", "/Client/root", None),
+        ("a policy of its own", "PUT", "/AccessPolicy/mine", {"engine": "allow"}),
+        ("the App", "PUT", "/App/aidbox-sync", {"type": "app"}),
+        ("its own AidboxInstance", "PUT", f"/AidboxInstance/{CLINIC}", {"status": "active"}),
+        ("B's AidboxInstance", "GET", f"/AidboxInstance/{B}", None),
+        ("the clinics' list", "GET", "/AidboxInstance", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("what", "method", "path", "payload"), _cases(), ids=[c[0] for c in _cases()]
+)
+async def test_the_global_refuses_a_clinic_everything_else(
+    as_a: AidboxClient,
+    b_patient: str,
+    global_root: AidboxClient,
+    what: str,
+    method: str,
+    path: str,
+    payload: Any,
+) -> None:
+    before = await global_state(global_root, ["Patient", "Observation", "Device"])
+    resp = await as_a.request(method, path, json=payload)
+    assert refused(resp), (what, resp.status, resp.body)
+    assert await global_state(global_root, ["Patient", "Observation", "Device"]) == before
+
+
+async def test_one_forbidden_entry_fails_the_whole_transaction(
+    as_a: AidboxClient, b_patient: str, global_root: AidboxClient
+) -> None:
+    good = body("Patient", own("Patient", "p3"))
+    for bad in (
+        put(body("Patient", b_patient, gender="female")),  # B's namespace
+        {"request": {"method": "DELETE", "url": f"Patient/{b_patient}"}},
+        {  # a urn:uuid entry: created with a server-assigned id
+            "fullUrl": "urn:uuid:6f1a9f9e-1111-4222-8333-444455556666",
+            "request": {"method": "POST", "url": "Patient"},
+            "resource": {"resourceType": "Patient"},
+        },
+    ):
+        resp = await as_a.request("POST", "/", json=transaction(put(good), bad))
+        assert refused(resp), bad
+    held = await resources(global_root, "Patient")
+    assert own("Patient", "p3") not in held
+    assert held[b_patient]["gender"] == "male"
+
+
+# -- suspension, reactivation, removal ---------------------------------------------------
+
+
+async def test_a_suspended_clinic_syncs_nothing_is_refused_and_resumes_exactly(
+    b_app: RunningApp,
+    b_root: AidboxClient,
+    headquarters: Headquarters,
+    global_aidbox: Emulator,
+    global_root: AidboxClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    await b_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    assert (await b_root.call("POST", "/$sync")).status == 200
+    assert await global_state(global_root, TYPES, B) == await expected_global(
+        b_root, TYPES, key=B_KEY
+    )
+
+    # suspending is one field change, here as an operator would make it with PUT
+    instance = (await global_root.call("GET", f"/AidboxInstance/{B}")).body
+    await global_root.call("PUT", f"/AidboxInstance/{B}", json={**instance, "status": "suspended"})
+    await b_root.call("PUT", "/Patient/p2", json=patient("p2", family="Jones"))
+    await b_root.call("PUT", "/Observation/o1", json=observation("o1", "p2"))
+    caplog.set_level(logging.INFO, logger="aidbox_sync")
+    for _ in range(2):
+        stopped = await b_root.request("POST", "/$sync")
+        assert stopped.status == 409
+        assert "suspended" in stopped.body["issue"][0]["diagnostics"]
+    said = [r for r in caplog.records if "suspended at headquarters" in r.getMessage()]
+    assert len(said) == 1  # once, when it changed
+    status = (await b_root.call("GET", "/$sync-status")).body
+    assert status["instance"]["state"] == "suspended"
+    assert theirs("Patient", "p2") not in await resources(global_root, "Patient")
+
+    # the client-side check bypassed: the global itself refuses B's own credentials
+    async with AidboxClient(global_aidbox.url, B, headquarters.secrets[B]) as as_b:
+        pid = theirs("Patient", "p2")
+        assert refused(await as_b.request("PUT", f"/Patient/{pid}", json=body("Patient", pid)))
+        assert refused(await as_b.request("POST", "/", json=transaction(put(body("Patient", pid)))))
+        # ...while it may still read that it is suspended
+        assert (await as_b.request("GET", f"/AidboxInstance/{B}")).body["status"] == "suspended"
+    assert pid not in await resources(global_root, "Patient")
+
+    await headquarters.register(B, status="active")
+    resumed = await b_root.call("POST", "/$sync")
+    assert resumed.status == 200
+    assert await global_state(global_root, TYPES, B) == await expected_global(
+        b_root, TYPES, key=B_KEY
+    )
+    assert (await b_root.call("GET", "/$sync-status")).body["instance"]["state"] == "active"
+
+
+async def test_deleting_the_instance_revokes_everything(
+    as_a: AidboxClient, global_root: AidboxClient, sync_app: RunningApp, local_root: AidboxClient
+) -> None:
+    await global_root.call("DELETE", f"/AidboxInstance/{CLINIC}")
+    pid = own("Patient", "p1")
+    assert refused(await as_a.request("PUT", f"/Patient/{pid}", json=body("Patient", pid)))
+    assert refused(await as_a.request("GET", f"/AidboxInstance/{CLINIC}"))
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    stopped = await local_root.request("POST", "/$sync")
+    assert stopped.status == 409
+    status = (await local_root.call("GET", "/$sync-status")).body
+    assert status["instance"]["state"] == "unregistered"
