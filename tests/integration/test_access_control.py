@@ -7,11 +7,14 @@ them would make it."""
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aidbox_python_sdk.db import parse_psql_response
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
@@ -350,3 +353,65 @@ async def test_deleting_the_instance_revokes_everything(
     assert stopped.status == 409
     status = (await local_root.call("GET", "/$sync-status")).body
     assert status["instance"]["state"] == "unregistered"
+
+
+# -- the policy under the other reading of per-entry checks ------------------------------
+
+
+def _render(query: str, request: dict[str, Any]) -> str:
+    """The policy's query with each {{path}} replaced by the request object's value as a SQL
+    literal, as the sql engine binds it (access-policies.md, "Interpolation Rules")."""
+
+    def value(match: re.Match[str]) -> str:
+        node: Any = request
+        for part in match.group(1).split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return "NULL"
+        text = node if isinstance(node, str) else json.dumps(node)
+        return "'" + text.replace("'", "''") + "'"
+
+    return re.sub(r"\{\{([^}!]+)\}\}", value, query)
+
+
+async def test_a_bundle_is_judged_by_its_entries_even_if_entries_were_not_checked_apart(
+    headquarters: Headquarters, global_root: AidboxClient, b_patient: str
+) -> None:
+    # accesspolicy-examples.md #18 says entries are checked one by one, not what an entry's
+    # request object holds: if Aidbox showed entries only the bundle's, the policy must still
+    # refuse a bundle with one forbidden entry, from the bundle's body alone.
+    policy = (await global_root.call("GET", "/AccessPolicy/aidbox-sync-clinics")).body
+
+    async def allows(bundle: dict[str, Any]) -> bool:
+        request = {
+            "client": {"id": CLINIC},
+            "operation": {"id": "Transaction"},
+            "uri": "/",
+            "request-method": "post",
+            "resource": bundle,
+            "params": {},
+        }
+        query = _render(policy["sql"]["query"], request)
+        resp = await global_root.call("POST", "/$psql", json={"query": query})
+        return bool(next(iter(parse_psql_response(resp.body)[0][0].values())))
+
+    mine = body("Patient", own("Patient", "p5"))
+    assert await allows(transaction(put(mine)))
+    create = {"request": {"method": "POST", "url": f"Patient?_id={mine['id']}"}, "resource": mine}
+    assert await allows(transaction(create))
+    for bad in (
+        put(body("Patient", b_patient)),
+        {"request": {"method": "DELETE", "url": f"Patient/{b_patient}"}},
+        {"request": {"method": "POST", "url": "Patient"}, "resource": {"resourceType": "Patient"}},
+        {"request": {"method": "PUT", "url": "Patient?identifier=x"}, "resource": mine},
+        {"request": {"method": "GET", "url": "Patient"}},
+        {"request": {"method": "PUT", "url": f"Client/{CLINIC}"}, "resource": {"secret": "x"}},
+        put(
+            body(
+                "Patient",
+                own("Patient", "p6"),
+                link=[{"other": {"resourceType": "Patient", "id": b_patient}}],
+            )
+        ),
+    ):
+        assert not await allows(transaction(put(mine), bad)), bad
