@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -15,9 +14,10 @@ import pytest
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from tests.integration.test_push import TYPES, seed_clinic, sync
-from tests.support.apps import RunningApp, _free_socket, app_env
+from tests.support.apps import RunningApp, _free_socket
 from tests.support.clinic import expected_global, global_state
 from tests.support.headquarters import CLINIC, Headquarters
+from tests.support.processes import app_process
 
 
 async def _assert_converged(local_root: AidboxClient, global_root: AidboxClient) -> None:
@@ -69,45 +69,6 @@ async def test_cancelled_runner_replays_without_gap_or_duplicate(
     hold.release()
     await hold.committed()
     await _assert_converged(local_root, global_root)
-
-
-@contextlib.asynccontextmanager
-async def app_process(
-    local_url: str, global_url: str, port: int, secret: str
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """The App as its own OS process on `port`; yields once it has registered."""
-    env = {
-        **os.environ,
-        **app_env(
-            local_url,
-            port,
-            global_url=global_url,
-            SYNC_RUNNER_ENABLED="false",
-            SYNC_GLOBAL_CLIENT_SECRET=secret,
-        ),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.main", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    assert proc.stderr is not None
-    while b"successfully registered" not in (line := await proc.stderr.readline()):
-        assert line, "the App exited before registering"
-    # The port is open right after registration (aiohttp starts the site next); wait for it.
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            break
-        except OSError:
-            await asyncio.sleep(0.02)
-    drain = asyncio.create_task(proc.stderr.read())
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-        await proc.wait()
-        drain.cancel()
 
 
 @pytest.mark.parametrize("step", list(STEPS))

@@ -1,0 +1,59 @@
+"""The App as a real OS process, for tests that kill it (SIGKILL) mid-work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator
+
+from tests.support.apps import app_env
+
+
+@contextlib.asynccontextmanager
+async def app_process(
+    local_url: str,
+    global_url: str,
+    port: int,
+    secret: str,
+    logs: list[bytes] | None = None,
+    **extra: str,
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The App as its own OS process on `port`; yields once it has registered. Its runner is
+    off unless ``extra`` turns it on; what it logged is appended to ``logs``."""
+    env = {
+        **os.environ,
+        **app_env(
+            local_url,
+            port,
+            global_url=global_url,
+            **{"SYNC_RUNNER_ENABLED": "false", "SYNC_GLOBAL_CLIENT_SECRET": secret, **extra},
+        ),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.main", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stderr is not None
+    seen = []
+    while b"successfully registered" not in (line := await proc.stderr.readline()):
+        assert line, "the App exited before registering"
+        seen.append(line)
+    # The port is open right after registration (aiohttp starts the site next); wait for it.
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            break
+        except OSError:
+            await asyncio.sleep(0.02)
+    drain = asyncio.create_task(proc.stderr.read())
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+        rest = await drain
+        if logs is not None:
+            logs.append(b"".join(seen) + rest)
