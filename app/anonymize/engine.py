@@ -201,14 +201,6 @@ def _walk(obj: dict, frame: Frame, ctx: _Context, path: str) -> Any:
         here = f"{path}.{name}" if tracing else path
         if type(value) is list:
             result = _items(step, value, ctx, here)
-        elif kind == KEEP:
-            if step.accepts(value):
-                out[name] = value
-            else:
-                _record(ctx, here, "removed", _invalid(step))
-            continue
-        elif kind == DESCEND and type(value) is dict:
-            result = _walk(value, step.frame, ctx, here)  # type: ignore[arg-type]
         else:
             result = _one(step.select(value) if kind == SELECT else step, value, ctx, here)  # type: ignore[misc]
         if result is not DROP:
@@ -273,18 +265,7 @@ def _items(step: Step, values: list, ctx: _Context, path: str) -> Any:
     select = step.select if step.kind == SELECT else None
     for position, item in enumerate(values):
         here = f"{path}[{position}]" if tracing else path
-        current = step if select is None else select(item)
-        kind = current.kind
-        if kind == KEEP:
-            if current.accepts(item):
-                out.append(item)
-            else:
-                _record(ctx, here, "removed", _invalid(current))
-            continue
-        if kind == DESCEND and type(item) is dict:
-            result = _walk(item, current.frame, ctx, here)  # type: ignore[arg-type]
-        else:
-            result = _one(current, item, ctx, here)
+        result = _one(step if select is None else select(item), item, ctx, here)
         if result is not DROP:
             out.append(result)
     return out if out else DROP
