@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.errors import SyncError
 from app.model import INSTANCE_ID_PATTERN
 
 
@@ -126,7 +127,7 @@ class AppSettings(BaseSettings):
         )
 
 
-class SettingsError(Exception):
+class SettingsError(SyncError):
     """Configuration is missing or invalid; the message names each variable."""
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from app.errors import SyncError
+
 JSON = dict[str, Any]
 log = logging.getLogger("aidbox_sync.http")
 
@@ -50,7 +52,7 @@ class Response:
         return 200 <= self.status < 300 or self.status == 304
 
 
-class AidboxError(Exception):
+class AidboxError(SyncError):
     """Aidbox answered with an error status."""
 
     def __init__(self, method: str, path: str, status: int, body: Any) -> None:
@@ -75,7 +77,7 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, AidboxUnavailable) or (isinstance(exc, AidboxError) and exc.transient)
 
 
-class AidboxUnavailable(Exception):
+class AidboxUnavailable(SyncError):
     """No answer: connection refused or dropped, or a timeout. Always transient."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from app.anonymize import ProfileError, parse_profile
+from app.errors import SyncError
 from app.settings import Role
 
 MANIFEST_DIR = Path(
@@ -25,7 +26,7 @@ MANIFEST_DIR = Path(
 ResourceMap = dict[str, dict[str, dict[str, Any]]]
 
 
-class ManifestError(Exception):
+class ManifestError(SyncError):
     """A manifest file is missing or malformed (a packaging error, caught at start-up)."""
 
 

@@ -12,8 +12,10 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from app.errors import SyncError
 
-class OperationError(Exception):
+
+class OperationError(SyncError):
     """Raised by handlers; becomes an OperationOutcome response."""
 
     def __init__(

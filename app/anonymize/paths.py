@@ -16,10 +16,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from app.errors import SyncError
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-class PathError(ValueError):
+class PathError(SyncError, ValueError):
     """A path that does not parse; the message says where."""
 
 

@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 from app.anonymize.fhir_types import FhirType, datatype_names, fhir_type
 from app.anonymize.paths import PathError, Segment, format_path, parse_path
 from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE
+from app.errors import SyncError
 
 MethodName = Literal[
     "keep", "redact", "pseudonymize", "generalize-date", "zip3", "age", "replace", "state",
@@ -299,7 +300,7 @@ def normalize_question(text: str) -> str:
     return " ".join(text.casefold().split()).rstrip(":?* ")
 
 
-class ProfileError(ValueError):
+class ProfileError(SyncError, ValueError):
     """A refused profile, with one issue per problem, ready to become an OperationOutcome."""
 
     def __init__(self, issues: list[dict[str, str]]) -> None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.aidbox.client import AidboxClient
 from app.aidbox.manifest import load_manifest
 from app.anonymize.fhir_types import is_resource_type
+from app.errors import SyncError
 from app.model import AidboxInstance, Direction, InstanceId, InstanceStatus, SyncConfig
 from app.settings import Role
 
@@ -28,7 +29,7 @@ log = logging.getLogger("aidbox_sync.registry")
 _SECRET_BYTES = 32
 
 
-class RegistrationConflict(ValueError):
+class RegistrationConflict(SyncError, ValueError):
     """The registration would hand an existing Client, not a clinic's, to a clinic."""
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from app.aidbox.client import AidboxClient, AidboxError
+from app.errors import SyncError
 from app.model import ChangesInfo, Direction
 
 
-class CheckpointConflict(Exception):
+class CheckpointConflict(SyncError):
     """Another runner changed the checkpoint since it was read."""
 
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from app.aidbox.client import AidboxClient
 from app.anonymize import Plan, ProfileError, compile_profile, parse_profile
+from app.errors import SyncError
 from app.model import SyncConfig
 
 log = logging.getLogger("aidbox_sync.config")
@@ -91,5 +92,5 @@ class ConfigSource:
         return plan
 
 
-class ConfigError(Exception):
+class ConfigError(SyncError):
     """No valid configuration could be loaded."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from app.aidbox.client import AidboxClient, AidboxError
+from app.errors import SyncError
 
 Event = Literal["created", "updated", "deleted"]
 
@@ -47,7 +48,7 @@ class Change:
         return ChangeId(self.resource_type, self.id, self.version)
 
 
-class FeedError(Exception):
+class FeedError(SyncError):
     """The Changes API answered something this reader cannot use."""
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from app.aidbox.client import AidboxClient
+from app.errors import SyncError
 
 log = logging.getLogger("aidbox_sync.instance")
 
@@ -42,7 +43,7 @@ class Standing:
         }
 
 
-class InstanceInactive(RuntimeError):
+class InstanceInactive(SyncError):
     """Headquarters does not let this clinic sync now; nothing was read or written."""
 
 

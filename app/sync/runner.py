@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from app.aidbox.client import AidboxClient
 from app.anonymize import PseudonymKey
+from app.errors import SyncError
 from app.model import ChangesInfo, Direction, StreamConfig
 from app.sync.checkpoint import CheckpointStore
 from app.sync.config import ConfigSource
@@ -34,7 +35,7 @@ log = logging.getLogger("aidbox_sync.runner")
 _FIRST_RECHECK = 0.02  # seconds before looking again at a bound held back by an open transaction
 
 
-class UnknownStream(LookupError):
+class UnknownStream(SyncError, LookupError):
     """A stream was asked for that the configuration does not enable."""
 
 

@@ -15,13 +15,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from app.aidbox.client import AidboxClient, AidboxError, AidboxUnavailable
+from app.aidbox.client import AidboxClient
 from app.anonymize import Plan, PseudonymKey
+from app.errors import SyncError
 from app.model import ChangesInfo, Counters, Direction, LastError, Lease
 from app.sync.backlog import Backlog, Batch
 from app.sync.bundle import Outgoing, Ref, batches, order_by_references
-from app.sync.checkpoint import CheckpointConflict, CheckpointStore
-from app.sync.feed import Change, ChangeFeed, FeedError
+from app.sync.checkpoint import CheckpointStore
+from app.sync.feed import Change, ChangeFeed
 from app.sync.pipeline import Pipeline
 from app.sync.quarantine import quarantine
 from app.sync.sent import SentCache
@@ -32,8 +33,6 @@ log = logging.getLogger("aidbox_sync.stream")
 
 # Changes anonymized between two yields to the event loop (about a millisecond of work).
 _YIELD_EVERY = 32
-
-OWN_ERRORS = (AidboxError, AidboxUnavailable, FeedError, CheckpointConflict)
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,9 @@ class RunSummary:
 
 def failure_reason(exc: BaseException) -> str:
     """A failure as stored in status and logs. Only our own errors keep their message (made of
-    statuses, ids and OperationOutcome diagnostics); any other exception might quote a body."""
-    if isinstance(exc, OWN_ERRORS):
+    statuses, ids and OperationOutcome diagnostics, app/errors.py); any other exception might
+    quote a body."""
+    if isinstance(exc, SyncError):
         return f"{type(exc).__name__}: {exc}"
     return f"{type(exc).__name__} (details withheld: may quote a resource)"
 

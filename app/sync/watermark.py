@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from aidbox_python_sdk.db import parse_psql_response
 
 from app.aidbox.client import AidboxClient
+from app.errors import SyncError
 
 # The highest txid handed out (`last_value` is not yet used while `is_called` is false), the
 # sequence's cache (a backend caching values could hand out one <= head later: refused), and
@@ -55,7 +56,7 @@ class Observation:
     at: int  # microseconds since the epoch, database clock
 
 
-class WatermarkError(Exception):
+class WatermarkError(SyncError):
     """`$psql` is not usable (no permission, or an unexpected answer)."""
 
 
