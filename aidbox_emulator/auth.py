@@ -212,6 +212,10 @@ async def authorize(
                 return
         except UnknownEngine as exc:
             log.warning("AccessPolicy %s: engine %r not emulated; it denies", row["id"], str(exc))
+        except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError):
+            # Inside a SERIALIZABLE bundle the whole transaction is doomed: it answers the
+            # conflict (412), which its caller may retry, not a denial.
+            raise
         except Exception as exc:
             # The policy id only: messages may quote request values.
             log.warning("AccessPolicy %s failed (%s); it denies", row["id"], type(exc).__name__)

@@ -50,6 +50,41 @@ class Hold:
             self._done.set_result(ok)
 
 
+class RequestHold:
+    """A request paused on arrival, before anything of it is done: a slow network or a busy
+    server, so that the caller gives up (times out) while the request is still to run."""
+
+    def __init__(self, method: str, path: str) -> None:
+        self.method = method.upper()
+        self.path = path
+        loop = asyncio.get_running_loop()
+        self._arrived: asyncio.Future[None] = loop.create_future()
+        self._released = asyncio.Event()
+        self._done: asyncio.Future[int] = loop.create_future()
+
+    async def arrived(self) -> None:
+        """Wait until the held request has arrived."""
+        await asyncio.shield(self._arrived)
+
+    def release(self) -> None:
+        """Let the held request run (whether its caller still waits or not)."""
+        self._released.set()
+
+    async def answered(self) -> int:
+        """Wait until the held request ran; return the status it answered."""
+        return await asyncio.shield(self._done)
+
+    # -- used by the server --
+    async def _hold(self) -> None:
+        if not self._arrived.done():
+            self._arrived.set_result(None)
+        await self._released.wait()
+
+    def _answer(self, status: int) -> None:
+        if not self._done.done():
+            self._done.set_result(status)
+
+
 @dataclass
 class _Random:
     error_rate: float
@@ -76,8 +111,12 @@ class Faults:
         """Disarm everything (pending holds are released so nothing stays stuck)."""
         for hold in getattr(self, "_all_holds", []):
             hold.release()
+        for request_hold in getattr(self, "_all_request_holds", []):
+            request_hold.release()
         self._holds: list[Hold] = []  # armed, not yet claimed by a transaction
         self._all_holds: list[Hold] = []  # every hold handed out, so clear() frees them all
+        self._request_holds: list[RequestHold] = []
+        self._all_request_holds: list[RequestHold] = []
         self._random: _Random | None = None
         self._serialization_failures = 0
         self._rejections: list[_Rejection] = []
@@ -87,6 +126,13 @@ class Faults:
         hold = Hold(resource_type)
         self._holds.append(hold)
         self._all_holds.append(hold)
+        return hold
+
+    def hold_next_request(self, method: str, path: str) -> RequestHold:
+        """Pause the next `method` request to `path` on arrival, before it runs."""
+        hold = RequestHold(method, path)
+        self._request_holds.append(hold)
+        self._all_request_holds.append(hold)
         return hold
 
     def set_random(
@@ -126,6 +172,14 @@ class Faults:
         for hold in self._holds:
             if hold.matches(types):
                 self._holds.remove(hold)
+                return hold
+        return None
+
+    def claim_request_hold(self, method: str, path: str) -> RequestHold | None:
+        """Take the first armed request hold for this request."""
+        for hold in self._request_holds:
+            if hold.method == method.upper() and hold.path == path:
+                self._request_holds.remove(hold)
                 return hold
         return None
 

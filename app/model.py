@@ -68,6 +68,7 @@ class ChangesInfo(_Resource):
     direction: Direction
     type: ResourceTypeName
     version: int = Field(0, ge=0, description="last version fully applied on the target")
+    fence: int = Field(0, ge=0, description="last fence token known written at the target")
     status: Literal["idle", "failed"] = "idle"
     lastStartedAt: datetime | None = None
     lastFinishedAt: datetime | None = None

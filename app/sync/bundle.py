@@ -160,11 +160,12 @@ def _by_bytes(items: list[Outgoing], max_bytes: int) -> Iterator[list[Outgoing]]
         yield batch
 
 
-def transaction(items: Iterable[Outgoing]) -> dict[str, Any]:
-    """A transaction Bundle of the entries, in the given order.
+def transaction(items: Iterable[Outgoing], first: Iterable[Any] = ()) -> dict[str, Any]:
+    """A transaction Bundle of the entries, in the given order, after the entries `first`
+    (the fence's).
 
     The entries are the ready bytes of each Outgoing (`orjson.Fragment`): serialize the Bundle
     with orjson, which copies them as they are.
     """
-    entries = [orjson.Fragment(i.encoded) for i in items]
+    entries = [*first, *(orjson.Fragment(i.encoded) for i in items)]
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}

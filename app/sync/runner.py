@@ -91,6 +91,7 @@ class PushService:
             self._streams[resource_type] = PushStream(
                 resource_type,
                 local=self.local,
+                global_=self.global_,
                 # Windows no larger than a transaction: the first batch leaves sooner.
                 feed=ChangeFeed(self.local, resource_type, page_size=self._limits.max_entries),
                 sink_for=self._sink,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from app.aidbox.client import AidboxClient, AidboxError, outcome_summary
 from app.sync.bundle import Outgoing, Ref, order_by_references, transaction
+from app.sync.fence import Fence, FenceLost, batch_digest
 
 log = logging.getLogger("aidbox_sync.sink")
 
@@ -57,23 +58,48 @@ def missing_reference(body: object) -> Ref | None:
     return None
 
 
+# Times a transaction is sent again after an older run's late token took its place.
+_FENCE_RETRIES = 3
+
+
 class GlobalSink:
-    """Transactions to the global Aidbox."""
+    """Transactions to the global Aidbox, each fenced once the stream is claimed (fence.py)."""
 
     def __init__(self, client: AidboxClient, resolve: DependencyResolver) -> None:
         self._client = client
         self._resolve = resolve
+        self.fence: Fence | None = None
 
     async def _send(self, items: list[Outgoing]) -> set[Ref]:
         """Send one transaction; returns the conditional creates that created their resource."""
-        resp = await self._client.call("POST", "/", json=transaction(items))
-        answers = (resp.body or {}).get("entry") or [] if isinstance(resp.body, dict) else []
-        return {
-            item.key
-            for item, answer in zip(items, answers, strict=False)
-            if item.if_absent
-            and str((answer.get("response") or {}).get("status", "")).startswith("201")
-        }
+        fence = self.fence
+        digest = batch_digest(i.encoded for i in items) if fence is not None else ""
+        for _ in range(_FENCE_RETRIES):
+            first = fence.entries(digest) if fence is not None else []
+            try:
+                resp = await self._client.call("POST", "/", json=transaction(items, first))
+            except AidboxError as err:
+                if fence is None or err.status != 409:
+                    raise
+                settled = await fence.settle(digest)
+                if settled is None:
+                    continue  # an older run's late token took the place: send it again
+                if settled:
+                    return (
+                        set()
+                    )  # an earlier attempt landed; its answer, and what it created, is lost
+                raise
+            if fence is not None:
+                fence.landed()
+            body = resp.body if isinstance(resp.body, dict) else {}
+            answers = (body.get("entry") or [])[len(first) :]
+            return {
+                item.key
+                for item, answer in zip(items, answers, strict=False)
+                if item.if_absent
+                and str((answer.get("response") or {}).get("status", "")).startswith("201")
+            }
+        raise FenceLost(f"stream {fence.stream_id if fence else ''}: its tokens kept being taken")
 
     async def _with_dependency(
         self, items: list[Outgoing], err: AidboxError, tried: set[Ref]

@@ -23,6 +23,7 @@ from app.sync.backlog import Backlog, Batch
 from app.sync.bundle import Outgoing, Ref, batches, order_by_references
 from app.sync.checkpoint import CheckpointStore
 from app.sync.feed import Change, ChangeFeed
+from app.sync.fence import Fence
 from app.sync.pipeline import Pipeline
 from app.sync.quarantine import quarantine
 from app.sync.sent import SentCache
@@ -98,6 +99,7 @@ class PushStream:
         resource_type: str,
         *,
         local: AidboxClient,
+        global_: AidboxClient,
         feed: ChangeFeed,
         sink_for: Callable[[DependencyResolver], GlobalSink],
         checkpoints: CheckpointStore,
@@ -120,6 +122,8 @@ class PushStream:
         # unchanged. An edit of the checkpoint (a reset, in the console too) invalidates it.
         self._verified: tuple[str | None, int] = (None, 0)
         self._saved = 0  # highest checkpoint this process wrote
+        self._global = global_
+        self._fence: Fence | None = None  # the current run's, once it claimed the stream
 
     async def run(self, bound: int, plan: Plan, key: PseudonymKey) -> RunSummary:
         """Push every change up to the settled `bound`; the checkpoint follows each write."""
@@ -201,7 +205,7 @@ class PushStream:
 
         async def send(batch: Batch) -> None:
             if pipeline.idle:
-                await self._claim(progress)
+                await self._claim(progress, sink, key)
             prepared, upper = await self._prepare(batch.changes, plan, key), batch.upper
             # The batch held the last references to the clinic's bodies (the feed and the
             # loop let go of them): they go now, while the write before is still in flight,
@@ -230,13 +234,24 @@ class PushStream:
         finally:
             pipeline.cancel()  # cancelled (shutdown): no write may land after the run
 
-    async def _claim(self, progress: _Progress) -> None:
+    async def _claim(self, progress: _Progress, sink: GlobalSink, key: PseudonymKey) -> None:
         """Take the stream's lease, or renew our own: a lease left by an earlier run may be
         about to lapse. Called before the first write to the global, with no write in flight:
-        If-Match makes the claim atomic, so of two runners only one goes on."""
+        If-Match makes the claim atomic, so of two runners only one goes on. The claim's
+        version is the run's epoch, which fences its writes at the global (fence.py)."""
         progress.info = await self._checkpoints.save(
             progress.info.model_copy(update={"lease": self._lease()})
         )
+        fence = Fence(
+            self._global,
+            key,
+            self.id,
+            epoch=int(progress.info.version_id or 0),
+            known=progress.info.fence,
+        )
+        await fence.open()
+        sink.fence = fence
+        self._fence = fence
 
     async def _prepare(self, changes: list[Change], plan: Plan, key: PseudonymKey) -> _Prepared:
         """Anonymize a batch of changes; one that cannot be anonymized is quarantined."""
@@ -301,10 +316,12 @@ class PushStream:
     ) -> ChangesInfo:
         self._saved = max(self._saved, version)
         now = datetime.now(UTC)
+        fence = self._fence.last if self._fence is not None else info.fence
         updated = info.model_copy(
             update={
                 "lease": self._lease() if info.lease else None,
                 "version": version,
+                "fence": max(fence, info.fence),
                 "status": "idle",
                 "counters": info.counters.add(counters),
                 "lastStartedAt": started,

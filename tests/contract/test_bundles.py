@@ -419,3 +419,25 @@ async def test_sql_policy_of_an_entry_sees_the_earlier_entries(box, uid):
         auth=client,
     )
     assert together.status == 200, together.body
+
+
+async def test_a_create_of_an_existing_id_fails_the_whole_transaction_409(box, uid):
+    # A POST of an existing id is a 409 (api/rest-api/crud/create.md); a repeated POST in a
+    # bundle "returns a 409 duplicate key error" (configuration/migrations.md); a transaction
+    # rolls back entirely on any error (api/batch-transaction.md). The App's fence relies on
+    # the three together (docs/push.md, "Fenced writes").
+    first = await box.post(
+        "/", bundle("transaction", entry("POST", "/Patient", {"id": f"tok-{uid}"}))
+    )
+    assert first.status == 200, first.body
+    again = await box.post(
+        "/",
+        bundle(
+            "transaction",
+            entry("POST", "/Patient", {"id": f"tok-{uid}"}),
+            entry("PUT", f"/Patient/content-{uid}", {"gender": "male"}),
+        ),
+    )
+    assert again.status == 409, again.body
+    assert again.body["resourceType"] == "OperationOutcome"
+    assert (await box.get(f"/Patient/content-{uid}")).status == 404

@@ -77,3 +77,16 @@ async def test_hold_releases_on_clear(box, uid):
     box.emulator.faults.clear()
     assert await hold.committed() is True
     assert (await pending).status == 201
+
+
+async def test_a_held_request_runs_after_its_caller_gave_up(box, uid):
+    import asyncio
+
+    hold = box.emulator.faults.hold_next_request("PUT", f"/Patient/late-{uid}")
+    caller = asyncio.create_task(box.put(f"/Patient/late-{uid}", {"gender": "male"}))
+    await hold.arrived()
+    assert (await box.get(f"/Patient/late-{uid}")).status == 404  # nothing done yet
+    caller.cancel()  # the caller times out and goes away
+    hold.release()
+    assert await hold.answered() == 201
+    assert (await box.get(f"/Patient/late-{uid}")).body["gender"] == "male"

@@ -1,0 +1,98 @@
+"""Fenced writes (docs/push.md, "Fenced writes"): a transaction the global executes late, or a
+runner that lost its stream, can never land over a later write."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aidbox_emulator import Emulator
+from app.aidbox.client import AidboxClient
+from tests.support.apps import RunningApp
+from tests.support.clinic import KEY, patient, resources
+from tests.support.headquarters import Headquarters
+
+# Short enough that the App gives up on a held transaction and retries within the test.
+QUICK = {"SYNC_RUNNER_ENABLED": "false", "SYNC_HTTP_TIMEOUT": "0.5"}
+GID = KEY.resource_id("Patient", "p1")
+
+
+async def _gender_at_global(global_root: AidboxClient) -> str | None:
+    # gender is kept by the Safe Harbor profile: it tells the states of p1 apart at the global.
+    current = (await resources(global_root, "Patient")).get(GID)
+    return None if current is None else current["gender"]
+
+
+async def test_a_transaction_executed_after_the_app_gave_up_cannot_undo_a_later_delete(
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    async with headquarters.clinic_app(local_aidbox.url, **QUICK) as app:
+        await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+        late = global_aidbox.faults.hold_next_request("POST", "/")
+        [created] = await app.service.sync(["Patient"])  # the retry lands; the first waits
+        assert created.error is None and created.counters.written == 1
+        await late.arrived()  # the first attempt is still on its way
+        await local_root.call("DELETE", "/Patient/p1")
+        [deleted] = await app.service.sync(["Patient"])
+        assert deleted.error is None and deleted.counters.deleted == 1
+    late.release()
+    assert await late.answered() == 409  # its fence token was taken by its own retry
+    assert (await global_root.call("GET", f"/Patient/{GID}", accept=(410,))).status == 410
+
+
+async def test_an_attempt_that_landed_while_its_retry_waited_is_recognised_not_repeated(
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    async with headquarters.clinic_app(local_aidbox.url, **QUICK) as app:
+        await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+        first = global_aidbox.faults.hold_next_request("POST", "/")
+        retry = global_aidbox.faults.hold_next_request("POST", "/")
+        run = asyncio.create_task(app.service.sync(["Patient"]))
+        await first.arrived()
+        await retry.arrived()  # the App gave up on the first attempt and sent it again
+        first.release()
+        assert await first.answered() == 200  # the first attempt committed, unanswered
+        retry.release()
+        assert await retry.answered() == 409
+        [summary] = await run
+        assert summary.error is None and summary.counters.written == 1
+        history = await global_root.call("GET", f"/Patient/{GID}/_history")
+        assert len(history.body["entry"]) == 1  # written once
+        await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="male"))
+        [after] = await app.service.sync(["Patient"])  # the stream goes on from the token
+        assert after.error is None and after.counters.written == 1
+    assert await _gender_at_global(global_root) == "male"
+
+
+async def test_a_paused_runner_that_lost_its_stream_cannot_land_its_write(
+    sync_app: RunningApp,
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="female"))
+    paused = global_aidbox.faults.hold_next_request("POST", "/")
+    stale = asyncio.create_task(sync_app.service.sync(["Patient"]))
+    await paused.arrived()  # its write is on the way, and then the runner stalls
+    # Meanwhile its lease lapses and another runner of the clinic takes the stream.
+    info = (await local_root.call("GET", "/ChangesInfo/push-Patient")).body
+    info["lease"]["until"] = "2000-01-01T00:00:00+00:00"
+    await local_root.call("PUT", "/ChangesInfo/push-Patient", json=info)
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="male"))
+    async with headquarters.clinic_app(local_aidbox.url, SYNC_RUNNER_ENABLED="false") as owner:
+        [taken] = await owner.service.sync(["Patient"])
+    assert taken.error is None and taken.counters.written == 1
+    paused.release()
+    assert await paused.answered() == 409
+    [refused] = await stale
+    assert refused.error and "newer run" in refused.error
+    assert await _gender_at_global(global_root) == "male"
