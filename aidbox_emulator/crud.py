@@ -65,7 +65,7 @@ async def _prepare(
 ) -> dict[str, Any]:
     """Everything Aidbox checks before storing a version; returns the resource to store."""
     resource = {**resource, "id": resource_id, "resourceType": resource_type}
-    rejected = ctx.rt.faults.rejection(resource_type, resource_id)
+    rejected = ctx.rt.faults.rejection(resource)
     if rejected is not None:
         raise invalid(rejected, expression=[resource_type])
     schema = await fhirschema.schema_for(ctx.conn, resource_type)

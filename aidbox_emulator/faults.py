@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class Hold:
@@ -99,6 +100,7 @@ class _Rejection:
     resource_type: str
     resource_id: str | None
     diagnostics: str
+    where: Mapping[str, Any]  # top-level elements the body must hold, to be rejected
 
 
 class Faults:
@@ -161,9 +163,11 @@ class Faults:
         resource_type: str,
         id: str | None = None,
         diagnostics: str = "Rejected",
+        where: Mapping[str, Any] | None = None,
     ) -> None:
-        """Make writes of `resource_type` (or of one id) fail with a 422 validation outcome."""
-        self._rejections.append(_Rejection(resource_type, id, diagnostics))
+        """Make writes of `resource_type` (or of one id; or only bodies holding the elements
+        `where`, e.g. a content rule of a profile) fail with a 422 validation outcome."""
+        self._rejections.append(_Rejection(resource_type, id, diagnostics, dict(where or {})))
 
     # -- hooks consulted by the server and the write path --
     def claim_hold(self, resource_types: Iterable[str]) -> Hold | None:
@@ -206,9 +210,13 @@ class Faults:
             return True
         return False
 
-    def rejection(self, resource_type: str, resource_id: str) -> str | None:
+    def rejection(self, resource: Mapping[str, Any]) -> str | None:
         """The diagnostics of an armed rejection matching this resource, or None."""
         for r in self._rejections:
-            if r.resource_type == resource_type and r.resource_id in (None, resource_id):
+            if (
+                r.resource_type == resource.get("resourceType")
+                and r.resource_id in (None, resource.get("id"))
+                and all(resource.get(k) == v for k, v in r.where.items())
+            ):
                 return r.diagnostics
         return None

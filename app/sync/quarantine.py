@@ -1,6 +1,6 @@
 """Quarantine records (`SyncQuarantine` in the local Aidbox): what the global refused.
 
-Only ids, version and the refusal reason are kept, never a body (DESIGN.md §4.4). The record id
+Only ids, version and the refusal reason are kept, never a body (docs/push.md). The record id
 is derived from (stream, resource id, version), so a replay after a crash does not duplicate it.
 """
 
@@ -20,8 +20,9 @@ def record_id(stream_id: str, change: ChangeId) -> str:
     return "q-" + hashlib.sha256(raw).hexdigest()[:40]
 
 
-async def quarantine(local: AidboxClient, stream_id: str, change: ChangeId, reason: str) -> None:
-    """Store (or overwrite) the record of a refused change."""
+async def quarantine(local: AidboxClient, stream_id: str, change: ChangeId, reason: str) -> bool:
+    """Store (or overwrite) the record of a refused change; True if it is new (a replay of
+    the same refusal finds its record and counts nothing)."""
     rec = QuarantineRecord(
         id=record_id(stream_id, change),
         stream=stream_id,
@@ -31,4 +32,5 @@ async def quarantine(local: AidboxClient, stream_id: str, change: ChangeId, reas
         at=datetime.now(UTC),
     )
     body = rec.model_dump(mode="json")
-    await local.call("PUT", f"/SyncQuarantine/{rec.id}", json=body)
+    resp = await local.call("PUT", f"/SyncQuarantine/{rec.id}", json=body)
+    return resp.status == 201  # api/rest-api/crud/update.md: 201 created, 200 updated

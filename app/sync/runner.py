@@ -26,7 +26,7 @@ from app.sync.feed import Change, ChangeFeed, current_state
 from app.sync.instance import InstanceCheck, InstanceInactive
 from app.sync.metrics import SyncMetrics
 from app.sync.sent import SentCache
-from app.sync.sink import DependencyResolver, GlobalSink
+from app.sync.sink import ClinicState, GlobalSink
 from app.sync.stream import Limits, PushStream, RunSummary, failure_reason
 from app.sync.watermark import Watermark
 
@@ -82,8 +82,8 @@ class PushService:
         """The clinic's current copy of a resource, as a change (None if gone)."""
         return await current_state(self.local, resource_type, local_id)
 
-    def _sink(self, resolve: DependencyResolver) -> GlobalSink:
-        return GlobalSink(self.global_, resolve)
+    def _sink(self, clinic: ClinicState) -> GlobalSink:
+        return GlobalSink(self.global_, clinic)
 
     def stream(self, resource_type: str) -> PushStream:
         """The stream of a type (created on first use)."""
@@ -115,7 +115,8 @@ class PushService:
         # other streams need.
         async with self.lock(cfg.type), self._semaphore:
             in_force = self.config.current
-            summary = await stream.run(bound, in_force.plan, self.key)
+            pushed = frozenset(s.type for s in in_force.config.enabled_streams(Direction.PUSH))
+            summary = await stream.run(bound, in_force.plan, self.key, pushed=pushed)
         self.metrics.observe_run(
             summary.stream, summary.version, summary.counters, summary.error is None, time.time()
         )

@@ -6,7 +6,9 @@
   Patient/<id> does not exist", contract §5) gets that resource pushed first, in the same
   transaction, when the clinic still has it.
 - A refusal of content (400, 413, 422) is bisected until the refused entry stands
-  alone; it is then quarantined (ids, version, reason) and the rest is written.
+  alone. If the clinic has replaced or deleted that version since, its current state (or
+  its deletion) is sent instead: an old version is not a poison resource (docs/push.md,
+  "Refusals"). A refusal of the current state is quarantined; the rest is written.
 - Any other refusal (401, 403, 404 on the bundle endpoint...) says nothing about the resources:
   the run fails and nothing is quarantined, so wrong credentials or a wrong URL never turn
   into lost data.
@@ -14,16 +16,13 @@
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from app.aidbox.client import AidboxClient, AidboxError, outcome_summary
 from app.sync.bundle import Outgoing, Ref, order_by_references, transaction
 from app.sync.fence import Fence, FenceLost, batch_digest
-
-log = logging.getLogger("aidbox_sync.sink")
 
 # Statuses by which Aidbox refuses what a bundle contains (contract §5, §6), as opposed to who
 # sent it or where. 409 and 412 are not among them: the App sends PUT/DELETE without If-Match,
@@ -32,9 +31,17 @@ CONTENT_REFUSALS = frozenset({400, 413, 422})
 
 _MISSING_REF = re.compile(r"Referenced resource ([A-Za-z][A-Za-z0-9]*)/([A-Za-z0-9\-.]+) does not")
 
-# Resolves a missing global reference to an Outgoing PUT built from the clinic's copy of the
-# target (None when the clinic no longer has it). Arguments: the global ref and the local id.
-DependencyResolver = Callable[[Ref, str], Awaitable[Outgoing | None]]
+
+class ClinicState(Protocol):
+    """What the sink asks the clinic when the global refuses something."""
+
+    async def target(self, ref: Ref, local_id: str) -> Outgoing | None:
+        """A missing reference target as a create-if-absent from the clinic's copy (None if
+        the clinic no longer has it, or it is not pushed)."""
+
+    async def current(self, item: Outgoing) -> list[Outgoing] | None:
+        """None if `item` is the clinic's current state; otherwise what replaces it: the
+        current state's write, or its deletion ([] when nothing is to be sent)."""
 
 
 @dataclass
@@ -65,9 +72,9 @@ _FENCE_RETRIES = 3
 class GlobalSink:
     """Transactions to the global Aidbox, each fenced once the stream is claimed (fence.py)."""
 
-    def __init__(self, client: AidboxClient, resolve: DependencyResolver) -> None:
+    def __init__(self, client: AidboxClient, clinic: ClinicState) -> None:
         self._client = client
-        self._resolve = resolve
+        self._clinic = clinic
         self.fence: Fence | None = None
 
     async def _send(self, items: list[Outgoing]) -> set[Ref]:
@@ -116,13 +123,15 @@ class GlobalSink:
         local_id = next((i.depends_on[ref] for i in items if ref in i.depends_on), None)
         if local_id is None:
             return None
-        target = await self._resolve(ref, local_id)
+        target = await self._clinic.target(ref, local_id)
         return None if target is None else order_by_references([target, *items])
 
     async def write(self, items: list[Outgoing]) -> SinkResult:
-        """Write `items` (already ordered); every item ends written or quarantined."""
+        """Write `items` (already ordered); every item ends written, replaced by the clinic's
+        current state, or quarantined."""
         result = SinkResult()
         tried: set[Ref] = set()
+        refreshed: set[Ref] = set()  # each resource is re-read once per write
         stack = [items]
         while stack:
             part = stack.pop()
@@ -134,20 +143,21 @@ class GlobalSink:
                 expanded = await self._with_dependency(part, err, tried)
                 if expanded is not None:
                     stack.append(expanded)
-                elif len(part) == 1:
-                    reason = f"{err.status} {outcome_summary(err.body)}"
-                    item = part[0]
-                    log.error(
-                        "global refused %s/%s version %s: %s",
-                        item.source.resource_type,
-                        item.source.id,
-                        item.source.version,
-                        reason,
-                    )
-                    result.quarantined.append((item, reason))
-                else:
+                elif len(part) > 1:
                     half = len(part) // 2
                     stack += [part[half:], part[:half]]
+                else:
+                    [item] = part
+                    replaced = None
+                    if not item.if_absent and item.key not in refreshed:
+                        refreshed.add(item.key)
+                        replaced = await self._clinic.current(item)
+                    if replaced is None:
+                        result.quarantined.append(
+                            (item, f"{err.status} {outcome_summary(err.body)}")
+                        )
+                    elif replaced:
+                        stack.append(replaced)
                 continue
             result.written.extend(part)
         return result

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -20,14 +20,15 @@ from app.anonymize import Plan, PseudonymKey
 from app.errors import SyncError
 from app.model import ChangesInfo, Counters, Direction, LastError, Lease
 from app.sync.backlog import Backlog, Batch
-from app.sync.bundle import Outgoing, Ref, batches, order_by_references
+from app.sync.bundle import Outgoing, batches, order_by_references
 from app.sync.checkpoint import CheckpointStore
-from app.sync.feed import Change, ChangeFeed
+from app.sync.clinic_state import ClinicReader, LocalReader
+from app.sync.feed import Change, ChangeFeed, ChangeId
 from app.sync.fence import Fence
 from app.sync.pipeline import Pipeline
 from app.sync.quarantine import quarantine
 from app.sync.sent import SentCache
-from app.sync.sink import DependencyResolver, GlobalSink
+from app.sync.sink import ClinicState, GlobalSink
 from app.sync.transform import to_outgoing
 
 log = logging.getLogger("aidbox_sync.stream")
@@ -87,10 +88,6 @@ class _Progress:
     total: Counters
 
 
-# Fetches a resource from the clinic by (type, local id) as a Change, or None if it is gone.
-LocalReader = Callable[[str, str], Awaitable[Change | None]]
-
-
 class PushStream:
     """Moves one resource type's changes to the global."""
 
@@ -101,7 +98,7 @@ class PushStream:
         local: AidboxClient,
         global_: AidboxClient,
         feed: ChangeFeed,
-        sink_for: Callable[[DependencyResolver], GlobalSink],
+        sink_for: Callable[[ClinicState], GlobalSink],
         checkpoints: CheckpointStore,
         sent: SentCache,
         read_local: LocalReader,
@@ -125,8 +122,12 @@ class PushStream:
         self._global = global_
         self._fence: Fence | None = None  # the current run's, once it claimed the stream
 
-    async def run(self, bound: int, plan: Plan, key: PseudonymKey) -> RunSummary:
-        """Push every change up to the settled `bound`; the checkpoint follows each write."""
+    async def run(
+        self, bound: int, plan: Plan, key: PseudonymKey, *, pushed: frozenset[str]
+    ) -> RunSummary:
+        """Push every change up to the settled `bound`; the checkpoint follows each write.
+        `pushed`: the types this clinic pushes (a missing reference target of another type
+        is never pushed on a referrer's behalf)."""
         total = Counters()
         try:
             info = await self._checkpoints.load(Direction.PUSH, self.resource_type)
@@ -148,25 +149,10 @@ class PushStream:
         if bound <= start:
             return RunSummary(self.id, start, total)
 
-        async def resolve(ref: Ref, local_id: str) -> Outgoing | None:
-            change = await self._read_local(ref[0], local_id)
-            if change is None:
-                return None
-            try:
-                return to_outgoing(change, plan, key, if_absent=True)
-            except Exception as exc:  # the referrer is then refused and quarantined
-                log.error(
-                    "stream %s: %s/%s cannot be anonymized: %s",
-                    self.id,
-                    ref[0],
-                    local_id,
-                    type(exc).__name__,
-                )
-                return None
-
+        clinic = ClinicReader(self._read_local, plan, key, pushed=pushed, stream_id=self.id)
         progress = _Progress(info, Counters())
         try:
-            await self._drain(progress, start, bound, plan, key, self._sink_for(resolve))
+            await self._drain(progress, start, bound, plan, key, self._sink_for(clinic))
         except Exception as exc:
             reason = failure_reason(exc)
             log.error("stream %s failed at version %s: %s", self.id, progress.info.version, reason)
@@ -266,17 +252,9 @@ class PushStream:
                 outgoing.append(to_outgoing(change, plan, key))
             except Exception as exc:  # one malformed resource must not stop the stream
                 # The exception text may quote the resource, so only its type is kept.
+                global_id = key.resource_id(change.resource_type, change.id)
                 reason = f"anonymization failed: {type(exc).__name__}"
-                log.error(
-                    "stream %s: %s/%s version %s: %s",
-                    self.id,
-                    change.resource_type,
-                    change.id,
-                    change.version,
-                    reason,
-                )
-                await quarantine(self._local, self.id, change.identity(), reason)
-                refused += 1
+                refused += await self._quarantine(change.identity(), global_id, reason)
         return _Prepared(outgoing, Counters(read=len(changes), quarantined=refused))
 
     async def _write(self, outgoing: list[Outgoing], sink: GlobalSink) -> Counters:
@@ -292,18 +270,34 @@ class PushStream:
                     self._sent.remember(item)
             # A target pushed on a referrer's behalf belongs to its own stream, which records
             # and counts it; here only this stream's changes are.
-            rejected = [(i, reason) for i, reason in result.quarantined if not i.if_absent]
-            for item, reason in rejected:
-                await quarantine(self._local, self.id, item.source, reason)
+            rejected = 0
+            for item, reason in result.quarantined:
+                if not item.if_absent:
+                    rejected += await self._quarantine(item.source, item.target_id, reason)
             own = [i for i in result.written if not i.if_absent]
             counters = counters.add(
                 Counters(
                     written=sum(1 for i in own if i.method == "PUT"),
                     deleted=sum(1 for i in own if i.method == "DELETE"),
-                    quarantined=len(rejected),
+                    quarantined=rejected,
                 )
             )
         return counters
+
+    async def _quarantine(self, change: ChangeId, global_id: str, reason: str) -> int:
+        """Record a refused change in the clinic (its local id stays there) and log it once,
+        by its pseudonymous id only; 1 if the refusal is new, 0 if a replay saw it before."""
+        if not await quarantine(self._local, self.id, change, reason):
+            return 0
+        log.error(
+            "stream %s: version %s of %s/%s quarantined: %s",
+            self.id,
+            change.version,
+            change.resource_type,
+            global_id,
+            reason,
+        )
+        return 1
 
     def _lease(self) -> Lease:
         return Lease(

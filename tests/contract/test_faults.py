@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -68,9 +70,14 @@ async def test_reject_makes_writes_of_a_resource_422(box, uid):
     assert [e["response"]["status"] for e in batch.body["entry"]] == ["422", "201"]
 
 
-async def test_hold_releases_on_clear(box, uid):
-    import asyncio
+async def test_rejection_by_content_refuses_only_matching_bodies(box, uid):
+    box.emulator.faults.reject("Patient", where={"gender": "other"}, diagnostics="no")
+    assert (await box.put(f"/Patient/m-{uid}", {"gender": "male"})).status == 201
+    refused = await box.put(f"/Patient/m-{uid}", {"gender": "other"})
+    assert refused.status == 422 and "no" in refused.body["issue"][0]["diagnostics"]
 
+
+async def test_hold_releases_on_clear(box, uid):
     hold = box.emulator.faults.hold_next_write()
     pending = asyncio.create_task(box.put(f"/Patient/h-{uid}", {}))
     await hold.txid_taken()
@@ -80,8 +87,6 @@ async def test_hold_releases_on_clear(box, uid):
 
 
 async def test_a_held_request_runs_after_its_caller_gave_up(box, uid):
-    import asyncio
-
     hold = box.emulator.faults.hold_next_request("PUT", f"/Patient/late-{uid}")
     caller = asyncio.create_task(box.put(f"/Patient/late-{uid}", {"gender": "male"}))
     await hold.arrived()

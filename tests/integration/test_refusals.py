@@ -1,0 +1,150 @@
+"""What the global refuses (docs/push.md, "Refusals"): a version the clinic has replaced since
+is not a poison resource; only a refusal of the current state is quarantined, once."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from aidbox_emulator import Emulator
+from app.aidbox.client import AidboxClient
+from tests.integration.test_push import sync
+from tests.support.clinic import (
+    KEY,
+    encounter,
+    expected_global,
+    global_state,
+    observation,
+    patient,
+    resources,
+)
+from tests.support.headquarters import Headquarters
+
+# Small transactions, so that a few dozen changes make a backlog of many windows.
+SMALL = {"SYNC_RUNNER_ENABLED": "false", "SYNC_BATCH_MAX_ENTRIES": "4"}
+
+
+def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.startswith("aidbox_sync") and r.levelno >= logging.ERROR
+    ]
+
+
+async def _put(client: AidboxClient, body: dict) -> None:
+    await client.call("PUT", f"/{body['resourceType']}/{body['id']}", json=body)
+
+
+def _of_encounter(oid: str, eid: str) -> dict:
+    return {**observation(oid, "p1"), "encounter": {"resourceType": "Encounter", "id": eid}}
+
+
+async def test_parents_deleted_with_their_children_in_a_long_backlog_quarantine_nothing(
+    local_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    await _put(local_root, patient("p1"))
+    encounters = [f"e{i}" for i in range(6)]
+    for eid in encounters:
+        await _put(local_root, encounter(eid, "p1"))
+        for j in range(3):
+            await _put(local_root, _of_encounter(f"{eid}o{j}", eid))
+    for eid in encounters:
+        await _put(local_root, _of_encounter(f"{eid}o0", eid) | {"status": "amended"})
+    # Half the parents go after their children, half before them: a clinic does either.
+    for n, eid in enumerate(encounters):
+        children = [f"/Observation/{eid}o{j}" for j in range(3)]
+        order = [*children, f"/Encounter/{eid}"] if n % 2 else [f"/Encounter/{eid}", *children]
+        for path in order:
+            await local_root.call("DELETE", path)
+    types = ["Patient", "Encounter", "Observation"]
+    async with headquarters.clinic_app(local_aidbox.url, **SMALL):
+        # The parents' stream first: each Observation's older versions then name an Encounter
+        # that headquarters has already deleted, and that the clinic no longer has either.
+        await sync(local_root, "/ChangesInfo/push-Patient/$sync")
+        await sync(local_root, "/ChangesInfo/push-Encounter/$sync")
+        pushed = await sync(local_root, "/ChangesInfo/push-Observation/$sync")
+    assert pushed["push-Observation"]["quarantined"] == 0
+    assert await resources(local_root, "SyncQuarantine") == {}
+    assert _errors(caplog) == []
+    assert await global_state(global_root, types) == await expected_global(local_root, types)
+
+
+async def test_a_refused_version_replaced_since_sends_the_current_state_instead(
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    # Headquarters refuses preliminary Observations; the clinic finalised this one later.
+    global_aidbox.faults.reject("Observation", where={"status": "preliminary"})
+    await _put(local_root, patient("p1"))
+    await _put(local_root, observation("o1", "p1") | {"status": "preliminary"})
+    for n in range(12):  # windows between the two versions
+        await _put(local_root, observation(f"x{n}", "p1"))
+    await _put(local_root, observation("o1", "p1"))
+    async with headquarters.clinic_app(local_aidbox.url, **SMALL):
+        pushed = await sync(local_root)
+    assert pushed["push-Observation"]["quarantined"] == 0
+    assert await resources(local_root, "SyncQuarantine") == {}
+    assert _errors(caplog) == []
+    held = await resources(global_root, "Observation")
+    assert held[KEY.resource_id("Observation", "o1")]["status"] == "final"
+    types = ["Patient", "Observation"]
+    assert await global_state(global_root, types) == await expected_global(local_root, types)
+
+
+async def test_a_refused_current_state_is_quarantined_once_and_counted_once(
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    bad = KEY.resource_id("Observation", "o1")
+    global_aidbox.faults.reject("Observation", id=bad, diagnostics="value out of range")
+    await _put(local_root, patient("p1"))
+    await _put(local_root, observation("o1", "p1"))
+    async with headquarters.clinic_app(local_aidbox.url, **SMALL):
+        first = await sync(local_root, "/ChangesInfo/push-Observation/$sync")
+        await local_root.call("POST", "/ChangesInfo/push-Observation/$reset")
+        replay = await sync(local_root, "/ChangesInfo/push-Observation/$sync")
+    assert first["push-Observation"]["quarantined"] == 1
+    assert replay["push-Observation"]["quarantined"] == 0  # the same refusal, seen before
+    assert len(await resources(local_root, "SyncQuarantine")) == 1
+    [line] = _errors(caplog)
+    assert "push-Observation" in line and f"Observation/{bad}" in line
+
+
+async def test_a_referenced_type_without_a_push_stream_is_never_pushed_on_its_behalf(
+    local_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # Organization has no push stream: the clinic never sends it, even with the right to.
+    await headquarters.register("clinic-a", types=["Patient", "Observation", "Organization"])
+    await _put(local_root, {"resourceType": "Organization", "id": "org1", "name": "Lab"})
+    await _put(local_root, patient("p1"))
+    performed = observation("o1", "p1") | {
+        "performer": [{"resourceType": "Organization", "id": "org1"}]
+    }
+    await _put(local_root, performed)
+    await _put(local_root, observation("o2", "p1"))
+    async with headquarters.clinic_app(local_aidbox.url, **SMALL):
+        pushed = await sync(local_root)
+    assert await resources(global_root, "Organization") == {}
+    assert pushed["push-Observation"]["written"] == 1  # o2; o1 waits for its profile rule
+    [record] = (await resources(local_root, "SyncQuarantine")).values()
+    assert record["resourceId"] == "Observation/o1"
+    assert "Organization" in record["reason"] and "does not exist" in record["reason"]
