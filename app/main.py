@@ -53,7 +53,12 @@ def _push_service(settings: AppSettings, own: AidboxClient) -> PushService:
             secret=settings.pseudonym_key.get_secret_value().encode(),
             namespace=settings.instance_id,
         ),
-        limits=Limits(settings.batch_max_entries, settings.batch_max_bytes),
+        limits=Limits(
+            settings.batch_max_entries,
+            settings.batch_max_bytes,
+            breaker_ratio=settings.breaker_ratio,
+            breaker_min_entries=settings.breaker_min_entries,
+        ),
         poll_interval=settings.poll_interval,
         concurrency=settings.concurrency,
         settle_timeout=settings.settle_timeout,

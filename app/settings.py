@@ -75,6 +75,14 @@ class AppSettings(BaseSettings):
     batch_max_bytes: int = Field(
         1_000_000, ge=10_000, validation_alias=AliasChoices("SYNC_BATCH_MAX_BYTES")
     )
+    # The breaker (docs/push.md): a stream stops when more than this share of at least
+    # SYNC_BREAKER_MIN_ENTRIES recent entries is refused by headquarters (1 turns it off).
+    breaker_ratio: float = Field(
+        0.5, gt=0, le=1, validation_alias=AliasChoices("SYNC_BREAKER_RATIO")
+    )
+    breaker_min_entries: int = Field(
+        20, ge=1, validation_alias=AliasChoices("SYNC_BREAKER_MIN_ENTRIES")
+    )
     concurrency: int = Field(4, ge=1, le=64, validation_alias=AliasChoices("SYNC_CONCURRENCY"))
     retry_attempts: int = Field(
         6, ge=1, le=20, validation_alias=AliasChoices("SYNC_RETRY_ATTEMPTS")

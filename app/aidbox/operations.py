@@ -1,4 +1,4 @@
-"""The App's custom operations, served through the Aidbox REST API (DESIGN.md §6).
+"""The App's custom operations, served through the Aidbox REST API (README, "Operations").
 
 Handlers are thin: they validate input, call the sync core, and answer JSON or an
 OperationOutcome. Aidbox forwards a call as `{"operation", "request": {"resource", "params",
@@ -22,12 +22,19 @@ from app.aidbox.client import AidboxError, AidboxUnavailable
 from app.aidbox.keys import own_aidbox_key, push_service_key
 from app.aidbox.outcome import OperationError, invalid_input, json_response
 from app.anonymize import explain
-from app.model import RESOURCE_TYPE_PATTERN, AidboxInstance, Direction, ResourceTypeName
+from app.model import (
+    RESOURCE_TYPE_PATTERN,
+    AidboxInstance,
+    ChangesInfo,
+    Direction,
+    ResourceTypeName,
+)
 from app.registry.instances import Registration, RegistrationConflict, register
 from app.settings import Role
 from app.sync.checkpoint import CheckpointConflict
 from app.sync.config import ConfigError
 from app.sync.instance import InstanceInactive
+from app.sync.quarantine import records as quarantine_records
 from app.sync.runner import PushService, UnknownStream
 from app.sync.status import sync_status
 from app.sync.watermark import WatermarkError
@@ -108,6 +115,12 @@ class AnonymizeInput(BaseModel):
     id: str | None = None
 
 
+class NoInput(BaseModel):
+    """An operation that takes no parameters beyond its route."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -148,11 +161,60 @@ _TYPE_NAME = re.compile(RESOURCE_TYPE_PATTERN)
 @_outcomes
 async def sync_stream(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
     """POST /ChangesInfo/<id>/$sync: run one stream now."""
-    _parse(SyncInput, request)  # no parameters beyond the route; refuse unknown ones
+    params = _parse(SyncInput, request)
     direction, rtype = _stream_id(request)
+    if params.resourceType not in (None, rtype) or params.direction not in (None, direction):
+        raise OperationError(
+            422,
+            "business-rule",
+            f"the body names another stream than ChangesInfo/{direction.value}-{rtype}",
+            ["resourceType"],
+        )
     if direction is Direction.PULL:
         raise OperationError(501, "not-supported", "pull streams are not available yet")
     return await _run_sync(_service(request), [rtype])
+
+
+class RequeueInput(BaseModel):
+    """`$requeue` parameters: one stream's quarantine, or all of it."""
+
+    model_config = ConfigDict(extra="forbid")
+    stream: str | None = Field(None, pattern=r"^push-[A-Za-z][A-Za-z0-9]*$")
+
+
+async def _run_requeue(
+    service: PushService, stream_id: str | None = None, record_id: str | None = None
+) -> web.Response:
+    summaries = await service.requeue(stream_id, record_id)
+    remaining = len(await quarantine_records(service.local, stream_id))
+    status = 200 if all(s.error is None for s in summaries) else 207
+    body = {"streams": [s.as_json() for s in summaries], "remaining": remaining}
+    return json_response(body, status)
+
+
+@_outcomes
+async def requeue_all(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """POST /$requeue [stream]: send the quarantined changes again, as current states."""
+    params = _parse(RequeueInput, request)
+    return await _run_requeue(_service(request), params.stream)
+
+
+@_outcomes
+async def requeue_stream(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """POST /ChangesInfo/<id>/$requeue: one stream's quarantine."""
+    _parse(NoInput, request)
+    direction, rtype = _stream_id(request)
+    if direction is Direction.PULL:
+        raise OperationError(501, "not-supported", "pull streams are not available yet")
+    return await _run_requeue(_service(request), ChangesInfo.stream_id(direction, rtype))
+
+
+@_outcomes
+async def requeue_record(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """POST /SyncQuarantine/<id>/$requeue: one quarantined change."""
+    _parse(NoInput, request)
+    record_id = (request.get("route-params") or {}).get("id", "")
+    return await _run_requeue(_service(request), record_id=record_id)
 
 
 @_outcomes
@@ -209,7 +271,7 @@ async def anonymize_preview(operation: dict[str, Any], request: dict[str, Any]) 
 @_outcomes
 async def instances_overview(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
     """GET /$instances (global role): every registered clinic and its status."""
-    _parse(InstancesInput, request)
+    _parse(NoInput, request)
     own = request["app"][own_aidbox_key]
     resp = await own.call("GET", "/AidboxInstance", params={"_count": "1000", "_sort": "id"})
     instances = []
@@ -217,12 +279,6 @@ async def instances_overview(operation: dict[str, Any], request: dict[str, Any])
         instance = AidboxInstance.model_validate(entry["resource"])
         instances.append(instance.model_dump(mode="json", exclude_none=True))
     return json_response({"instances": instances, "total": len(instances)})
-
-
-class InstancesInput(BaseModel):
-    """`$instances` takes no parameters."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 @_outcomes
@@ -246,6 +302,9 @@ def register_operations(sdk: SDK, role: Role) -> None:
         sdk.operation(["POST"], ["ChangesInfo", {"name": "id"}, "$sync"])(sync_stream)
         sdk.operation(["POST"], ["ChangesInfo", {"name": "id"}, "$reset"])(reset_stream)
         sdk.operation(["GET"], ["$sync-status"])(status)
+        sdk.operation(["POST"], ["$requeue"])(requeue_all)
+        sdk.operation(["POST"], ["ChangesInfo", {"name": "id"}, "$requeue"])(requeue_stream)
+        sdk.operation(["POST"], ["SyncQuarantine", {"name": "id"}, "$requeue"])(requeue_record)
         sdk.operation(["POST"], ["$anonymize"])(anonymize_preview)
     else:
         sdk.operation(["GET"], ["$instances"])(instances_overview)

@@ -13,6 +13,8 @@ from app.aidbox.client import AidboxClient
 from app.model import QuarantineRecord
 from app.sync.feed import ChangeId
 
+_PAGE = 500  # records per page when listing
+
 
 def record_id(stream_id: str, change: ChangeId) -> str:
     """Deterministic, FHIR-id-safe record id."""
@@ -34,3 +36,28 @@ async def quarantine(local: AidboxClient, stream_id: str, change: ChangeId, reas
     body = rec.model_dump(mode="json")
     resp = await local.call("PUT", f"/SyncQuarantine/{rec.id}", json=body)
     return resp.status == 201  # api/rest-api/crud/update.md: 201 created, 200 updated
+
+
+async def records(
+    local: AidboxClient, stream_id: str | None = None, rec_id: str | None = None
+) -> list[QuarantineRecord]:
+    """The quarantine records (all, of one stream, or the one of `rec_id`), by stream and
+    oldest version first; read page by page."""
+    found: list[QuarantineRecord] = []
+    page = 1
+    while True:
+        params = {"_count": str(_PAGE), "_page": str(page), "_sort": "id"}
+        resp = await local.call("GET", "/SyncQuarantine", params=params)
+        entries = (resp.body or {}).get("entry") or []
+        for entry in entries:
+            record = QuarantineRecord.model_validate(entry["resource"])
+            if stream_id in (None, record.stream) and rec_id in (None, record.id):
+                found.append(record)
+        if len(entries) < _PAGE:
+            return sorted(found, key=lambda r: (r.stream, r.version))
+        page += 1
+
+
+async def release(local: AidboxClient, rec_id: str) -> None:
+    """Remove a record whose change the global now holds (or that a newer one replaces)."""
+    await local.call("DELETE", f"/SyncQuarantine/{rec_id}")

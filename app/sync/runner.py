@@ -19,12 +19,13 @@ from datetime import UTC, datetime
 from app.aidbox.client import AidboxClient
 from app.anonymize import PseudonymKey
 from app.errors import SyncError
-from app.model import ChangesInfo, Direction, StreamConfig
+from app.model import ChangesInfo, Counters, Direction, StreamConfig
 from app.sync.checkpoint import CheckpointStore
 from app.sync.config import ConfigSource
 from app.sync.feed import Change, ChangeFeed, current_state
 from app.sync.instance import InstanceCheck, InstanceInactive
 from app.sync.metrics import SyncMetrics
+from app.sync.quarantine import records as quarantine_records
 from app.sync.sent import SentCache
 from app.sync.sink import ClinicState, GlobalSink
 from app.sync.stream import Limits, PushStream, RunSummary, failure_reason
@@ -148,6 +149,32 @@ class PushService:
         summaries: list[RunSummary] = []
         for _, group in itertools.groupby(streams, key=lambda s: s.order):
             summaries += await asyncio.gather(*(self._run_one(s, bound) for s in group))
+        return summaries
+
+    async def requeue(
+        self, stream_id: str | None = None, record_id: str | None = None
+    ) -> list[RunSummary]:
+        """Send the quarantined changes (all, of one stream, or one record's) again, streams
+        in run order,
+        each as the clinic's current state (docs/push.md, "Quarantine and $requeue"), under
+        the configuration in force now (the cause may have been fixed in the profile)."""
+        await self.instance.require_active()
+        held = await quarantine_records(self.local, stream_id, record_id)
+        if record_id is not None and not held:
+            raise UnknownStream(f"SyncQuarantine/{record_id} does not exist")
+        in_force = await self.config.load()
+        enabled = in_force.config.enabled_streams(Direction.PUSH)
+        pushed = frozenset(s.type for s in enabled)
+        summaries = []
+        for cfg in enabled:
+            stream = self.stream(cfg.type)
+            if mine := [r for r in held if r.stream == stream.id]:
+                async with self.lock(cfg.type), self._semaphore:
+                    summary = await stream.requeue(mine, in_force.plan, self.key, pushed=pushed)
+                summaries.append(summary)
+        for orphan in sorted({r.stream for r in held} - {s.stream for s in summaries}):
+            error = "no enabled stream: enable it in SyncConfig to requeue its quarantine"
+            summaries.append(RunSummary(orphan, 0, Counters(), error=error))
         return summaries
 
     def watermark_status(self) -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ from app.aidbox.client import AidboxError, AidboxUnavailable, outcome_summary
 from app.model import ChangesInfo, Direction
 from app.sync.config import ConfigError
 from app.sync.feed import ChangeFeed
+from app.sync.quarantine import records as quarantine_records
 from app.sync.runner import PushService
 
 
@@ -19,6 +21,7 @@ async def sync_status(service: PushService) -> dict[str, Any]:
     except ConfigError as exc:
         return {"configuration": {"error": str(exc)}, "streams": []}
     now = datetime.now(UTC)
+    held = Counter(r.stream for r in await quarantine_records(service.local))
     streams = []
     for cfg in sorted(in_force.config.streams, key=lambda s: (s.order, s.type)):
         sid = ChangesInfo.stream_id(cfg.direction, cfg.type)
@@ -34,6 +37,7 @@ async def sync_status(service: PushService) -> dict[str, Any]:
             "checkpoint": info.version,
             "counters": info.counters.model_dump(),
             "quarantined": info.counters.quarantined,
+            "inQuarantine": held[sid],  # records now: what $requeue would send
             "wakeups": service.wakeups.get(cfg.type, 0),
             "lastStartedAt": info.lastStartedAt,
             "lastFinishedAt": info.lastFinishedAt,

@@ -18,15 +18,16 @@ from datetime import UTC, datetime, timedelta
 from app.aidbox.client import AidboxClient
 from app.anonymize import Plan, PseudonymKey
 from app.errors import SyncError
-from app.model import ChangesInfo, Counters, Direction, LastError, Lease
+from app.model import ChangesInfo, Counters, Direction, LastError, Lease, QuarantineRecord
 from app.sync.backlog import Backlog, Batch
+from app.sync.breaker import Breaker
 from app.sync.bundle import Outgoing, batches, order_by_references
 from app.sync.checkpoint import CheckpointStore
 from app.sync.clinic_state import ClinicReader, LocalReader
 from app.sync.feed import Change, ChangeFeed, ChangeId
 from app.sync.fence import Fence
 from app.sync.pipeline import Pipeline
-from app.sync.quarantine import quarantine
+from app.sync.quarantine import quarantine, record_id, release
 from app.sync.sent import SentCache
 from app.sync.sink import ClinicState, GlobalSink
 from app.sync.transform import to_outgoing
@@ -44,6 +45,10 @@ class Limits:
     max_entries: int = 200
     max_bytes: int = 1_000_000
     lease_seconds: float = 60.0  # a runner that stops renewing is replaced after this
+    # The breaker (breaker.py): more than this share of at least that many recent entries
+    # refused stops the stream.
+    breaker_ratio: float = 0.5
+    breaker_min_entries: int = 20
 
 
 @dataclass
@@ -135,11 +140,8 @@ class PushStream:
             reason = failure_reason(exc)
             log.error("stream %s: cannot read its checkpoint: %s", self.id, reason)
             return RunSummary(self.id, 0, total, error=reason)
-        held = info.lease
-        if held and held.owner != self._owner and held.until > datetime.now(UTC):
-            # Another process runs this stream (DESIGN §4.2: one runner per stream).
-            reason = f"held by runner {held.owner} until {held.until.isoformat()}"
-            return RunSummary(self.id, info.version, total, error=reason)
+        if held := self._held_elsewhere(info):
+            return RunSummary(self.id, info.version, total, error=held)
         if info.version < self._saved:
             # Moved back behind this process (a reset in the console): replay even unchanged.
             self._sent.forget_type(self.resource_type)
@@ -161,6 +163,67 @@ class PushStream:
         self._verified = (progress.info.version_id, bound)
         return RunSummary(self.id, bound, progress.total)
 
+    def _held_elsewhere(self, info: ChangesInfo) -> str | None:
+        """Why this process may not write the stream now: another process runs it (one
+        runner per stream, docs/push.md)."""
+        held = info.lease
+        if held and held.owner != self._owner and held.until > datetime.now(UTC):
+            return f"held by runner {held.owner} until {held.until.isoformat()}"
+        return None
+
+    async def requeue(
+        self,
+        records: list[QuarantineRecord],
+        plan: Plan,
+        key: PseudonymKey,
+        *,
+        pushed: frozenset[str],
+    ) -> RunSummary:
+        """Send quarantined changes again, oldest first, each as the clinic's current state
+        of its resource (or its deletion). A resource's records go once the global holds its
+        current state; a refusal of it again leaves one record, of the current version."""
+        started = datetime.now(UTC)
+        info = await self._checkpoints.load(Direction.PUSH, self.resource_type)
+        if held := self._held_elsewhere(info):
+            return RunSummary(self.id, info.version, Counters(), error=held)
+        progress = _Progress(info, Counters())
+        clinic = ClinicReader(self._read_local, plan, key, pushed=pushed, stream_id=self.id)
+        sink = self._sink_for(clinic)
+        by_resource: dict[str, list[QuarantineRecord]] = {}
+        for record in sorted(records, key=lambda r: r.version):
+            by_resource.setdefault(record.resourceId, []).append(record)
+        try:
+            await self._claim(progress, sink, key)
+            changes = []
+            for resource_id, kept in by_resource.items():
+                rtype, _, local_id = resource_id.partition("/")
+                gone = Change("deleted", rtype, local_id, kept[-1].version, {})
+                changes.append(await self._read_local(rtype, local_id) or gone)
+            prepared = await self._prepare(changes, plan, key)
+            counters, settled = await self._write(prepared.outgoing, sink, self._breaker())
+            counters = prepared.counters.add(counters)
+            for item in settled:
+                resource_id = f"{item.source.resource_type}/{item.source.id}"
+                for record in by_resource.pop(resource_id, []):
+                    await release(self._local, record.id)
+            # Refused again, or not anonymizable: only the current version's record stays.
+            current = {record_id(self.id, change.identity()) for change in changes}
+            for left in by_resource.values():
+                for record in left:
+                    if record.id not in current:
+                        await release(self._local, record.id)
+            progress.info = await self._advance(
+                progress.info, progress.info.version, counters, started
+            )
+        except Exception as exc:
+            reason = failure_reason(exc)
+            log.error("stream %s: requeue failed: %s", self.id, reason)
+            return RunSummary(self.id, progress.info.version, Counters(), error=reason)
+        return RunSummary(self.id, progress.info.version, counters)
+
+    def _breaker(self) -> Breaker:
+        return Breaker(self._limits.breaker_ratio, self._limits.breaker_min_entries)
+
     async def _drain(
         self,
         progress: _Progress,
@@ -179,9 +242,11 @@ class PushStream:
         only: persisting them would itself be a write (a new txid) and wake every stream again.
         """
         started = datetime.now(UTC)
+        breaker = self._breaker()
 
         async def write(batch: _Prepared) -> Counters:
-            return batch.counters.add(await self._write(batch.outgoing, sink))
+            counters, _ = await self._write(batch.outgoing, sink, breaker)
+            return batch.counters.add(counters)
 
         async def save(upper: int, counters: Counters) -> None:
             progress.info = await self._advance(progress.info, upper, counters, started)
@@ -257,10 +322,15 @@ class PushStream:
                 refused += await self._quarantine(change.identity(), global_id, reason)
         return _Prepared(outgoing, Counters(read=len(changes), quarantined=refused))
 
-    async def _write(self, outgoing: list[Outgoing], sink: GlobalSink) -> Counters:
-        """Send what the global does not hold yet; record what it wrote or refused."""
+    async def _write(
+        self, outgoing: list[Outgoing], sink: GlobalSink, breaker: Breaker
+    ) -> tuple[Counters, list[Outgoing]]:
+        """Send what the global does not hold yet; record what it wrote or refused, unless
+        the breaker opens (BreakerOpen: the refusals are then not quarantined). Returns the
+        counts, and the items the global now holds (written, or unchanged since sent)."""
+        settled = [o for o in outgoing if self._sent.unchanged(o)]
         fresh = [o for o in outgoing if not self._sent.unchanged(o)]
-        counters = Counters(skipped=len(outgoing) - len(fresh))
+        counters = Counters(skipped=len(settled))
         limits = self._limits
         for batch in batches(order_by_references(fresh), limits.max_entries, limits.max_bytes):
             result = await sink.write(batch)
@@ -270,11 +340,14 @@ class PushStream:
                     self._sent.remember(item)
             # A target pushed on a referrer's behalf belongs to its own stream, which records
             # and counts it; here only this stream's changes are.
+            refusals = [(i, reason) for i, reason in result.quarantined if not i.if_absent]
+            sent = sum(1 for i in batch if not i.if_absent)
+            breaker.judge(sent, len(refusals), refusals[0][1] if refusals else "")
             rejected = 0
-            for item, reason in result.quarantined:
-                if not item.if_absent:
-                    rejected += await self._quarantine(item.source, item.target_id, reason)
+            for item, reason in refusals:
+                rejected += await self._quarantine(item.source, item.target_id, reason)
             own = [i for i in result.written if not i.if_absent]
+            settled += own
             counters = counters.add(
                 Counters(
                     written=sum(1 for i in own if i.method == "PUT"),
@@ -282,7 +355,7 @@ class PushStream:
                     quarantined=rejected,
                 )
             )
-        return counters
+        return counters, settled
 
     async def _quarantine(self, change: ChangeId, global_id: str, reason: str) -> int:
         """Record a refused change in the clinic (its local id stays there) and log it once,

@@ -119,6 +119,12 @@ async def test_operations_are_routed_through_aidbox_to_the_app(
         ("POST", "/$sync", {"resourceType": "Device"}, 404),  # no such stream configured
         ("POST", "/$sync", {"direction": "sideways"}, 400),
         ("POST", "/ChangesInfo/nonsense/$sync", None, 404),
+        # a body naming another stream than the route's is a mistake, not a Patient sync
+        ("POST", "/ChangesInfo/push-Patient/$sync", {"resourceType": "Observation"}, 422),
+        ("POST", "/$requeue", {"stream": "Observation"}, 400),  # not a stream id
+        ("POST", "/$requeue", {"colour": "blue"}, 400),
+        ("POST", "/ChangesInfo/push-Patient/$requeue", {"stream": "push-Patient"}, 400),
+        ("POST", "/SyncQuarantine/q-none/$requeue", None, 404),
         ("POST", "/ChangesInfo/push-Patient/$reset", {"version": -1}, 400),
         ("POST", "/ChangesInfo/push-patient/$reset", None, 404),  # not a type name
         ("POST", "/ChangesInfo/push-Device/$reset", None, 404),  # no such stream configured

@@ -148,3 +148,72 @@ async def test_a_referenced_type_without_a_push_stream_is_never_pushed_on_its_be
     [record] = (await resources(local_root, "SyncQuarantine")).values()
     assert record["resourceId"] == "Observation/o1"
     assert "Organization" in record["reason"] and "does not exist" in record["reason"]
+
+
+async def test_a_global_refusing_every_observation_stops_the_stream_and_requeue_recovers(
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # A new FHIRSchema at headquarters refuses every Observation the clinics send.
+    global_aidbox.faults.reject("Observation", diagnostics="Observation.note is required")
+    await _put(local_root, patient("p1"))
+    for n in range(30):
+        await _put(local_root, observation(f"o{n}", "p1", value=float(60 + n)))
+    async with headquarters.clinic_app(local_aidbox.url, **SMALL):
+        stopped = (await local_root.call("POST", "/$sync")).body["streams"]
+        by_stream = {s["stream"]: s for s in stopped}
+        assert "refused by headquarters" in by_stream["push-Observation"]["error"]
+        assert "Observation.note is required" in by_stream["push-Observation"]["error"]
+        assert "error" not in by_stream["push-Patient"]
+        status = (await local_root.call("GET", "/$sync-status")).body["streams"]
+        [obs] = [s for s in status if s["stream"] == "push-Observation"]
+        assert obs["status"] == "failed"
+        assert "refused by headquarters" in obs["lastError"]["message"]
+        assert obs["inQuarantine"] == 16
+        # Four transactions of four were judged too few to tell; the fifth opened the breaker.
+        early = await resources(local_root, "SyncQuarantine")
+        assert len(early) == 16
+
+        global_aidbox.faults.clear()  # headquarters fixes its schema
+        await sync(local_root)  # the stream goes on from its checkpoint
+        requeued = await local_root.call("POST", "/ChangesInfo/push-Observation/$requeue")
+        status = (await local_root.call("GET", "/$sync-status")).body["streams"]
+    assert requeued.status == 200, requeued.body
+    assert requeued.body["remaining"] == 0
+    [summary] = requeued.body["streams"]
+    assert summary["stream"] == "push-Observation" and summary["written"] == 16
+    assert await resources(local_root, "SyncQuarantine") == {}
+    types = ["Patient", "Observation"]
+    assert await global_state(global_root, types) == await expected_global(local_root, types)
+    [obs] = [s for s in status if s["stream"] == "push-Observation"]
+    assert obs["status"] == "idle" and obs["inQuarantine"] == 0
+    for gid in await resources(global_root, "Observation"):
+        history = await global_root.call("GET", f"/Observation/{gid}/_history")
+        assert len(history.body["entry"]) == 1  # each written once: nothing twice
+
+
+async def test_one_quarantined_change_is_requeued_as_the_clinics_current_state(
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    bad = KEY.resource_id("Observation", "o1")
+    global_aidbox.faults.reject("Observation", id=bad)
+    await _put(local_root, patient("p1"))
+    await _put(local_root, observation("o1", "p1", value=70.0))
+    async with headquarters.clinic_app(local_aidbox.url, **SMALL):
+        await sync(local_root)
+        [record] = (await resources(local_root, "SyncQuarantine")).values()
+        await _put(local_root, observation("o1", "p1", value=75.0))  # corrected since
+        global_aidbox.faults.clear()
+        done = await local_root.call("POST", f"/SyncQuarantine/{record['id']}/$requeue")
+        assert done.status == 200 and done.body["remaining"] == 0
+        missing = await local_root.request("POST", "/SyncQuarantine/q-none/$requeue")
+    assert missing.status == 404 and missing.body["resourceType"] == "OperationOutcome"
+    held = (await resources(global_root, "Observation"))[bad]
+    assert held["value"]["Quantity"]["value"] == 75.0
