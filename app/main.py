@@ -16,7 +16,8 @@ from aiohttp import web
 
 from app.aidbox.bootstrap import (
     define_custom_resources,
-    install_shipped,
+    install_policies,
+    install_profiles,
     push_types_to_watch,
 )
 from app.aidbox.client import AidboxClient, RetryPolicy
@@ -92,13 +93,20 @@ def build_app(settings: AppSettings) -> web.Application:
     async def prepare_aidbox(app: web.Application) -> AsyncIterator[None]:
         # Runs before the SDK's own start-up context, which registers the App and its seeds.
         await define_custom_resources(own, manifest)
-        await install_shipped(own, manifest)
+        await install_profiles(own, manifest)
         if settings.role is Role.LOCAL:
             register_subscriptions(sdk, await push_types_to_watch(own, manifest))
         yield
         await own.close()
 
     app.cleanup_ctx.insert(0, prepare_aidbox)
+
+    async def install_access_policies(app: web.Application) -> AsyncIterator[None]:
+        # After the SDK's start-up context: the App and its operations are registered.
+        await install_policies(own, manifest)
+        yield
+
+    app.cleanup_ctx.append(install_access_policies)
 
     if settings.role is Role.LOCAL:
         service = _push_service(settings, own)

@@ -1,13 +1,15 @@
 """Start-up work on the App's own Aidbox that must precede the SDK's registration.
 
-Custom resource types are defined first (FHIRSchema, contract §1), because the SDK's seeds
-(conditional creates of SyncConfig), the shipped profiles and the global's access policy
-(which reads AidboxInstance) need the types to exist.
+Custom resource types are defined first (FHIRSchema; database/aidbox-schema/fhirschema.md),
+because the SDK's seeds (conditional creates of SyncConfig) and the shipped profiles need the
+types to exist. The global's access policies come after the App's registration
+(install_policies).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from app.aidbox.client import AidboxClient
 from app.aidbox.manifest import Manifest
@@ -24,34 +26,42 @@ async def define_custom_resources(client: AidboxClient, manifest: Manifest) -> N
     log.info("custom resources defined: %s", ", ".join(manifest.custom_types))
 
 
-async def install_shipped(client: AidboxClient, manifest: Manifest) -> None:
-    """Make each shipped profile (``safe-harbor``, ``minimal``) and access policy equal to the
-    App's copy.
+async def install_profiles(client: AidboxClient, manifest: Manifest) -> None:
+    """Make each shipped profile (``safe-harbor``, ``minimal``) equal to the App's copy: the
+    App's statement of what leaves a clinic (see _install)."""
+    await _install(client, "AnonymizationProfile", manifest.profiles, _same_profile)
 
-    They are the App's statement of what leaves a clinic and of what a clinic may do at
-    headquarters: when a release changes them, the change must reach every Aidbox, so a
+
+async def install_policies(client: AidboxClient, manifest: Manifest) -> None:
+    """Make each shipped access policy equal to the App's copy: the App's statement of what a
+    clinic may do at headquarters. After the App's registration: a policy may be linked to
+    one of its operations, which Aidbox checks exists."""
+    await _install(client, "AccessPolicy", manifest.policies, _same_body)
+
+
+async def _install(
+    client: AidboxClient,
+    resource_type: str,
+    bodies: dict[str, dict[str, object]],
+    same: Callable[[object, dict[str, object]], bool],
+) -> None:
+    """When a release changes a shipped resource, the change must reach every Aidbox, so a
     stored copy that differs (an older release, or an edit in the console) is replaced, with
     one warning line. Resources of any other id are the operator's own and never touched:
-    copy a shipped profile to customize it.
-    """
-    shipped = [
-        ("AnonymizationProfile", manifest.profiles, _same_profile),
-        ("AccessPolicy", manifest.policies, _same_body),
-    ]
-    for resource_type, bodies, same in shipped:
-        for resource_id, body in bodies.items():
-            path = f"/{resource_type}/{resource_id}"
-            resp = await client.call("GET", path, accept=(404, 410))
-            if resp.status == 200 and same(resp.body, body):
-                continue
-            await client.call("PUT", path, json=body)
-            if resp.status == 200:
-                log.warning(
-                    "%s/%s differed from this release's and was replaced; "
-                    "to customize it, copy it under another id",
-                    resource_type,
-                    resource_id,
-                )
+    copy a shipped one to customize it."""
+    for resource_id, body in bodies.items():
+        path = f"/{resource_type}/{resource_id}"
+        resp = await client.call("GET", path, accept=(404, 410))
+        if resp.status == 200 and same(resp.body, body):
+            continue
+        await client.call("PUT", path, json=body)
+        if resp.status == 200:
+            log.warning(
+                "%s/%s differed from this release's and was replaced; "
+                "to customize it, copy it under another id",
+                resource_type,
+                resource_id,
+            )
 
 
 def _same_profile(stored: object, shipped: dict[str, object]) -> bool:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from app.aidbox.client import AidboxError, AidboxUnavailable
 from app.aidbox.keys import own_aidbox_key, push_service_key
 from app.aidbox.outcome import OperationError, invalid_input, json_response
+from app.aidbox.psql import PsqlError
 from app.anonymize import explain
 from app.model import (
     RESOURCE_TYPE_PATTERN,
@@ -30,6 +31,7 @@ from app.model import (
     ResourceTypeName,
 )
 from app.registry.instances import Registration, RegistrationConflict, register
+from app.registry.inventory import InventoryQuery, NotAClinic, caller_namespace, inventory
 from app.settings import Role
 from app.sync.checkpoint import CheckpointConflict
 from app.sync.config import ConfigError
@@ -66,6 +68,8 @@ def _outcomes(handler: Handler) -> Handler:
             return OperationError(409, "business-rule", str(exc)).response()
         except WatermarkError as exc:
             return OperationError(503, "transient", str(exc)).response()
+        except PsqlError as exc:
+            return OperationError(502, "exception", str(exc)).response()
         except AidboxUnavailable as exc:
             return OperationError(503, "transient", f"Aidbox unreachable: {exc}").response()
         except AidboxError as exc:
@@ -175,6 +179,26 @@ async def sync_stream(operation: dict[str, Any], request: dict[str, Any]) -> web
     return await _run_sync(_service(request), [rtype])
 
 
+class ReconcileInput(BaseModel):
+    """`$reconcile` parameters: one type or every pushed one; repair what differs or not."""
+
+    model_config = ConfigDict(extra="forbid")
+    resourceType: ResourceTypeName | None = None
+    repair: bool = False
+
+
+@_outcomes
+async def reconcile(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """POST /$reconcile [resourceType, repair]: what headquarters holds of this clinic,
+    against the anonymized clinic: missing, stale and extra resources, counted, with ids."""
+    params = _parse(ReconcileInput, request)
+    types = [params.resourceType] if params.resourceType else None
+    reports = await _service(request).reconcile(types, repair=params.repair)
+    failed = any("error" in r for r in reports)
+    clean = not failed and all(not (r["missing"] or r["stale"] or r["extra"]) for r in reports)
+    return json_response({"types": reports, "clean": clean}, 207 if failed else 200)
+
+
 class RequeueInput(BaseModel):
     """`$requeue` parameters: one stream's quarantine, or all of it."""
 
@@ -282,6 +306,21 @@ async def instances_overview(operation: dict[str, Any], request: dict[str, Any])
 
 
 @_outcomes
+async def sync_inventory(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """GET /$sync-inventory?type=&partitions=&partition=&after= (global role; registered,
+    active clinics, by policy aidbox-sync-inventory): ids and content digests of one type in
+    the caller's own namespace, a page at a time, for its `$reconcile`."""
+    query = _parse(InventoryQuery, request)
+    own = request["app"][own_aidbox_key]
+    client = request.get("oauth/client") or {}
+    try:
+        namespace = await caller_namespace(own, client.get("id"))
+    except NotAClinic as exc:
+        raise OperationError(403, "forbidden", str(exc)) from None
+    return json_response(await inventory(own, namespace, query))
+
+
+@_outcomes
 async def register_instance(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
     """POST /$register-instance (global role; root, or whom an operator's policy lets): create
     or update a clinic's AidboxInstance and Client; a generated secret is answered once."""
@@ -303,9 +342,11 @@ def register_operations(sdk: SDK, role: Role) -> None:
         sdk.operation(["POST"], ["ChangesInfo", {"name": "id"}, "$reset"])(reset_stream)
         sdk.operation(["GET"], ["$sync-status"])(status)
         sdk.operation(["POST"], ["$requeue"])(requeue_all)
+        sdk.operation(["POST"], ["$reconcile"])(reconcile)
         sdk.operation(["POST"], ["ChangesInfo", {"name": "id"}, "$requeue"])(requeue_stream)
         sdk.operation(["POST"], ["SyncQuarantine", {"name": "id"}, "$requeue"])(requeue_record)
         sdk.operation(["POST"], ["$anonymize"])(anonymize_preview)
     else:
         sdk.operation(["GET"], ["$instances"])(instances_overview)
         sdk.operation(["POST"], ["$register-instance"])(register_instance)
+        sdk.operation(["GET"], ["$sync-inventory"])(sync_inventory)

@@ -50,6 +50,17 @@ def digest(resource: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+# What a server adds or keeps beside a resource's content: Aidbox's `resource` column holds the
+# body without id, resourceType and meta.versionId/lastUpdated (database/overview.md).
+_BESIDE_CONTENT = ("id", "resourceType", "meta")
+
+
+def content_digest(resource: dict[str, Any]) -> str:
+    """Hash of a resource's content, as the clinic would send it and as a server stores it:
+    without id, resourceType and meta (so a stored row and a sent body compare equal)."""
+    return digest({k: v for k, v in resource.items() if k not in _BESIDE_CONTENT})
+
+
 @dataclass(frozen=True)
 class Outgoing:
     """One write to the global, tied to the local change it comes from.

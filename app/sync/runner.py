@@ -26,6 +26,7 @@ from app.sync.feed import Change, ChangeFeed, current_state
 from app.sync.instance import InstanceCheck, InstanceInactive
 from app.sync.metrics import SyncMetrics
 from app.sync.quarantine import records as quarantine_records
+from app.sync.reconcile import Reconciler
 from app.sync.sent import SentCache
 from app.sync.sink import ClinicState, GlobalSink
 from app.sync.stream import Limits, PushStream, RunSummary, failure_reason
@@ -176,6 +177,38 @@ class PushService:
             error = "no enabled stream: enable it in SyncConfig to requeue its quarantine"
             summaries.append(RunSummary(orphan, 0, Counters(), error=error))
         return summaries
+
+    async def reconcile(
+        self, types: Iterable[str] | None = None, *, repair: bool = False
+    ) -> list[dict[str, object]]:
+        """Compare headquarters with the anonymized clinic, per enabled push type (all, or
+        those of `types`); with `repair`, fix each difference through the push's writes
+        (docs/push.md, "Reconciliation"). One report per type; a type that fails says why."""
+        streams = await self._enabled(types)
+        await self.instance.require_active()
+        in_force = await self.config.load()
+        pushed = frozenset(s.type for s in in_force.config.enabled_streams(Direction.PUSH))
+        reconciler = Reconciler(self.local, self.global_, in_force.plan, self.key)
+        reports: list[dict[str, object]] = []
+        for cfg in streams:
+            stream = self.stream(cfg.type)
+            try:
+                async with self.lock(cfg.type), self._semaphore:
+                    drift, repaired = await stream.reconcile(
+                        reconciler, in_force.plan, self.key, pushed=pushed, repair=repair
+                    )
+            except Exception as exc:  # this type's report says why; the others go on
+                reason = failure_reason(exc)
+                log.error("reconcile %s failed: %s", cfg.type, reason)
+                reports.append({"type": cfg.type, "error": reason})
+                continue
+            report = drift.as_json()
+            if repaired is not None:
+                report["repaired"] = repaired.as_json()
+                if repaired.error:
+                    report["error"] = repaired.error
+            reports.append(report)
+        return reports
 
     def watermark_status(self) -> dict[str, object]:
         """The settled bound, and what holds it back (an open transaction) if anything."""

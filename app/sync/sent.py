@@ -37,6 +37,10 @@ class SentCache:
         while len(self._items) > self._capacity:
             self._items.popitem(last=False)
 
+    def forget(self, ref: Ref) -> None:
+        """Drop what is known of one resource (it is to be sent whatever the memory says)."""
+        self._items.pop(ref, None)
+
     def forget_type(self, resource_type: str) -> None:
         """Drop what is known of one type (its stream replays)."""
         for ref in [ref for ref in self._items if ref[0] == resource_type]:

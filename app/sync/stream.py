@@ -28,6 +28,7 @@ from app.sync.feed import Change, ChangeFeed, ChangeId
 from app.sync.fence import Fence
 from app.sync.pipeline import Pipeline
 from app.sync.quarantine import quarantine, record_id, release
+from app.sync.reconcile import Drift, Reconciler
 from app.sync.sent import SentCache
 from app.sync.sink import ClinicState, GlobalSink
 from app.sync.transform import to_outgoing
@@ -171,6 +172,49 @@ class PushStream:
             return f"held by runner {held.owner} until {held.until.isoformat()}"
         return None
 
+    async def write_now(
+        self,
+        changes: list[Change],
+        extra: list[str],
+        plan: Plan,
+        key: PseudonymKey,
+        *,
+        pushed: frozenset[str],
+    ) -> tuple[RunSummary, list[Outgoing]]:
+        """Write the current states `changes`, and delete the global ids `extra`, outside a
+        run but the way a run writes: claimed, fenced, quarantining what is refused. Each is
+        sent whatever the memory of what was sent says; the checkpoint does not move. Returns
+        the summary and the items headquarters now holds."""
+        info = await self._checkpoints.load(Direction.PUSH, self.resource_type)
+        if held := self._held_elsewhere(info):
+            return RunSummary(self.id, info.version, Counters(), error=held), []
+        progress = _Progress(info, Counters())
+        clinic = ClinicReader(self._read_local, plan, key, pushed=pushed, stream_id=self.id)
+        sink = self._sink_for(clinic)
+        try:
+            await self._claim(progress, sink, key)
+            prepared = await self._prepare(changes, plan, key)
+            rtype = self.resource_type
+            gone = [Outgoing(ChangeId(rtype, g, 0), "DELETE", rtype, g, body=None) for g in extra]
+            items = [*prepared.outgoing, *gone]
+            for item in items:
+                self._sent.forget(item.key)
+            counters, settled = await self._write(items, sink, self._breaker())
+            counters = prepared.counters.add(counters)
+            progress.info = await self._checkpoints.save(
+                progress.info.model_copy(
+                    update={
+                        "fence": max(self._fence.last if self._fence else 0, progress.info.fence),
+                        "counters": progress.info.counters.add(counters),
+                    }
+                )
+            )
+        except Exception as exc:
+            reason = failure_reason(exc)
+            log.error("stream %s: writing out of a run failed: %s", self.id, reason)
+            return RunSummary(self.id, progress.info.version, Counters(), error=reason), []
+        return RunSummary(self.id, progress.info.version, counters), settled
+
     async def requeue(
         self,
         records: list[QuarantineRecord],
@@ -182,44 +226,56 @@ class PushStream:
         """Send quarantined changes again, oldest first, each as the clinic's current state
         of its resource (or its deletion). A resource's records go once the global holds its
         current state; a refusal of it again leaves one record, of the current version."""
-        started = datetime.now(UTC)
-        info = await self._checkpoints.load(Direction.PUSH, self.resource_type)
-        if held := self._held_elsewhere(info):
-            return RunSummary(self.id, info.version, Counters(), error=held)
-        progress = _Progress(info, Counters())
-        clinic = ClinicReader(self._read_local, plan, key, pushed=pushed, stream_id=self.id)
-        sink = self._sink_for(clinic)
         by_resource: dict[str, list[QuarantineRecord]] = {}
         for record in sorted(records, key=lambda r: r.version):
             by_resource.setdefault(record.resourceId, []).append(record)
-        try:
-            await self._claim(progress, sink, key)
-            changes = []
-            for resource_id, kept in by_resource.items():
-                rtype, _, local_id = resource_id.partition("/")
-                gone = Change("deleted", rtype, local_id, kept[-1].version, {})
-                changes.append(await self._read_local(rtype, local_id) or gone)
-            prepared = await self._prepare(changes, plan, key)
-            counters, settled = await self._write(prepared.outgoing, sink, self._breaker())
-            counters = prepared.counters.add(counters)
-            for item in settled:
-                resource_id = f"{item.source.resource_type}/{item.source.id}"
-                for record in by_resource.pop(resource_id, []):
+        changes = []
+        for resource_id, kept in by_resource.items():
+            rtype, _, local_id = resource_id.partition("/")
+            gone = Change("deleted", rtype, local_id, kept[-1].version, {})
+            changes.append(await self._read_local(rtype, local_id) or gone)
+        summary, settled = await self.write_now(changes, [], plan, key, pushed=pushed)
+        if summary.error:
+            return summary
+        for item in settled:
+            for record in by_resource.pop(f"{item.source.resource_type}/{item.source.id}", []):
+                await release(self._local, record.id)
+        # Refused again, or not anonymizable: only the current version's record stays.
+        current = {record_id(self.id, change.identity()) for change in changes}
+        for left in by_resource.values():
+            for record in left:
+                if record.id not in current:
                     await release(self._local, record.id)
-            # Refused again, or not anonymizable: only the current version's record stays.
-            current = {record_id(self.id, change.identity()) for change in changes}
-            for left in by_resource.values():
-                for record in left:
-                    if record.id not in current:
-                        await release(self._local, record.id)
-            progress.info = await self._advance(
-                progress.info, progress.info.version, counters, started
-            )
-        except Exception as exc:
-            reason = failure_reason(exc)
-            log.error("stream %s: requeue failed: %s", self.id, reason)
-            return RunSummary(self.id, progress.info.version, Counters(), error=reason)
-        return RunSummary(self.id, progress.info.version, counters)
+        return summary
+
+    async def reconcile(
+        self,
+        reconciler: Reconciler,
+        plan: Plan,
+        key: PseudonymKey,
+        *,
+        pushed: frozenset[str],
+        repair: bool,
+    ) -> tuple[Drift, RunSummary | None]:
+        """Compare headquarters with the clinic for this type, partition by partition; with
+        `repair`, write each partition's differences as they are found (write_now)."""
+        drift = Drift(self.resource_type)
+        partitions = await reconciler.partitions(self.resource_type)
+        repaired = RunSummary(self.id, 0, Counters()) if repair else None
+        for partition in range(partitions):
+            found = await reconciler.compare(self.resource_type, partition, partitions, drift)
+            if repaired is None or not (found.resend or found.delete):
+                continue
+            rtype, changes = self.resource_type, []
+            for local_id in found.resend:
+                gone = Change("deleted", rtype, local_id, 0, {})
+                changes.append(await self._read_local(rtype, local_id) or gone)
+            done, _ = await self.write_now(changes, found.delete, plan, key, pushed=pushed)
+            repaired.counters = repaired.counters.add(done.counters)
+            repaired.version, repaired.error = done.version, done.error
+            if done.error:
+                break
+        return drift, repaired
 
     def _breaker(self) -> Breaker:
         return Breaker(self._limits.breaker_ratio, self._limits.breaker_min_entries)

@@ -21,9 +21,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from aidbox_python_sdk.db import parse_psql_response
-
 from app.aidbox.client import AidboxClient
+from app.aidbox.psql import PsqlError, rows
 from app.errors import SyncError
 
 # The highest txid handed out (`last_value` is not yet used while `is_called` is false), the
@@ -77,13 +76,10 @@ class Watermark:
         return bool(self._pending)
 
     async def _query(self, sql: str) -> dict:
-        resp = await self._client.call("POST", "/$psql", json={"query": sql}, accept=(401, 403))
-        if resp.status != 200:
-            raise WatermarkError(f"$psql answered {resp.status}; the App's client needs $psql")
         try:
-            return parse_psql_response(resp.body)[0][0]
-        except Exception as exc:
-            raise WatermarkError(f"unexpected $psql answer: {type(exc).__name__}") from None
+            return (await rows(self._client, sql))[0]
+        except (PsqlError, IndexError) as exc:
+            raise WatermarkError(str(exc) or "unexpected $psql answer: no row") from None
 
     async def advance(self) -> int:
         """Observe the database once and return the settled bound (never decreases)."""
