@@ -86,6 +86,8 @@ def build_app(settings: AppSettings) -> web.Application:
         settings.app_init_client_secret.get_secret_value(),
         timeout=settings.http_timeout,
         retry=_retry_policy(settings),
+        # A clinic's own Aidbox: its paths carry local ids (docs/push.md, "Logs").
+        log_ids=settings.role is Role.GLOBAL or settings.log_local_ids,
     )
     app[settings_key] = settings
     app[own_aidbox_key] = own

@@ -97,6 +97,9 @@ class AppSettings(BaseSettings):
     settle_timeout: float = Field(2.0, ge=0, validation_alias=AliasChoices("SYNC_SETTLE_TIMEOUT"))
     # Off only in tests that drive every run through the operations.
     runner_enabled: bool = Field(True, validation_alias=AliasChoices("SYNC_RUNNER_ENABLED"))
+    # Logs leave the clinic (central log systems): local ids stay out of them unless this is
+    # set; SyncQuarantine in the clinic's own Aidbox always holds them.
+    log_local_ids: bool = Field(False, validation_alias=AliasChoices("SYNC_LOG_LOCAL_IDS"))
     http_timeout: float = Field(30.0, gt=0, validation_alias=AliasChoices("SYNC_HTTP_TIMEOUT"))
     # Off only where one process starts the App many times (the test suite): each start
     # would freeze that process's objects of the moment too, its fixtures included.

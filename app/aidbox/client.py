@@ -52,15 +52,28 @@ class Response:
         return 200 <= self.status < 300 or self.status == 304
 
 
+# The App's own resource types: their ids name streams and records, never a patient.
+_OWN_TYPES = frozenset({"ChangesInfo", "SyncConfig", "SyncQuarantine", "AnonymizationProfile"})
+
+
+def hide_ids(path: str) -> str:
+    """A path as it may be logged where local ids may not (logs leave the clinic; a local id
+    may be an MRN): `/Patient/mrn-1/_history/2` -> `/Patient/…/_history/2`."""
+    parts = path.split("/")
+    if len(parts) > 2 and parts[2] and not parts[2].startswith("$") and parts[1] not in _OWN_TYPES:
+        parts[2] = "…"
+    return "/".join(parts)
+
+
 class AidboxError(SyncError):
     """Aidbox answered with an error status."""
 
-    def __init__(self, method: str, path: str, status: int, body: Any) -> None:
+    def __init__(self, method: str, path: str, status: int, body: Any, *, shown: str = "") -> None:
         self.method = method
         self.path = path
         self.status = status
         self.body = body
-        super().__init__(f"{method} {path} -> {status}: {outcome_summary(body)}")
+        super().__init__(f"{method} {shown or path} -> {status}: {outcome_summary(body)}")
 
     @property
     def transient(self) -> bool:
@@ -127,9 +140,12 @@ class AidboxClient:
         *,
         timeout: float = 30.0,
         retry: RetryPolicy = NO_RETRY,
+        log_ids: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry
+        # False for a clinic's own Aidbox: its paths carry local ids, kept out of messages.
+        self._shown = (lambda path: path) if log_ids else hide_ids
         token = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         self._authorization = f"Basic {token}"
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -177,7 +193,8 @@ class AidboxClient:
                 raw = await resp.read()
                 return Response(resp.status, _parse(raw))
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise AidboxUnavailable(f"{method} {path}: {type(exc).__name__}") from None
+            shown = self._shown(path)
+            raise AidboxUnavailable(f"{method} {shown}: {type(exc).__name__}") from None
 
     async def call(
         self,
@@ -195,13 +212,14 @@ class AidboxClient:
             try:
                 resp = await self.request(method, path, json=json, params=params, headers=headers)
                 if not resp.ok and resp.status not in accept:
-                    raise AidboxError(method, path, resp.status, resp.body)
+                    shown = self._shown(path)
+                    raise AidboxError(method, path, resp.status, resp.body, shown=shown)
                 return resp
             except (AidboxError, AidboxUnavailable) as exc:
                 if not is_transient(exc) or attempt == self.retry.attempts - 1:
                     raise
                 delay = self.retry.delay(attempt)
-                log.warning("%s %s: %s; retry %d in %.2fs", method, path, exc, attempt + 1, delay)
+                log.warning("%s; retry %d in %.2fs", exc, attempt + 1, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

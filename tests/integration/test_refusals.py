@@ -217,3 +217,32 @@ async def test_one_quarantined_change_is_requeued_as_the_clinics_current_state(
     assert missing.status == 404 and missing.body["resourceType"] == "OperationOutcome"
     held = (await resources(global_root, "Observation"))[bad]
     assert held["value"]["Quantity"]["value"] == 75.0
+
+
+async def test_logs_name_no_local_id_even_when_the_clinic_fails_requests(
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Logs leave the clinic; a local id may be a medical record number.
+    caplog.set_level(logging.DEBUG)
+    mrns = [f"mrn-40{n}17" for n in range(4)]
+    global_aidbox.faults.reject("Observation", where={"status": "preliminary"})
+    await _put(local_root, patient("p1"))
+    for mrn in mrns:
+        await _put(local_root, observation(mrn, "p1") | {"status": "preliminary"})
+    async with headquarters.clinic_app(local_aidbox.url, **SMALL) as app:
+        # The App re-reads each refused Observation in the clinic, which fails now and then.
+        local_aidbox.faults.set_random(
+            error_rate=0.4, drop_rate=0.2, seed=1, methods=["GET"], path_prefix="/Observation/"
+        )
+        [summary] = await app.service.sync(["Observation"])
+        local_aidbox.faults.clear()
+    assert summary.error is None and summary.counters.quarantined == len(mrns)
+    app_log = [r.getMessage() for r in caplog.records if r.name.startswith("aidbox_sync")]
+    assert any("retry" in line for line in app_log)  # the failing reads were logged
+    assert [line for line in app_log if any(mrn in line for mrn in mrns)] == []
+    records = await resources(local_root, "SyncQuarantine")
+    assert {r["resourceId"] for r in records.values()} == {f"Observation/{m}" for m in mrns}
