@@ -2,6 +2,7 @@
 
 Every save sends `If-Match: <versionId>` (api/rest-api/crud/update.md, "Versioned Update"), so
 when two runners race only one advances the checkpoint; the other gets 409 and stops its run.
+A 409 to a retry whose first attempt landed is told apart by reading the stored checkpoint.
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ class CheckpointStore:
                 "PUT", f"/ChangesInfo/{info.id}", json=_body(info), headers=headers
             )
         except AidboxError as err:
-            if err.status in (409, 412):
+            if err.status not in (409, 412):
+                raise
+            # A retry whose first attempt landed (its answer lost) finds its own write there:
+            # the body holds this runner's lease and timestamps, no other runner's.
+            stored = await self.get(info.id)
+            if stored is None or _body(stored) != _body(info):  # meta is not part of it
                 raise CheckpointConflict(info.id) from None
-            raise
+            return stored
         return ChangesInfo.model_validate(resp.body)

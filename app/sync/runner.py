@@ -262,7 +262,7 @@ class PushService:
         """Move a stream's checkpoint back to `version` (a replay, e.g. a backfill from 0).
 
         Runs under the stream's lock, so no run of it is under way, and forgets what was sent
-        for the type, so the replay re-sends even unchanged resources.
+        for the type, so the replay re-sends even unchanged resources. The counters restart.
         """
         await self._enabled([resource_type])
         async with self.lock(resource_type):
@@ -273,7 +273,10 @@ class PushService:
                     "moving forward would skip changes"
                 )
             saved = await self.checkpoints.save(
-                info.model_copy(update={"version": version, "status": "idle"})
+                # The counters restart with the replay (Counters: "since ... last reset").
+                info.model_copy(
+                    update={"version": version, "status": "idle", "counters": Counters()}
+                )
             )
             self._sent.forget_type(resource_type)
             return saved

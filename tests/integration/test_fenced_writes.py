@@ -96,3 +96,32 @@ async def test_a_paused_runner_that_lost_its_stream_cannot_land_its_write(
     [refused] = await stale
     assert refused.error and "newer run" in refused.error
     assert await _gender_at_global(global_root) == "male"
+
+
+async def test_a_checkpoint_save_whose_answer_was_lost_is_not_a_conflict(
+    local_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    async with headquarters.clinic_app(local_aidbox.url, **QUICK) as app:
+        await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+        [first] = await app.service.sync(["Patient"])  # the checkpoint exists
+        await local_root.call("PUT", "/Patient/p2", json=patient("p2"))
+        path = "/ChangesInfo/push-Patient"
+        saves = [local_aidbox.faults.hold_next_request("PUT", path) for _ in range(2)]
+        run = asyncio.create_task(app.service.sync(["Patient"]))
+        await saves[0].arrived()  # the lease's claim, then
+        saves[0].release()
+        assert await saves[0].answered() == 200
+        await saves[1].arrived()  # the checkpoint's advance, held until the App gave up
+        retry = local_aidbox.faults.hold_next_request("PUT", path)
+        await retry.arrived()
+        saves[1].release()
+        assert await saves[1].answered() == 200  # it landed; its answer is lost
+        retry.release()
+        assert await retry.answered() == 409  # its If-Match is one version behind now
+        [second] = await run
+    assert first.error is None
+    assert second.error is None and second.counters.written == 1
+    assert KEY.resource_id("Patient", "p2") in await resources(global_root, "Patient")

@@ -338,8 +338,11 @@ async def test_reset_replays_the_stream_to_the_global(
     await sync(local_root)
     gid = KEY.resource_id("Patient", "p1")
     await global_root.call("DELETE", f"/Patient/{gid}")  # e.g. lost in a restore of the global
+    before = (await local_root.call("GET", "/ChangesInfo/push-Patient")).body["counters"]
+    assert before["written"] == 2
     reset = await local_root.call("POST", "/ChangesInfo/push-Patient/$reset", json={"version": 0})
     assert reset.body["version"] == 0
+    assert all(n == 0 for n in reset.body["counters"].values())  # they restart with the replay
     replay = await sync(local_root, "/ChangesInfo/push-Patient/$sync")
     assert replay["push-Patient"]["written"] == 2  # sent again, though unchanged
     assert gid in await resources(global_root, "Patient")
