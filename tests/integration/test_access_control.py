@@ -199,6 +199,31 @@ async def test_a_clinic_writes_and_reads_back_its_own_namespace(
     assert (await as_a.request("GET", f"/AidboxInstance/{CLINIC}")).status == 200
 
 
+async def test_uris_that_name_no_resource_and_elements_called_reference_still_pass(
+    headquarters: Headquarters, as_a: AidboxClient
+) -> None:
+    # What the reference checks must not refuse: a uri value that names no resource (a
+    # valueUri a profile keeps), and FHIR elements called `reference` that hold an Aidbox
+    # reference into the namespace (CarePlan.activity.reference).
+    await headquarters.register(CLINIC, types=["Patient", "Appointment", "CarePlan"])
+    pid, aid = own("Patient", "p7"), own("Appointment", "a7")
+    extension = [{"url": "http://x.example/e", "value": {"uri": "http://loinc.org"}}]
+    patient_body = body("Patient", pid, extension=extension)
+    assert (await as_a.request("PUT", f"/Patient/{pid}", json=patient_body)).status == 201
+    appointment = body("Appointment", aid, status="booked", participant=[{"status": "accepted"}])
+    assert (await as_a.request("PUT", f"/Appointment/{aid}", json=appointment)).status == 201
+    plan = body(
+        "CarePlan",
+        own("CarePlan", "c7"),
+        status="active",
+        intent="plan",
+        subject={"resourceType": "Patient", "id": pid},
+        activity=[{"reference": {"resourceType": "Appointment", "id": aid}}],
+    )
+    answer = await as_a.request("PUT", f"/CarePlan/{plan['id']}", json=plan)
+    assert answer.status == 201, answer.body
+
+
 def _cases() -> list[tuple[str, str, str, Any]]:
     """(what, method, path, body) a clinic must never be allowed, with clinic A's credentials."""
     mine, yours = own("Patient", "p9"), theirs("Patient", "p1")
@@ -210,6 +235,42 @@ def _cases() -> list[tuple[str, str, str, Any]]:
     contained_to_b = body(
         "Patient", mine, contained=[{"resourceType": "RelatedPerson", "id": "c0", "patient": to_b}]
     )
+
+    def observation_with(subject: Any) -> dict[str, Any]:
+        return body(
+            "Observation", own("Observation", "o9"), status="final", subject=subject, code={}
+        )
+
+    # References the namespace check of {resourceType, id} does not see: a FHIR-style
+    # `reference` string, or an Aidbox `uri` (absolute references, api/rest-api/other/
+    # aidbox-and-fhir-formats.md) naming a resource. Neither is checked for existence, so
+    # each would land, and read back through /fhir as a reference to B's patient.
+    by_reference = observation_with({"reference": f"Patient/{yours}"})
+    by_relative_uri = observation_with({"uri": f"Patient/{yours}"})
+    by_absolute_uri = observation_with({"uri": f"https://hq.example/fhir/Patient/{yours}"})
+    by_versioned_uri = observation_with({"uri": f"Patient/{yours}/_history/1"})
+    by_urn = observation_with({"uri": "urn:uuid:6f1a9f9e-1111-4222-8333-444455556666"})
+    by_search = observation_with({"uri": "Patient?identifier=urn:mrn|123"})
+    contained_reference = body(
+        "Patient",
+        mine,
+        contained=[
+            {
+                "resourceType": "RelatedPerson",
+                "id": "c0",
+                "patient": {"reference": f"Patient/{yours}"},
+            }
+        ],
+    )
+    in_an_extension = body(
+        "Patient",
+        mine,
+        extension=[
+            {"url": "http://x.example/e", "value": {"Reference": {"reference": f"Patient/{yours}"}}}
+        ],
+    )
+    at_the_top = body("Patient", mine, reference=f"Patient/{yours}")
+    not_a_string = observation_with({"reference": [f"Patient/{yours}"]})
     return [
         ("overwrite B's resource", "PUT", f"/Patient/{yours}", body("Patient", yours)),
         ("delete B's resource", "DELETE", f"/Patient/{yours}", None),
@@ -225,6 +286,21 @@ def _cases() -> list[tuple[str, str, str, Any]]:
         ("B's id in the body", "PUT", f"/Patient/{mine}", body("Patient", yours)),
         ("a reference to B", "PUT", f"/Observation/{own('Observation', 'o9')}", observation_to_b),
         ("a contained reference to B", "PUT", f"/Patient/{mine}", contained_to_b),
+        ("a reference string to B", "PUT", f"/Observation/{by_reference['id']}", by_reference),
+        ("a relative uri to B", "PUT", f"/Observation/{by_reference['id']}", by_relative_uri),
+        ("an absolute uri to B", "PUT", f"/Observation/{by_reference['id']}", by_absolute_uri),
+        ("a versioned uri to B", "PUT", f"/Observation/{by_reference['id']}", by_versioned_uri),
+        ("a urn uri", "PUT", f"/Observation/{by_reference['id']}", by_urn),
+        ("a conditional uri", "PUT", f"/Observation/{by_reference['id']}", by_search),
+        ("a contained reference string", "PUT", f"/Patient/{mine}", contained_reference),
+        ("a reference string in an extension", "PUT", f"/Patient/{mine}", in_an_extension),
+        ("a reference string at the top", "PUT", f"/Patient/{mine}", at_the_top),
+        (
+            "a reference that is no object",
+            "PUT",
+            f"/Observation/{by_reference['id']}",
+            not_a_string,
+        ),
         ("a create with the id in the body only", "POST", "/Patient", body("Patient", mine)),
         ("a server-assigned id", "POST", "/Patient", {"resourceType": "Patient"}),
         ("a create whose body names B", "POST", f"/Patient?_id={mine}", body("Patient", yours)),
@@ -412,6 +488,10 @@ async def test_a_bundle_is_judged_by_its_entries_even_if_entries_were_not_checke
                 own("Patient", "p6"),
                 link=[{"other": {"resourceType": "Patient", "id": b_patient}}],
             )
+        ),
+        put(body("Patient", own("Patient", "p6"), link=[{"other": {"reference": "Patient/x"}}])),
+        put(
+            body("Patient", own("Patient", "p6"), link=[{"other": {"uri": f"Patient/{b_patient}"}}])
         ),
     ):
         assert not await allows(transaction(put(mine), bad)), bad
