@@ -313,6 +313,9 @@ def _cases() -> list[tuple[str, str, str, Any]]:
         ("a conditional update", "PUT", "/Patient?identifier=x", {"resourceType": "Patient"}),
         ("a conditional delete", "DELETE", "/Patient?identifier=x", None),
         ("FHIR format", "PUT", f"/fhir/Patient/{mine}", body("Patient", mine)),
+        # `//Patient/x` can parse as host `Patient`, path `/x` (RFC 3986 §4.2)
+        ("a path starting with //", "PUT", f"//Patient/{mine}", body("Patient", mine)),
+        ("a bundle at //", "POST", "//", transaction(put(body("Patient", mine)))),
         ("a search of a clinical type", "GET", "/Patient", None),
         ("a search by id", "GET", f"/Patient?_id={mine}", None),
         ("changes of a clinical type", "GET", "/Patient/$changes", None),
@@ -353,6 +356,10 @@ async def test_one_forbidden_entry_fails_the_whole_transaction(
     for bad in (
         put(body("Patient", b_patient, gender="female")),  # B's namespace
         {"request": {"method": "DELETE", "url": f"Patient/{b_patient}"}},
+        {  # read by the policy as Patient/<own id>; a url parser finds host `Patient`
+            "request": {"method": "PUT", "url": f"//Patient/{own('Patient', 'p4')}"},
+            "resource": body("Patient", own("Patient", "p4")),
+        },
         {  # a urn:uuid entry: created with a server-assigned id
             "fullUrl": "urn:uuid:6f1a9f9e-1111-4222-8333-444455556666",
             "request": {"method": "POST", "url": "Patient"},
@@ -481,6 +488,8 @@ async def test_a_bundle_is_judged_by_its_entries_even_if_entries_were_not_checke
         {"request": {"method": "POST", "url": "Patient"}, "resource": {"resourceType": "Patient"}},
         {"request": {"method": "PUT", "url": "Patient?identifier=x"}, "resource": mine},
         {"request": {"method": "GET", "url": "Patient"}},
+        {"request": {"method": "PUT", "url": f"//Patient/{mine['id']}"}, "resource": mine},
+        {"request": {"method": "PUT", "url": f"///Patient/{mine['id']}"}, "resource": mine},
         {"request": {"method": "PUT", "url": f"Client/{CLINIC}"}, "resource": {"secret": "x"}},
         put(
             body(
