@@ -297,7 +297,9 @@ def _cases() -> list[tuple[str, str, str, Any]]:
     by_relative_uri = observation_with({"uri": f"Patient/{yours}"})
     by_absolute_uri = observation_with({"uri": f"https://hq.example/fhir/Patient/{yours}"})
     by_versioned_uri = observation_with({"uri": f"Patient/{yours}/_history/1"})
+    by_padded_uri = observation_with({"uri": f" Patient/{yours}"})
     by_urn = observation_with({"uri": "urn:uuid:6f1a9f9e-1111-4222-8333-444455556666"})
+    by_padded_urn = observation_with({"uri": "\turn:uuid:6f1a9f9e-1111-4222-8333-444455556666"})
     by_search = observation_with({"uri": "Patient?identifier=urn:mrn|123"})
     contained_reference = body(
         "Patient",
@@ -338,7 +340,9 @@ def _cases() -> list[tuple[str, str, str, Any]]:
         ("a relative uri to B", "PUT", f"/Observation/{by_reference['id']}", by_relative_uri),
         ("an absolute uri to B", "PUT", f"/Observation/{by_reference['id']}", by_absolute_uri),
         ("a versioned uri to B", "PUT", f"/Observation/{by_reference['id']}", by_versioned_uri),
+        ("a padded uri to B", "PUT", f"/Observation/{by_reference['id']}", by_padded_uri),
         ("a urn uri", "PUT", f"/Observation/{by_reference['id']}", by_urn),
+        ("a padded urn uri", "PUT", f"/Observation/{by_reference['id']}", by_padded_urn),
         ("a conditional uri", "PUT", f"/Observation/{by_reference['id']}", by_search),
         ("a contained reference string", "PUT", f"/Patient/{mine}", contained_reference),
         ("a reference string in an extension", "PUT", f"/Patient/{mine}", in_an_extension),
