@@ -155,8 +155,12 @@ def _query_params(req: Req) -> dict[str, Any]:
 
 
 def uri_of(req: Req) -> str:
-    """The request path as sent, `/fhir` prefix included, without the query string."""
-    path = "/" + req.path.lstrip("/")
+    """The request path as sent, `/fhir` prefix included, without the query string.
+
+    Not normalised: `//Patient` stays `//Patient` (a bundle entry's relative url `Patient/x`
+    gets its leading `/`), so a policy sees what was sent, not what the router made of it.
+    """
+    path = req.path if req.path.startswith("/") else "/" + req.path
     if not req.fhir:
         return path
     return "/fhir" if path == "/" else "/fhir" + path

@@ -103,14 +103,25 @@ def _entry_response(res: Res) -> dict[str, Any]:
     return entry
 
 
-async def _no_nested_bundles(rt: Runtime, caller: Caller, req: Req) -> Res:
-    raise invalid("Bundles cannot be nested")
+async def _nested_bundle(rt: Runtime, caller: Caller, req: Req) -> Res:
+    """Stands for the bundle endpoint when an entry is matched; `_match` refuses it first."""
+    raise invalid("a bundle cannot be an entry of a bundle")
 
 
 async def _match(rt: Runtime, conn: Any, req: Req) -> router.Route:
-    route = await router.match(rt, conn, req, _no_nested_bundles)
-    if route.self_handler is not None and route.self_handler is not _no_nested_bundles:
-        raise invalid(f"{req.method} /{req.path.lstrip('/')} is not allowed in a bundle")
+    """The route of an entry; 422 for one that is itself a bundle or that manages its own
+    connections ($psql): the entry runs in the bundle's transaction or in none.
+
+    What Aidbox does with nested bundles is not documented: an emulator choice
+    (docs/aidbox-contract-notes.md), refused before the entry's access check, like any entry
+    that is no interaction on a resource.
+    """
+    route = await router.match(rt, conn, req, _nested_bundle)
+    where = f"{req.method} /{req.path.lstrip('/')}"
+    if route.self_handler is _nested_bundle:
+        raise invalid(f"{where}: a bundle cannot be an entry of a bundle")
+    if route.self_handler is not None:
+        raise invalid(f"{where} is not allowed in a bundle")
     return route
 
 

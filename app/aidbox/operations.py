@@ -32,6 +32,7 @@ from app.model import (
 )
 from app.registry.instances import Registration, RegistrationConflict, register
 from app.registry.inventory import InventoryQuery, NotAClinic, caller_namespace, inventory
+from app.registry.types import UnregistrableTypes
 from app.settings import Role
 from app.sync.checkpoint import CheckpointConflict
 from app.sync.config import ConfigError
@@ -329,6 +330,8 @@ async def register_instance(operation: dict[str, Any], request: dict[str, Any]) 
         done = await register(request["app"][own_aidbox_key], registration)
     except RegistrationConflict as exc:
         raise OperationError(409, "conflict", str(exc), ["id"]) from None
+    except UnregistrableTypes as exc:
+        raise OperationError(422, "business-rule", str(exc), ["types"]) from None
     except ValueError as exc:
         raise OperationError(422, "required", str(exc)) from None
     return json_response(done.as_json(), 201 if done.created else 200)

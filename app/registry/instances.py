@@ -14,13 +14,13 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.aidbox.client import AidboxClient
 from app.aidbox.manifest import load_manifest
-from app.anonymize.fhir_types import is_resource_type
 from app.errors import SyncError
 from app.model import AidboxInstance, Direction, InstanceId, InstanceStatus, SyncConfig
+from app.registry.types import UnregistrableTypes, unregistrable
 from app.settings import Role
 
 log = logging.getLogger("aidbox_sync.registry")
@@ -49,17 +49,9 @@ class Registration(BaseModel):
     status: InstanceStatus | None = None
     region: str | None = None
     country: str | None = None
+    # Only clinical data types (app/registry/types.py); others are refused by `register`.
     types: list[str] | None = Field(None, min_length=1)
     rotateSecret: bool = False
-
-    @field_validator("types")
-    @classmethod
-    def _clinical_types(cls, types: list[str] | None) -> list[str] | None:
-        # Only FHIR resource types: never Client, AccessPolicy, App or AidboxInstance.
-        wrong = [t for t in types or () if not is_resource_type(t)]
-        if wrong:
-            raise ValueError(f"not FHIR R4 resource types: {', '.join(wrong)}")
-        return types
 
 
 @dataclass(frozen=True)
@@ -88,8 +80,16 @@ async def register(client: AidboxClient, registration: Registration) -> Register
     The Client gets a new secret when it is created or ``rotateSecret`` asks for one (the old
     secret then stops working at once); otherwise it is left as it is: a Client read back has
     no usable secret, so it is never read, changed and written again.
+
+    Types that are not clinical data (app/registry/types.py) are refused before anything is
+    read or written (``UnregistrableTypes``); such types in an instance registered before the
+    rule, or edited by hand, are dropped when ``types`` is left out, so that a suspension
+    always goes through (the access policy refuses writes of them in any case).
     """
     instance_id = registration.id
+    refused = unregistrable(registration.types or ())
+    if refused:
+        raise UnregistrableTypes(refused)
     existing = await client.call("GET", f"/AidboxInstance/{instance_id}", accept=(404, 410))
     known_client = await client.call("GET", f"/Client/{instance_id}", accept=(404, 410))
     if known_client.status == 200 and existing.status != 200:
@@ -100,6 +100,17 @@ async def register(client: AidboxClient, registration: Registration) -> Register
     given = registration.model_dump(exclude_none=True, exclude={"id", "rotateSecret"})
     if not current and "name" not in given:
         raise ValueError("a new clinic needs a name")
+    stored_types = current.get("types")
+    if "types" not in given and isinstance(stored_types, list):
+        stale = unregistrable(stored_types)
+        if stale:
+            log.warning(
+                "clinic %s: %s may not be registered, dropped from its types",
+                instance_id,
+                ", ".join(stale),
+            )
+            kept = [t for t in stored_types if not unregistrable([t])]
+            current = {**current, "types": kept}
     instance = AidboxInstance.model_validate(
         {
             "status": "active",

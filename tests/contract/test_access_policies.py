@@ -306,6 +306,21 @@ async def test_request_object_fields(box, uid):
         assert answer.status == 403, (path, params, headers)
 
 
+async def test_request_object_uri_is_the_path_as_sent(box, uid):
+    # access-policies.md, "Request object structure": `uri` is the request's path. A doubled
+    # leading slash is kept, not normalised away, so a policy can refuse paths that could
+    # parse as a network-path reference (RFC 3986 §4.2: `//host/path`); the router still
+    # routes `//Patient/<id>` as a read of Patient/<id>.
+    client = await box.client_with_policies(
+        f"c-{uid}", matcho({"uri": f"//Patient/p-{uid}", "operation": {"id": "Read"}})
+    )
+    assert (await box.put(f"/Patient/p-{uid}", {"gender": "female"})).status == 201
+    doubled = await box.get(f"//Patient/p-{uid}", auth=client)
+    assert doubled.status == 200, doubled.body
+    assert doubled.body["gender"] == "female"
+    assert (await box.get(f"/Patient/p-{uid}", auth=client)).status == 403
+
+
 async def test_router_params_win_over_query_params(box, uid):
     # params = query merged with the router's `resource/id`; a query parameter of that name
     # must not stand in for the id being read.

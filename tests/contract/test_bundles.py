@@ -441,3 +441,37 @@ async def test_a_create_of_an_existing_id_fails_the_whole_transaction_409(box, u
     assert again.status == 409, again.body
     assert again.body["resourceType"] == "OperationOutcome"
     assert (await box.get(f"/Patient/content-{uid}")).status == 404
+
+
+async def test_an_entry_that_is_itself_a_bundle_is_refused_with_an_outcome(box, uid):
+    # api/batch-transaction.md describes entries as interactions on resources and says nothing
+    # of an entry posted to the bundle endpoint itself (`POST /`, `POST /fhir`). A clear 4xx
+    # OperationOutcome, never a 500, and nothing of the inner bundle runs; the emulator
+    # answers 422 (docs/aidbox-contract-notes.md).
+    for url in ("/", "/fhir"):
+        inner = bundle("transaction", entry("PUT", f"/Patient/in-{uid}", {"active": True}))
+        tx = await box.post(
+            "/",
+            bundle(
+                "transaction",
+                entry("PUT", f"/Patient/out-{uid}", {"active": True}),
+                entry("POST", url, inner),
+            ),
+        )
+        assert 400 <= tx.status < 500, (url, tx.status, tx.body)
+        assert tx.body["resourceType"] == "OperationOutcome"
+        batch = await box.post(
+            "/",
+            bundle(
+                "batch",
+                entry("PUT", f"/Patient/b-{uid}", {"active": True}),
+                entry("POST", url, inner),
+            ),
+        )
+        assert batch.status == 200, batch.body
+        status = int(batch.body["entry"][1]["response"]["status"][:3])
+        assert 400 <= status < 500, (url, batch.body)
+        assert batch.body["entry"][1]["resource"]["resourceType"] == "OperationOutcome"
+        assert (await box.get(f"/Patient/b-{uid}")).status == 200
+        for pid in (f"in-{uid}", f"out-{uid}"):
+            assert (await box.get(f"/Patient/{pid}")).status == 404, (url, pid)

@@ -129,8 +129,7 @@ async def test_registration_answers_a_secret_once_rotates_it_and_is_idempotent(
         ({"id": "hq-app", "name": "x"}, 409),  # an existing Client that is no clinic's
         ({"id": "clinic_c", "name": "x"}, 400),  # not an instance id
         ({"id": "clinic-c"}, 422),  # a new clinic needs a name
-        ({"id": "clinic-c", "name": "x", "types": ["Client"]}, 400),
-        ({"id": "clinic-c", "name": "x", "types": ["AccessPolicy", "Patient"]}, 400),
+        ({"id": "clinic-c", "name": "x", "types": []}, 400),
         ({"id": "clinic-c", "name": "x", "status": "gone"}, 400),
     ],
 )
@@ -145,6 +144,55 @@ async def test_registration_refuses_what_it_must_not_do(
     assert resp.status == status, resp.body
     assert resp.body["resourceType"] == "OperationOutcome"
     assert (await global_root.request("GET", "/AidboxInstance/clinic-c")).status == 404
+
+
+@pytest.mark.parametrize(
+    "refused_types",
+    [
+        ["Client"],  # Aidbox's own, not FHIR R4
+        ["AccessPolicy", "Patient"],
+        ["User"],
+        ["App"],
+        ["FHIRSchema"],
+        ["AidboxInstance"],  # the App's own
+        ["SyncFence"],  # allowed by its own rule, never as a pushed type
+        ["Subscription"],  # FHIR R4, but Aidbox acts on it: notifications to any endpoint
+        ["SearchParameter", "Patient", "StructureDefinition"],
+        ["ValueSet"],
+        ["AuditEvent"],
+        ["Endpoint"],
+        ["Bundle"],
+        ["Questionnaire"],
+        ["Resource"],  # abstract
+        ["Patients"],
+    ],
+    ids="+".join,
+)
+async def test_registration_refuses_types_that_are_not_clinical_data(
+    headquarters: Headquarters, global_root: AidboxClient, refused_types: list[str]
+) -> None:
+    resp = await global_root.request(
+        "POST", "/$register-instance", json={"id": "clinic-c", "name": "x", "types": refused_types}
+    )
+    assert resp.status == 422, resp.body
+    assert resp.body["resourceType"] == "OperationOutcome"
+    diagnostics = resp.body["issue"][0]["diagnostics"]
+    for name in refused_types:
+        assert (name in diagnostics) == (name != "Patient"), (name, diagnostics)
+    # refused before anything is written: neither the instance nor its Client exists
+    assert (await global_root.request("GET", "/AidboxInstance/clinic-c")).status == 404
+    assert (await global_root.request("GET", "/Client/clinic-c")).status == 404
+
+
+async def test_registration_takes_every_clinical_type(
+    headquarters: Headquarters, global_root: AidboxClient
+) -> None:
+    wanted = ["Patient", "Observation", "CarePlan", "Coverage", "MedicationRequest", "Basic"]
+    resp = await global_root.request(
+        "POST", "/$register-instance", json={"id": "clinic-c", "name": "x", "types": wanted}
+    )
+    assert resp.status == 201, resp.body
+    assert resp.body["instance"]["types"] == wanted
 
 
 async def test_only_root_may_register(headquarters: Headquarters, as_a: AidboxClient) -> None:
@@ -199,6 +247,31 @@ async def test_a_clinic_writes_and_reads_back_its_own_namespace(
     assert (await as_a.request("GET", f"/AidboxInstance/{CLINIC}")).status == 200
 
 
+async def test_uris_that_name_no_resource_and_elements_called_reference_still_pass(
+    headquarters: Headquarters, as_a: AidboxClient
+) -> None:
+    # What the reference checks must not refuse: a uri value that names no resource (a
+    # valueUri a profile keeps), and FHIR elements called `reference` that hold an Aidbox
+    # reference into the namespace (CarePlan.activity.reference).
+    await headquarters.register(CLINIC, types=["Patient", "Appointment", "CarePlan"])
+    pid, aid = own("Patient", "p7"), own("Appointment", "a7")
+    extension = [{"url": "http://x.example/e", "value": {"uri": "http://loinc.org"}}]
+    patient_body = body("Patient", pid, extension=extension)
+    assert (await as_a.request("PUT", f"/Patient/{pid}", json=patient_body)).status == 201
+    appointment = body("Appointment", aid, status="booked", participant=[{"status": "accepted"}])
+    assert (await as_a.request("PUT", f"/Appointment/{aid}", json=appointment)).status == 201
+    plan = body(
+        "CarePlan",
+        own("CarePlan", "c7"),
+        status="active",
+        intent="plan",
+        subject={"resourceType": "Patient", "id": pid},
+        activity=[{"reference": {"resourceType": "Appointment", "id": aid}}],
+    )
+    answer = await as_a.request("PUT", f"/CarePlan/{plan['id']}", json=plan)
+    assert answer.status == 201, answer.body
+
+
 def _cases() -> list[tuple[str, str, str, Any]]:
     """(what, method, path, body) a clinic must never be allowed, with clinic A's credentials."""
     mine, yours = own("Patient", "p9"), theirs("Patient", "p1")
@@ -210,6 +283,44 @@ def _cases() -> list[tuple[str, str, str, Any]]:
     contained_to_b = body(
         "Patient", mine, contained=[{"resourceType": "RelatedPerson", "id": "c0", "patient": to_b}]
     )
+
+    def observation_with(subject: Any) -> dict[str, Any]:
+        return body(
+            "Observation", own("Observation", "o9"), status="final", subject=subject, code={}
+        )
+
+    # References the namespace check of {resourceType, id} does not see: a FHIR-style
+    # `reference` string, or an Aidbox `uri` (absolute references, api/rest-api/other/
+    # aidbox-and-fhir-formats.md) naming a resource. Neither is checked for existence, so
+    # each would land, and read back through /fhir as a reference to B's patient.
+    by_reference = observation_with({"reference": f"Patient/{yours}"})
+    by_relative_uri = observation_with({"uri": f"Patient/{yours}"})
+    by_absolute_uri = observation_with({"uri": f"https://hq.example/fhir/Patient/{yours}"})
+    by_versioned_uri = observation_with({"uri": f"Patient/{yours}/_history/1"})
+    by_padded_uri = observation_with({"uri": f" Patient/{yours}"})
+    by_urn = observation_with({"uri": "urn:uuid:6f1a9f9e-1111-4222-8333-444455556666"})
+    by_padded_urn = observation_with({"uri": "\turn:uuid:6f1a9f9e-1111-4222-8333-444455556666"})
+    by_search = observation_with({"uri": "Patient?identifier=urn:mrn|123"})
+    contained_reference = body(
+        "Patient",
+        mine,
+        contained=[
+            {
+                "resourceType": "RelatedPerson",
+                "id": "c0",
+                "patient": {"reference": f"Patient/{yours}"},
+            }
+        ],
+    )
+    in_an_extension = body(
+        "Patient",
+        mine,
+        extension=[
+            {"url": "http://x.example/e", "value": {"Reference": {"reference": f"Patient/{yours}"}}}
+        ],
+    )
+    at_the_top = body("Patient", mine, reference=f"Patient/{yours}")
+    not_a_string = observation_with({"reference": [f"Patient/{yours}"]})
     return [
         ("overwrite B's resource", "PUT", f"/Patient/{yours}", body("Patient", yours)),
         ("delete B's resource", "DELETE", f"/Patient/{yours}", None),
@@ -225,6 +336,23 @@ def _cases() -> list[tuple[str, str, str, Any]]:
         ("B's id in the body", "PUT", f"/Patient/{mine}", body("Patient", yours)),
         ("a reference to B", "PUT", f"/Observation/{own('Observation', 'o9')}", observation_to_b),
         ("a contained reference to B", "PUT", f"/Patient/{mine}", contained_to_b),
+        ("a reference string to B", "PUT", f"/Observation/{by_reference['id']}", by_reference),
+        ("a relative uri to B", "PUT", f"/Observation/{by_reference['id']}", by_relative_uri),
+        ("an absolute uri to B", "PUT", f"/Observation/{by_reference['id']}", by_absolute_uri),
+        ("a versioned uri to B", "PUT", f"/Observation/{by_reference['id']}", by_versioned_uri),
+        ("a padded uri to B", "PUT", f"/Observation/{by_reference['id']}", by_padded_uri),
+        ("a urn uri", "PUT", f"/Observation/{by_reference['id']}", by_urn),
+        ("a padded urn uri", "PUT", f"/Observation/{by_reference['id']}", by_padded_urn),
+        ("a conditional uri", "PUT", f"/Observation/{by_reference['id']}", by_search),
+        ("a contained reference string", "PUT", f"/Patient/{mine}", contained_reference),
+        ("a reference string in an extension", "PUT", f"/Patient/{mine}", in_an_extension),
+        ("a reference string at the top", "PUT", f"/Patient/{mine}", at_the_top),
+        (
+            "a reference that is no object",
+            "PUT",
+            f"/Observation/{by_reference['id']}",
+            not_a_string,
+        ),
         ("a create with the id in the body only", "POST", "/Patient", body("Patient", mine)),
         ("a server-assigned id", "POST", "/Patient", {"resourceType": "Patient"}),
         ("a create whose body names B", "POST", f"/Patient?_id={mine}", body("Patient", yours)),
@@ -237,6 +365,9 @@ def _cases() -> list[tuple[str, str, str, Any]]:
         ("a conditional update", "PUT", "/Patient?identifier=x", {"resourceType": "Patient"}),
         ("a conditional delete", "DELETE", "/Patient?identifier=x", None),
         ("FHIR format", "PUT", f"/fhir/Patient/{mine}", body("Patient", mine)),
+        # `//Patient/x` can parse as host `Patient`, path `/x` (RFC 3986 §4.2)
+        ("a path starting with //", "PUT", f"//Patient/{mine}", body("Patient", mine)),
+        ("a bundle at //", "POST", "//", transaction(put(body("Patient", mine)))),
         ("a search of a clinical type", "GET", "/Patient", None),
         ("a search by id", "GET", f"/Patient?_id={mine}", None),
         ("changes of a clinical type", "GET", "/Patient/$changes", None),
@@ -277,6 +408,10 @@ async def test_one_forbidden_entry_fails_the_whole_transaction(
     for bad in (
         put(body("Patient", b_patient, gender="female")),  # B's namespace
         {"request": {"method": "DELETE", "url": f"Patient/{b_patient}"}},
+        {  # read by the policy as Patient/<own id>; a url parser finds host `Patient`
+            "request": {"method": "PUT", "url": f"//Patient/{own('Patient', 'p4')}"},
+            "resource": body("Patient", own("Patient", "p4")),
+        },
         {  # a urn:uuid entry: created with a server-assigned id
             "fullUrl": "urn:uuid:6f1a9f9e-1111-4222-8333-444455556666",
             "request": {"method": "POST", "url": "Patient"},
@@ -288,6 +423,53 @@ async def test_one_forbidden_entry_fails_the_whole_transaction(
     held = await resources(global_root, "Patient")
     assert own("Patient", "p3") not in held
     assert held[b_patient]["gender"] == "male"
+
+
+async def test_an_instance_edited_to_list_infrastructure_types_still_writes_none(
+    headquarters: Headquarters, as_a: AidboxClient, global_root: AidboxClient
+) -> None:
+    # Defence in depth: the registration refuses these types, and the policy refuses writes of
+    # them whatever an AidboxInstance lists (an operator's hand edit, an older registration).
+    instance = (await global_root.call("GET", f"/AidboxInstance/{CLINIC}")).body
+    infrastructure = ["AccessPolicy", "Client", "Subscription", "SearchParameter", "App"]
+    edited = {**instance, "types": [*instance["types"], *infrastructure]}
+    await global_root.call("PUT", f"/AidboxInstance/{CLINIC}", json=edited)
+    attempts = {
+        "AccessPolicy": {"engine": "allow"},  # a global policy that would allow anyone anything
+        "Client": {"secret": "s3cret", "grant_types": ["basic"]},
+        "Subscription": {
+            "status": "active",
+            "reason": "x",
+            "criteria": "Patient",
+            "channel": {"type": "rest-hook", "endpoint": "https://attacker.example/hook"},
+        },
+        "SearchParameter": {
+            "url": "http://x.example/sp",
+            "name": "x",
+            "status": "active",
+            "description": "x",
+            "code": "x",
+            "base": ["Patient"],
+            "type": "token",
+            "expression": "Patient.id",
+        },
+        "App": {"type": "app", "apiVersion": 1},
+    }
+    for rtype, payload in attempts.items():
+        rid = own(rtype, "x")
+        resp = await as_a.request("PUT", f"/{rtype}/{rid}", json={**payload, "id": rid})
+        assert refused(resp), (rtype, resp.status, resp.body)
+        entry = {"request": {"method": "PUT", "url": f"{rtype}/{rid}"}, "resource": payload}
+        resp = await as_a.request("POST", "/", json=transaction(entry))
+        assert refused(resp), (rtype, resp.status, resp.body)
+        assert (await global_root.request("GET", f"/{rtype}/{rid}")).status == 404, rtype
+    pid = own("Patient", "p8")
+    assert (await as_a.request("PUT", f"/Patient/{pid}", json=body("Patient", pid))).status == 201
+
+    # registering again (a suspension, say) drops what may not be registered, refuses nothing
+    again = await headquarters.register(CLINIC, status="suspended")
+    assert again["instance"]["types"] == instance["types"]
+    assert again["instance"]["status"] == "suspended"
 
 
 # -- suspension, reactivation, removal ---------------------------------------------------
@@ -405,6 +587,8 @@ async def test_a_bundle_is_judged_by_its_entries_even_if_entries_were_not_checke
         {"request": {"method": "POST", "url": "Patient"}, "resource": {"resourceType": "Patient"}},
         {"request": {"method": "PUT", "url": "Patient?identifier=x"}, "resource": mine},
         {"request": {"method": "GET", "url": "Patient"}},
+        {"request": {"method": "PUT", "url": f"//Patient/{mine['id']}"}, "resource": mine},
+        {"request": {"method": "PUT", "url": f"///Patient/{mine['id']}"}, "resource": mine},
         {"request": {"method": "PUT", "url": f"Client/{CLINIC}"}, "resource": {"secret": "x"}},
         put(
             body(
@@ -412,6 +596,10 @@ async def test_a_bundle_is_judged_by_its_entries_even_if_entries_were_not_checke
                 own("Patient", "p6"),
                 link=[{"other": {"resourceType": "Patient", "id": b_patient}}],
             )
+        ),
+        put(body("Patient", own("Patient", "p6"), link=[{"other": {"reference": "Patient/x"}}])),
+        put(
+            body("Patient", own("Patient", "p6"), link=[{"other": {"uri": f"Patient/{b_patient}"}}])
         ),
     ):
         assert not await allows(transaction(put(mine), bad)), bad

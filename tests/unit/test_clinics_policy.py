@@ -1,0 +1,48 @@
+"""The clinics' AccessPolicy as shipped (manifest/policies/aidbox-sync-clinics.yaml): facts of
+its text that no emulated request can show."""
+
+from __future__ import annotations
+
+import re
+
+from app.aidbox.manifest import load_manifest
+from app.anonymize.fhir_types import is_resource_type
+from app.registry.instances import default_types
+from app.registry.types import REGISTRABLE_TYPES, unregistrable
+from app.settings import Role
+
+
+def _query() -> str:
+    return load_manifest(Role.GLOBAL).policies["aidbox-sync-clinics"]["sql"]["query"]
+
+
+def test_the_query_holds_no_question_mark() -> None:
+    # Aidbox binds {{...}} with JDBC placeholders (tutorials/security-access-control-tutorials/
+    # debug-access-control.md shows `?` for each bound value): a `?` of the query's own, a
+    # jsonb operator or a regex, would be taken for one. The emulator binds $n and cannot tell.
+    assert "?" not in _query()
+
+
+def _registrable_in_policy() -> list[str]:
+    found = re.search(
+        r"registrable \(rtype\) AS \(\s*SELECT unnest\('\{([^}]*)\}'::text\[\]\)", _query()
+    )
+    assert found is not None, "the policy's registrable CTE"
+    return [name.strip() for name in found.group(1).split(",")]
+
+
+def test_the_policy_refuses_the_types_registration_refuses() -> None:
+    # Defence in depth holds only while the policy's list is registration's list.
+    in_policy = _registrable_in_policy()
+    assert len(in_policy) == len(set(in_policy))
+    assert set(in_policy) == REGISTRABLE_TYPES
+
+
+def test_registrable_types_are_fhir_r4_resource_types_and_hold_the_default_push() -> None:
+    assert all(is_resource_type(name) for name in REGISTRABLE_TYPES)
+    assert not REGISTRABLE_TYPES & {"Resource", "DomainResource"}
+    assert set(default_types()) <= REGISTRABLE_TYPES
+    assert unregistrable(["Patient", "Subscription", "Patient", {"x": 1}, "Subscription"]) == [
+        "Subscription",
+        "{'x': 1}",
+    ]
