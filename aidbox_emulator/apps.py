@@ -1,6 +1,6 @@
 """Aidbox Apps: registration side effects, operation routing, http-rpc forwarding.
 
-developer-experience/apps.md and AIDBOX_CONTRACT §1-2. `PUT /App/<id>` stores the manifest;
+developer-experience/apps.md and the SDK's own code. `PUT /App/<id>` stores the manifest;
 the emulator then (same transaction) creates one `Operation` per operation id (so
 AccessPolicies can link it), the AccessPolicies of `operations.<id>.policies`, and the
 manifest's `resources`; Operations dropped from the manifest are deleted (routes replaced).

@@ -1,4 +1,4 @@
-"""CRUD interactions in Aidbox format (api/rest-api/crud/*.md; AIDBOX_CONTRACT §6).
+"""CRUD interactions in Aidbox format (api/rest-api/crud/*.md).
 
 Every function runs on `ctx.conn`; writes run inside `ctx.tx` (one database transaction).
 Bodies in and out are Aidbox format; the HTTP edge converts for `/fhir`.

@@ -58,7 +58,7 @@ class AidboxError(Exception):
 
 
 def not_found(resource_type: str, resource_id: str) -> AidboxError:
-    """404 for an unknown id (AIDBOX_CONTRACT §6)."""
+    """404 for an unknown id (api/rest-api/crud/read.md)."""
     return AidboxError.of(
         404,
         "not-found",
@@ -68,7 +68,7 @@ def not_found(resource_type: str, resource_id: str) -> AidboxError:
 
 
 def unknown_type(resource_type: str) -> AidboxError:
-    """404 for a resource type the server does not know (AIDBOX_CONTRACT §6)."""
+    """404 for a resource type the server does not know (api/rest-api/crud/read.md)."""
     return AidboxError.of(
         404, "not-found", f"Unknown resource type {resource_type}", outcome_id="not-found"
     )

@@ -1,4 +1,4 @@
-"""Raw SQL: `POST /$psql` (AIDBOX_CONTRACT §3) and `/db/migrations`.
+"""Raw SQL: `POST /$psql` (api/other/sql-endpoints.md) and `/db/migrations`.
 
 `/db/migrations`: api/rest-api/other/sql-endpoints.md.
 """

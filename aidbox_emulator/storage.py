@@ -1,7 +1,7 @@
 """Rows of Aidbox resource tables: reading, writing, and converting them to resources.
 
 Write functions run on a connection inside the caller's transaction; the caller supplies the
-txid (AIDBOX_CONTRACT §3, database/overview.md "How data inserted, updated and deleted?").
+txid (database/overview.md "How data inserted, updated and deleted?").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """App subscriptions (deprecated, still what the SDK uses): deliver committed changes to Apps.
 
-Body from AIDBOX_CONTRACT §2 (Node SDK types; the SDK reads `event.tx.id`):
+Body from developer-experience/apps.md (Node SDK types; the SDK reads `event.tx.id`):
 `{"type": "subscription", "handler", "event": {"action", "resource", "previous"?, "tx": {"id"}}}`
 POSTed to the App's endpoint with `Authorization: Basic base64(<app-id>:<secret>)`. Delivery
 timing and retries are open: the emulator delivers after COMMIT, in the background, and retries

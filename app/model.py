@@ -1,4 +1,4 @@
-"""The App's custom resources (DESIGN.md §3) as typed models.
+"""The App's custom resources (README, "What the App registers") as typed models.
 
 Their Aidbox definitions (FHIRSchema) live in `manifest/resources/`; these models are what the
 code reads and writes. Field names are the wire names (Aidbox format, camelCase).

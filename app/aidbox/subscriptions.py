@@ -1,4 +1,4 @@
-"""Subscriptions that wake the push streams (SDK `subscriptions`, contract §2).
+"""Subscriptions that wake the push streams (SDK `subscriptions`; developer-experience/apps.md).
 
 An event is only a hint that something changed (delivery is at most once, possibly late);
 the Changes API stays the source of truth, so a lost event costs at most one poll interval.

@@ -4,7 +4,7 @@ The feed cuts windows by txid, so their sizes vary (a window holds at most a pag
 less). Transactions made of whole windows would leave part of each transaction empty, and the
 global pays per transaction. The backlog cuts batches at any change instead, and gives each
 batch the checkpoint it completes: the upper bound of the last window none of whose changes is
-still waiting (DESIGN.md §4.2: the checkpoint never passes an unsent change).
+still waiting (README, "How push works": the checkpoint never passes an unsent change).
 """
 
 from __future__ import annotations

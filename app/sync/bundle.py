@@ -1,8 +1,7 @@
 """Pure building blocks of what is sent to the global: entries, ordering, batches.
 
-Aidbox runs transaction entries in the order listed (api/batch-transaction.md), and checks
-references on write (contract §5), so targets are placed before the resources that refer to
-them.
+Aidbox runs transaction entries in the order listed, and checks references on write
+(api/batch-transaction.md), so targets are placed before the resources that refer to them.
 """
 
 from __future__ import annotations
@@ -100,7 +99,7 @@ class Outgoing:
     def _entry(self, body: dict[str, Any] | None) -> dict[str, Any]:
         """The transaction entry (Aidbox format)."""
         if self.if_absent:
-            # Conditional create, the form the SDK uses for seeds (contract §1).
+            # Conditional create, the form the SDK uses for seeds (aidbox-python-sdk sdk.py).
             request = {"method": "POST", "url": f"/{self.target_type}?_id={self.target_id}"}
         else:
             request = {"method": self.method, "url": f"/{self.target_type}/{self.target_id}"}

@@ -2,7 +2,7 @@
 
 Both live in the local Aidbox and are edited in the console. They are re-read every cycle; a
 version that fails validation is refused (the error is kept for `$sync-status`) and the last
-valid one stays in force (DESIGN.md §3).
+valid one stays in force (README, "What the App registers").
 """
 
 from __future__ import annotations

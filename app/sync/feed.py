@@ -52,7 +52,8 @@ class FeedError(SyncError):
     """The Changes API answered something this reader cannot use."""
 
 
-# Aidbox's storage statuses (contract §3); a recreated resource is, for the target, an update.
+# Aidbox's storage statuses (database/overview.md); a recreated resource is, for the target,
+# an update.
 _EVENTS: dict[str, Event] = {
     "created": "created",
     "updated": "updated",

@@ -3,7 +3,7 @@
 A push run alternates two writes to two servers: a transaction to the global, then the
 checkpoint in the clinic. Done one after the other, the global waits for every checkpoint;
 the pipeline saves checkpoint k while batch k+1 is written, without giving up the rule that
-a checkpoint never passes an unacknowledged change (DESIGN.md §4.2).
+a checkpoint never passes an unacknowledged change (README, "How push works").
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 - Transient failures are retried by the client (its RetryPolicy); if they persist the run
   fails and the checkpoint stays where it was, so nothing is lost.
 - A transaction refused because a referenced resource is missing (422, "Referenced resource
-  Patient/<id> does not exist", contract §5) gets that resource pushed first, in the same
-  transaction, when the clinic still has it.
+  Patient/<id> does not exist", api/batch-transaction.md) gets that resource pushed first, in
+  the same transaction, when the clinic still has it and pushes its type.
 - A refusal of content (400, 413, 422) is bisected until the refused entry stands
   alone. If the clinic has replaced or deleted that version since, its current state (or
   its deletion) is sent instead: an old version is not a poison resource (docs/push.md,
@@ -24,9 +24,10 @@ from app.aidbox.client import AidboxClient, AidboxError, outcome_summary
 from app.sync.bundle import Outgoing, Ref, order_by_references, transaction
 from app.sync.fence import Fence, FenceLost, batch_digest
 
-# Statuses by which Aidbox refuses what a bundle contains (contract §5, §6), as opposed to who
-# sent it or where. 409 and 412 are not among them: the App sends PUT/DELETE without If-Match,
-# so on the global they can only come from concurrent writes (contract §5), never from content.
+# Statuses by which Aidbox refuses what a bundle contains (api/batch-transaction.md,
+# api/rest-api/crud/*.md), as opposed to who sent it or where. 409 and 412 are not among them:
+# the App sends PUT/DELETE without If-Match, so on the global they can only come from
+# concurrent writes (api/rest-api/crud/update.md) or the fence (fence.py), never from content.
 CONTENT_REFUSALS = frozenset({400, 413, 422})
 
 _MISSING_REF = re.compile(r"Referenced resource ([A-Za-z][A-Za-z0-9]*)/([A-Za-z0-9\-.]+) does not")

@@ -4,7 +4,7 @@ A run reads settled sub-windows of changes after the checkpoint, anonymizes them
 the global in full batches, and only then advances the checkpoint to the end of the last
 sub-window none of whose changes still waits (backlog.py). A crash at any point replays from
 the last checkpoint; the global's writes are idempotent PUT/DELETE on deterministic ids, so a
-replay never forks (DESIGN.md §4.2).
+replay never forks (README, "How push works"; docs/push.md).
 """
 
 from __future__ import annotations

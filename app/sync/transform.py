@@ -1,6 +1,6 @@
 """Turns a local change into what is sent to the global: the anonymized body and its id.
 
-Anonymization happens here, before anything is queued (DESIGN.md §4.4): an `Outgoing` never
+Anonymization happens here, before anything is queued (docs/anonymization.md): an `Outgoing` never
 holds an unanonymized body, nor any body at all, only the encoded entry.
 """
 

@@ -1,4 +1,4 @@
-"""The settled upper bound of a `$changes` read (DESIGN.md §4.1).
+"""The settled upper bound of a `$changes` read (README, "How push works", step 1).
 
 Aidbox takes a write transaction's txid from `transaction_id_seq` when the transaction starts,
 so txid 99 may commit after 100 is already visible (api/other/changes-api.md, "Possible Race
@@ -11,7 +11,7 @@ t. If no transaction that started before t is still open, every txid <= H is com
 rolled back, and the window (checkpoint, H] can be read once and never changes again (new writes
 get txids > H). Otherwise the last bound proven settled is kept, and the caller retries soon.
 
-Both reads go through `$psql` (contract §3), which the SDK itself relies on.
+Both reads go through `$psql` (api/other/sql-endpoints.md), which the SDK itself relies on.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """App protocol: registration, operation routing/forwarding, policies, subscriptions
-(developer-experience/apps.md, AIDBOX_CONTRACT §1-2)."""
+(developer-experience/apps.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Basic auth with Client resources and AccessPolicy (AIDBOX_CONTRACT §7,
-access-control/authorization/access-policies.md)."""
+"""Basic auth with Client resources and AccessPolicy
+(access-control/authorization/access-policies.md)."""
 
 from __future__ import annotations
 

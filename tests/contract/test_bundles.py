@@ -1,4 +1,4 @@
-"""Batch/transaction bundles (api/batch-transaction.md, AIDBOX_CONTRACT §5)."""
+"""Batch/transaction bundles (api/batch-transaction.md)."""
 
 from __future__ import annotations
 

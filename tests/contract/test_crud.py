@@ -1,4 +1,4 @@
-"""CRUD in Aidbox format at `/` and FHIR format at `/fhir` (AIDBOX_CONTRACT §6, crud/*.md)."""
+"""CRUD in Aidbox format at `/` and FHIR format at `/fhir` (api/rest-api/crud/*.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bad input never crashes the server: Aidbox-shaped OperationOutcomes (AIDBOX_CONTRACT §6)."""
+"""Bad input never crashes the server: Aidbox-shaped OperationOutcomes (api/rest-api/crud/*.md)."""
 
 from __future__ import annotations
 

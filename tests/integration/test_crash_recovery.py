@@ -1,4 +1,5 @@
-"""A runner killed at any step replays from its checkpoint: no gap, no duplicate (DESIGN §4.2)."""
+"""A runner killed at any step replays from its checkpoint: no gap, no duplicate (README,
+"How push works")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Push pipeline over real HTTP: emulated local + emulated global + the App (DESIGN.md §4)."""
+"""Push pipeline over real HTTP: emulated local + emulated global + the App (README, "How push
+works")."""
 
 from __future__ import annotations
 
@@ -81,9 +82,10 @@ async def test_late_commit_is_not_missed(
     global_root: AidboxClient,
     local_aidbox: Emulator,
 ) -> None:
-    # Contract §4: txid is taken at transaction start; a lower txid can commit after a higher.
-    # The two writers run at read-committed (contract §5, x-max-isolation-level) so that
-    # SERIALIZABLE cannot abort one of them: the race, not a conflict, is under test.
+    # txid is taken at transaction start; a lower txid can commit after a higher
+    # (api/other/changes-api.md, "Possible Race Condition"). The two writers run at
+    # read-committed (api/batch-transaction.md, x-max-isolation-level) so that SERIALIZABLE
+    # cannot abort one of them: the race, not a conflict, is under test.
     rc = {"x-max-isolation-level": "read-committed"}
     hold = local_aidbox.faults.hold_next_write("Patient")
     late = asyncio.create_task(
@@ -201,8 +203,8 @@ async def test_transient_failures_on_the_global_lose_nothing(
     ("fault", "status"),
     [
         ("global down", "503"),
-        # A SERIALIZABLE conflict (412, contract §5) says nothing about the content: it is
-        # retried, and if it persists the run stops at its checkpoint.
+        # A SERIALIZABLE conflict (412, api/rest-api/crud/update.md) says nothing about the
+        # content: it is retried, and if it persists the run stops at its checkpoint.
         ("serialization conflicts", "412"),
     ],
 )
