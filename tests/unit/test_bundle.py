@@ -121,7 +121,7 @@ def test_several_changes_of_one_resource_collapse_to_the_latest() -> None:
 
 
 def test_missing_reference_is_read_from_aidbox_422() -> None:
-    # Contract §5 (api/batch-transaction.md): diagnostics name the missing target.
+    # api/batch-transaction.md: diagnostics name the missing target.
     outcome = {
         "resourceType": "OperationOutcome",
         "issue": [
