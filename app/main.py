@@ -24,7 +24,7 @@ from app.aidbox.client import AidboxClient, RetryPolicy
 from app.aidbox.keys import own_aidbox_key, push_service_key, settings_key
 from app.aidbox.manifest import Manifest, load_manifest
 from app.aidbox.operations import register_operations
-from app.aidbox.subscriptions import register_subscriptions
+from app.aidbox.subscriptions import Subscriptions
 from app.anonymize import PseudonymKey
 from app.settings import AppSettings, Role, SettingsError, load_settings
 from app.sync.runner import PushService
@@ -37,7 +37,9 @@ def _retry_policy(settings: AppSettings) -> RetryPolicy:
     return RetryPolicy(settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay)
 
 
-def _push_service(settings: AppSettings, own: AidboxClient) -> PushService:
+def _push_service(
+    settings: AppSettings, own: AidboxClient, subscriptions: Subscriptions
+) -> PushService:
     retry = _retry_policy(settings)
     assert settings.global_url and settings.global_client_id  # checked by AppSettings
     assert settings.global_client_secret and settings.pseudonym_key and settings.instance_id
@@ -66,6 +68,7 @@ def _push_service(settings: AppSettings, own: AidboxClient) -> PushService:
         # Stable across restarts of the same service (same host, same URL), so a restarted
         # service resumes its own streams at once; a second service gets another name.
         owner=f"{socket.gethostname()} {settings.app_url}",
+        on_push_types=subscriptions.follow,
     )
 
 
@@ -91,13 +94,14 @@ def build_app(settings: AppSettings) -> web.Application:
     )
     app[settings_key] = settings
     app[own_aidbox_key] = own
+    subscriptions = Subscriptions(sdk, own)
 
     async def prepare_aidbox(app: web.Application) -> AsyncIterator[None]:
         # Runs before the SDK's own start-up context, which registers the App and its seeds.
         await define_custom_resources(own, manifest)
         await install_profiles(own, manifest)
         if settings.role is Role.LOCAL:
-            register_subscriptions(sdk, await push_types_to_watch(own, manifest))
+            subscriptions.subscribe(await push_types_to_watch(own, manifest))
         yield
         await own.close()
 
@@ -111,7 +115,7 @@ def build_app(settings: AppSettings) -> web.Application:
     app.cleanup_ctx.append(install_access_policies)
 
     if settings.role is Role.LOCAL:
-        service = _push_service(settings, own)
+        service = _push_service(settings, own, subscriptions)
         app[push_service_key] = service
         app.router.add_get("/metrics", _metrics)
 

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 from app.aidbox.client import AidboxClient
@@ -55,8 +55,11 @@ class PushService:
         concurrency: int,
         owner: str,
         settle_timeout: float = 2.0,
+        on_push_types: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self.local = local
+        # Told the enabled push types at each load of the configuration (subscriptions).
+        self._on_push_types = on_push_types
         self.global_ = global_
         self.key = key
         self.config = ConfigSource(local)
@@ -251,6 +254,11 @@ class PushService:
         """The enabled push streams of the configuration in force (those of `types`, which
         must all be enabled)."""
         enabled = (await self.config.load()).config.enabled_streams(Direction.PUSH)
+        if self._on_push_types is not None:
+            try:
+                await self._on_push_types([s.type for s in enabled])
+            except Exception as exc:  # polling still covers the type; the next load retries
+                log.warning("could not follow the push types: %s", failure_reason(exc))
         if types is None:
             return enabled
         wanted = set(types)

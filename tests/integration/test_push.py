@@ -273,6 +273,28 @@ async def test_subscription_wakes_the_background_runner(
         assert KEY.resource_id("Patient", "p1") in await resources(global_root, "Patient")
 
 
+async def test_a_type_enabled_later_gets_its_subscription_without_a_restart(
+    local_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    await headquarters.register("clinic-a", types=["Patient", "Coverage"])
+    async with headquarters.clinic_app(local_aidbox.url, SYNC_POLL_INTERVAL="3600") as app:
+        config = (await local_root.call("GET", "/SyncConfig/default")).body
+        config["streams"].append({"type": "Coverage", "direction": "push", "order": 60})
+        await local_root.call("PUT", "/SyncConfig/default", json=config)
+        await sync(local_root)  # the configuration is loaded: Coverage is followed from now
+        coverage = {"status": "active", "beneficiary": {"resourceType": "Patient", "id": "p1"}}
+        await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+        created = await local_root.call("PUT", "/Coverage/c1", json=coverage)
+        version = int(created.body["meta"]["versionId"])
+        # A poll interval far beyond the test's timeout: only the subscription can wake it.
+        await asyncio.wait_for(app.service.wait_synced("Coverage", version), timeout=10)
+        assert app.service.wakeups.get("Coverage", 0) >= 1
+    assert KEY.resource_id("Coverage", "c1") in await resources(global_root, "Coverage")
+
+
 async def test_metrics_and_status_report_each_stream(
     sync_app: RunningApp, local_root: AidboxClient
 ) -> None:
