@@ -42,11 +42,24 @@ class Backlog:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def add(self, upper: int, changes: list[Change]) -> None:
-        """Take in the changes of the window that ends at `upper`; windows come in order."""
+    def add(self, upper: int | None, changes: list[Change]) -> None:
+        """Take in the changes of the window that ends at `upper`; windows come in order.
+        `upper` None: a part of the next window, whose end comes with its last part (feed.py,
+        a transaction larger than a page); no checkpoint passes its changes until then."""
+        if upper is None:
+            # Tagged just after the last window read: a checkpoint may reach that window,
+            # never the one these changes belong to.
+            self._take_in(self._read + 1, changes)
+            return
         if upper <= self._read:
             raise ValueError(f"window up to {upper} is not after the one up to {self._read}")
         self._read = upper
+        self._take_in(upper, changes)
+        self._uppers.append(upper)
+        # Windows past a version hold only later changes: nothing older can come any more.
+        self._ahead = {rid: v for rid, v in self._ahead.items() if v > upper}
+
+    def _take_in(self, upper: int, changes: list[Change]) -> None:
         for change in changes:
             if change.version <= self._ahead.get(change.id, -1):
                 continue  # an older state than one already taken in or sent
@@ -55,9 +68,6 @@ class Backlog:
             # A later change of a waiting resource replaces it: only the last state is sent.
             self._waiting.pop(change.id, None)
             self._waiting[change.id] = (change, upper)
-        self._uppers.append(upper)
-        # Windows past a version hold only later changes: nothing older can come any more.
-        self._ahead = {rid: v for rid, v in self._ahead.items() if v > upper}
 
     def take(self, count: int) -> Batch:
         """The `count` changes read first, with the highest checkpoint that passes none of

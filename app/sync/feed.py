@@ -48,6 +48,10 @@ class Change:
         return ChangeId(self.resource_type, self.id, self.version)
 
 
+# Ids per search by `_id` list: keeps the request line short (a few kilobytes).
+_ID_LIST = 50
+
+
 class FeedError(SyncError):
     """The Changes API answered something this reader cannot use."""
 
@@ -174,12 +178,50 @@ class ChangeFeed:
         plain = [c for rid, items in entries.items() if rid not in ambiguous for c, _ in items]
         return latest_per_resource(plain + resolved)
 
-    async def windows(self, lo: int, hi: int) -> AsyncIterator[tuple[int, list[Change]]]:
+    async def _large_transaction(
+        self, a: int, b: int
+    ) -> AsyncIterator[tuple[int | None, list[Change]]]:
+        """The window (a, b] of one transaction larger than a page, a page at a time: its ids
+        first (ids only, `omit-resources`), then the current state of each, by `_id` lists.
+        Every part but the last is yielded with upper None: the window is not complete."""
+        count = self.page_size + 1
+        while len(probe := await self._changes(a, b, count, probe=True)) >= count:
+            count *= 4  # ids only: small, however large the transaction
+        ids = sorted({str((item.get("resource") or {}).get("id")) for item in probe})
+        del probe
+        for start in range(0, len(ids), self.page_size):
+            part = await self._current_states(ids[start : start + self.page_size], b)
+            yield (b if start + self.page_size >= len(ids) else None), part
+
+    async def _current_states(self, ids: list[str], upper: int) -> list[Change]:
+        """The clinic's current state of each id, as changes (a delete for one that is gone)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), _ID_LIST):
+            chunk = ids[start : start + _ID_LIST]
+            params = {"_id": ",".join(chunk), "_count": str(len(chunk))}
+            resp = await self._client.call("GET", f"/{self.resource_type}", params=params)
+            for entry in (resp.body or {}).get("entry") or []:
+                resource = entry.get("resource") or {}
+                found[str(resource.get("id"))] = resource
+        out = []
+        for rid in ids:
+            resource = found.get(rid)
+            if resource is None:
+                stub = {"resourceType": self.resource_type, "id": rid}
+                out.append(Change("deleted", self.resource_type, rid, upper, stub))
+            else:
+                version = int((resource.get("meta") or {}).get("versionId") or upper)
+                out.append(Change("updated", self.resource_type, rid, version, resource))
+        return out
+
+    async def windows(self, lo: int, hi: int) -> AsyncIterator[tuple[int | None, list[Change]]]:
         """Changes in the settled window (lo, hi] as consecutive sub-windows, oldest first.
 
         Yields `(upper, changes)`: every change up to `upper` has been yielded once the pair is
         consumed, so a caller may checkpoint at `upper`. One change per resource per pair. The
-        list is the caller's: emptying it leaves no body of the window held here.
+        list is the caller's: emptying it leaves no body of the window held here. A window of
+        one transaction larger than a page comes in parts; all but its last have upper None
+        (more of the window follows: no checkpoint may pass it yet).
         """
         windows = [(lo, hi)] if hi > lo else []
         density: float | None = None  # changes per txid in the last window read
@@ -198,12 +240,15 @@ class ChangeFeed:
                 continue
             count = self.page_size + 1  # one more than a page: "full" means "more than a page"
             page = await self._page(a, b, count)
-            while len(page) >= count:
-                # One transaction wrote more resources of this type than a page holds: a
-                # single txid cannot be split, so ask for a larger page. (A window the probe
-                # found small can only have shrunk since.)
-                count *= 4
-                page = await self._page(a, b, count)
+            if len(page) >= count:
+                # One transaction wrote more resources of this type than a page holds (a
+                # window the probe found small can only have shrunk since): a single txid
+                # cannot be split by version, so it is read in parts of a page each.
+                page.clear()
+                async for part in self._large_transaction(a, b):
+                    yield part
+                density = None
+                continue
             density = len(page) / (b - a)
             changes = await self._collapse(page, b)
             page.clear()  # from here the bodies are only in `changes`, which the caller owns

@@ -7,7 +7,7 @@ from typing import Any
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient, Response
 from app.sync.feed import ChangeFeed
-from tests.support.clinic import last_txid, patient
+from tests.support.clinic import bulk_load, last_txid, patient
 
 
 async def test_windows_larger_than_a_page_yield_every_change_once_in_order(
@@ -17,22 +17,24 @@ async def test_windows_larger_than_a_page_yield_every_change_once_in_order(
     for i in range(7):  # one transaction each
         await local_root.call("PUT", f"/Patient/single{i}", json=patient(f"single{i}"))
     # One transaction with more resources than a page: a txid that cannot be split.
-    bulk = [
-        {"request": {"method": "PUT", "url": f"/Patient/bulk{i}"}, "resource": patient(f"bulk{i}")}
-        for i in range(5)
-    ]
-    await local_root.call("POST", "/", json={"type": "transaction", "entry": bulk})
+    await bulk_load(local_root, "Patient", [f"bulk{i}" for i in range(5)])
     await local_root.call("DELETE", "/Patient/single3")
     end = await last_txid(local_root)
 
     feed = ChangeFeed(local_root, "Patient", page_size=2)
     seen: list[tuple[str, str]] = []
     uppers: list[int] = []
+    parts: list[int] = []
     async for upper, changes in feed.windows(start, end):
-        uppers.append(upper)
+        assert len(changes) <= 2  # never more than a page in memory, the bulk included
+        if upper is None:
+            parts.append(len(changes))  # a part of the bulk: more of its window follows
+        else:
+            uppers.append(upper)
         seen += [(c.id, c.event) for c in changes]
 
     assert uppers == sorted(uppers) and uppers[-1] == end
+    assert parts == [2, 2]  # the bulk's five came as 2 + 2, then its last 1 with its upper
     ids = [rid for rid, _ in seen]
     expected = {f"single{i}" for i in range(7)} | {f"bulk{i}" for i in range(5)}
     assert set(ids) == expected

@@ -15,6 +15,7 @@ from tests.phi.scanner import find_planted
 from tests.support.apps import RunningApp
 from tests.support.clinic import (
     KEY,
+    bulk_load,
     encounter,
     expected_global,
     global_state,
@@ -293,6 +294,24 @@ async def test_a_type_enabled_later_gets_its_subscription_without_a_restart(
         await asyncio.wait_for(app.service.wait_synced("Coverage", version), timeout=10)
         assert app.service.wakeups.get("Coverage", 0) >= 1
     assert KEY.resource_id("Coverage", "c1") in await resources(global_root, "Coverage")
+
+
+async def test_a_transaction_larger_than_a_page_is_pushed_whole_in_parts(
+    local_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # A bulk load wrote 30 Patients in one transaction: one txid, 7 pages of 4.
+    await bulk_load(local_root, "Patient", [f"bulk{n}" for n in range(30)])
+    end = await last_txid(local_root)
+    env = {"SYNC_RUNNER_ENABLED": "false", "SYNC_BATCH_MAX_ENTRIES": "4"}
+    async with headquarters.clinic_app(local_aidbox.url, **env):
+        pushed = await sync(local_root, "/ChangesInfo/push-Patient/$sync")
+    assert pushed["push-Patient"]["written"] == 30 and pushed["push-Patient"]["version"] >= end
+    assert await global_state(global_root, ["Patient"]) == await expected_global(
+        local_root, ["Patient"]
+    )
 
 
 async def test_metrics_and_status_report_each_stream(

@@ -143,3 +143,18 @@ async def last_txid(client: AidboxClient) -> int:
     query = "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS last_value"
     resp = await client.call("POST", "/$psql", json={"query": f"{query} FROM transaction_id_seq"})
     return int(parse_psql_response(resp.body)[0][0]["last_value"])
+
+
+async def bulk_load(client: AidboxClient, resource_type: str, ids: list[str]) -> None:
+    """Write resources in one database transaction, all with one txid, as a bulk load does
+    (database/overview.md: a transaction's rows share its txid)."""
+    values = ", ".join(f"('{i}')" for i in ids)
+    sql = (
+        "WITH tx AS (SELECT nextval('transaction_id_seq') AS txid) "
+        f"INSERT INTO {resource_type.lower()} (id, txid, ts, cts, resource_type, status, resource) "
+        f"SELECT v.id, tx.txid, now(), now(), '{resource_type}', 'created', "
+        """'{"gender": "female"}'::jsonb FROM tx, (VALUES """
+        f"{values}) AS v(id) RETURNING id"
+    )
+    resp = await client.call("POST", "/$psql", json={"query": sql})
+    assert "error" not in str(resp.body).lower(), resp.body

@@ -32,6 +32,20 @@ def test_batches_are_full_across_windows_and_checkpoint_the_last_window_done() -
     assert len(backlog) == 0
 
 
+def test_parts_of_a_window_hold_the_checkpoint_until_its_last_part_is_sent() -> None:
+    backlog = Backlog(start=100)
+    backlog.add(110, [_change("a", 105)])
+    backlog.add(None, [_change("b", 111), _change("c", 111)])  # a large transaction at 111
+    first = backlog.take(3)
+    # Everything read is sent, but more of the window up to 111 is still to come.
+    assert (_ids(first.changes), first.upper) == (["a", "b", "c"], 110)
+    backlog.add(None, [_change("d", 111)])
+    backlog.add(111, [_change("e", 111)])
+    assert backlog.take(1).upper == 110  # e waits
+    last = backlog.take(1)
+    assert (_ids(last.changes), last.upper) == (["e"], 111)
+
+
 def test_a_later_change_replaces_the_waiting_one_and_takes_its_place() -> None:
     backlog = Backlog(start=0)
     backlog.add(10, [_change("a", 3), _change("b", 7)])
