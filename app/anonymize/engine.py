@@ -34,7 +34,7 @@ from app.anonymize.frames import (
 from app.anonymize.frames import (
     DROP as DROP_STEP,
 )
-from app.anonymize.methods import DROP, aggregated, over_age
+from app.anonymize.methods import DROP, aggregated, is_number, over_age
 from app.anonymize.plan import Plan, TypePlan
 from app.anonymize.pseudonym import PseudonymKey
 from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE
@@ -353,7 +353,7 @@ def _apply(
 def _object(obj: dict, rule: CompiledRule, ctx: _Context, node: Node | None = None) -> Any:
     if _is_reference(obj):
         return _reference(obj, rule, ctx, None, node)
-    if rule.takes_quantity and _is_number(obj.get("value")):
+    if rule.takes_quantity and is_number(obj.get("value")):
         return rule.leaf(obj, ctx.key, ctx.today)
     out = {}
     leaf = rule.leaf
@@ -384,10 +384,6 @@ def _list(values: list, rule: CompiledRule, ctx: _Context, node: Node | None = N
         if result is not DROP:
             out.append(result)
     return out if out else DROP
-
-
-def _is_number(value: Any) -> bool:
-    return type(value) is int or type(value) is float
 
 
 def _is_reference(obj: dict) -> bool:

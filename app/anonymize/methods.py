@@ -66,7 +66,8 @@ def time_unit(quantity: dict[str, Any]) -> str | None:
     return _UNIT_WORDS.get(unit.strip().lower()) if isinstance(unit, str) else None
 
 
-def _number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """True for a JSON number (int or float; a bool is not one)."""
     return type(value) is int or type(value) is float
 
 
@@ -85,7 +86,7 @@ def over_age(quantity: dict[str, Any], max_age: int = MAX_REPORTABLE_AGE) -> boo
     """True for a Quantity that is a length of time over ``max_age`` years (in any time unit)."""
     unit = time_unit(quantity)
     number = quantity.get("value")
-    return unit is not None and _number(number) and number * _YEARS_PER[unit] > max_age
+    return unit is not None and is_number(number) and number * _YEARS_PER[unit] > max_age
 
 
 def _age_units(quantity: dict[str, Any]) -> dict[str, str]:
@@ -173,9 +174,9 @@ def age(value: Any, max_age: int, today: date) -> Any:
       unit it is written (UCUM code or unit word; none means years), becomes "``max_age + 1``
       years or more"; a younger one keeps its value and its time unit, any other unit (free
       text) is dropped;
-    - a date becomes its year, or is removed entirely when the person may be older than
-      ``max_age`` today (``today.year - year > max_age``: the year alone would then be "indicative
-      of such age", §164.514(b)(2)(i)(C)).
+    - anything else is a date, handled as ``generalize_date`` does: its year, or removed
+      entirely when the person may be older than ``max_age`` today (``today.year - year >
+      max_age``: the year alone would then be "indicative of such age", §164.514(b)(2)(i)(C)).
     """
     if isinstance(value, bool):
         return DROP
@@ -183,7 +184,7 @@ def age(value: Any, max_age: int, today: date) -> Any:
         return max_age + 1 if value > max_age else value
     if isinstance(value, dict):
         number = value.get("value")
-        if not _number(number):
+        if not is_number(number):
             return DROP
         unit = time_unit(value) or "a"
         if number * _YEARS_PER[unit] > max_age:
@@ -193,10 +194,7 @@ def age(value: Any, max_age: int, today: date) -> Any:
         if isinstance(value.get("comparator"), str):
             capped["comparator"] = value["comparator"]
         return capped
-    year = _year(value)
-    if year is None or _reveals_age(year, today, max_age):
-        return DROP
-    return year
+    return generalize_date(value, today, max_age)
 
 
 def state(value: Any, extra: frozenset[str] = frozenset()) -> str | _Drop:
