@@ -19,6 +19,7 @@ from datetime import date
 from typing import Any
 
 from app.anonymize import frames
+from app.anonymize.fhir_types import is_resource_type
 from app.anonymize.frames import (
     APPLY,
     DESCEND,
@@ -99,13 +100,14 @@ def _resource(
     today = plan.today or _today()
     local_ids: dict[str, str] = {}
     contained = resource.get("contained")
-    if isinstance(contained, list):
-        # Contained ids only need to be unique inside the container: renumber them, so that
-        # whatever a clinic put in them stays behind.
-        for position, item in enumerate(contained):
-            if isinstance(item, dict) and isinstance(item.get("id"), str):
-                local_ids.setdefault(item["id"], f"c{position}")
     type_plan = plan.for_type(resource_type)
+    if isinstance(contained, list) and type_plan.drop_contained is None:
+        # Contained ids only need to be unique inside the container: renumber them, so that
+        # whatever a clinic put in them stays behind. Only the resources that are sent get
+        # one: a local reference to any other is removed.
+        for position, item in enumerate(contained):
+            if _sendable(item) and isinstance(item.get("id"), str):
+                local_ids.setdefault(item["id"], f"c{position}")
     ctx = _Context(key, today, local_ids, trace)
     new_id = None
     if "id" in resource:
@@ -157,14 +159,22 @@ def _contained(
         return []
     items = []
     for position, item in enumerate(contained):
-        item_type = item.get("resourceType") if isinstance(item, dict) else None
-        if not isinstance(item_type, str):
+        if not _sendable(item):
+            # a type R4 does not define has no elements the profile could decide for: its
+            # strings, meta and all would leave as they are, so none of it does
+            _record(ctx, f"{path}.contained[{position}]", "removed", "engine: not an R4 resource")
             continue
+        item_type = item["resourceType"]
         frame = frames.root(plan.for_type(item_type), item_type)
         # Nested contained resources are not valid FHIR (dom-2) and are dropped with the rest.
         new_id = ctx.local_ids.get(item["id"]) if isinstance(item.get("id"), str) else None
         items.append(_body(item, new_id, frame, ctx, f"{path}.contained[{position}]"))
     return items
+
+
+def _sendable(item: Any) -> bool:
+    """A contained resource of an R4 resource type (anything else is removed whole)."""
+    return type(item) is dict and is_resource_type(item.get("resourceType"))
 
 
 def _record(ctx: _Context, path: str, action: str, rule: str) -> None:

@@ -9,6 +9,9 @@ read the filtered key of each item).
 
 The order in which one element is decided (``docs/anonymization.md`` tells it to users):
 
+0. an element the (known) FHIR type of its parent does not define is removed, unless it is a
+   first-class attribute at a resource's root that a rule of the type's own entry names, or
+   that the ``*`` datatype entry sends under a default of keep (``_undefined``);
 1. a rule other than keep inherited from an ancestor, earlier in the profile than any rule
    naming this element, handles it whole;
 2. a rule naming it (its path, or a datatype rule selecting its type) decides;
@@ -23,6 +26,7 @@ something inside it; then the walker goes in, and the rule covers what that one 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +68,18 @@ class Step:
 
 
 SKIP_STEP = Step(SKIP)
+# An element the FHIR type of its parent does not define, where no declared first-class
+# attribute can be (see ``_undefined``): removed, whatever rule covers its parent.
+UNDEFINED_STEP = Step(
+    DROP,
+    CompiledRule(
+        index=sys.maxsize,
+        label="engine: not an element of its FHIR type",
+        method="redact",
+        leaf=lambda value, key, today: value,
+        removes=True,
+    ),
+)
 
 
 def _keep(rule: CompiledRule, element: ElementType) -> Step:
@@ -209,10 +225,29 @@ def _decide(frame: Frame, name: str) -> Step:
     edge = node.children.get(name) if node is not None else None
     if edge is ENGINE_OWNED:
         return SKIP_STEP
-    element = frame.owner.elements.get(name) if frame.owner is not None else None
+    owner = frame.owner
+    element = owner.elements.get(name) if owner is not None else None
+    declared = edge is not None and node is frame.plan.root and frame.plan.declares_attributes
+    if element is None and owner is not None and not declared:
+        return _undefined(frame)
     if edge is not None and edge.filtered:
         return _selecting(frame, name, element, edge)
     return _settle(frame, name, element, edge.plain if edge is not None else None)
+
+
+def _undefined(frame: Frame) -> Step:
+    """An element the (known) FHIR type of its parent does not define, and no rule of the
+    type's own entry declares. Aidbox stores first-class attributes at a resource's root
+    (api/rest-api/other/aidbox-and-fhir-formats.md, "First-Class Extensions"): there, under a
+    default of keep, the profile's ``*`` datatype entry decides; anywhere else, or without that
+    entry, it is removed. The ``*`` resource entry's paths never declare one: they name the FHIR
+    elements of whichever type it covers, and a type without ``intent`` has none to send."""
+    plan = frame.plan
+    own = plan.datatypes.unknown
+    at_root = frame.node is plan.root and plan.default.is_keep
+    if at_root and own is not None and own.method is not None:
+        return _named(frame, None, None, own.method, None)
+    return UNDEFINED_STEP
 
 
 def _selecting(frame: Frame, name: str, element: ElementType | None, edge: Edge) -> Step:
@@ -283,6 +318,9 @@ def _whole(
     inside it (then the walker goes in, the rule covering the rest)."""
     fhir = element.type if element is not None else None
     if below is not None and below < rule.index and (fhir is None or not fhir.is_primitive):
+        if fhir is not None and fhir.is_a("Reference"):
+            # the only part of a Reference a rule may name is its uri: _reference reads it
+            return Step(REFERENCE, rule, element, node=node)
         return Step(DESCEND, rule, element, frame=_frame(frame.plan, fhir, node, rule, None))
     return _apply(frame, element, node, rule)
 

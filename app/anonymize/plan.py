@@ -263,6 +263,10 @@ class TypePlan:
     datatypes: Datatypes
     age_codes: frozenset[tuple[str, str]]
     age_rule: CompiledRule
+    # The rules are the type's own entry: a first segment the type does not define is a
+    # first-class attribute it declares. Not for "*", whose paths name FHIR elements of
+    # whichever type it covers.
+    declares_attributes: bool = False
     frames: dict[tuple[int, int, int, int], Any] = field(default_factory=dict)
     roots: dict[str, Any] = field(default_factory=dict)  # resource type -> its root frame
     selectors_below: dict[str, int | None] = field(default_factory=dict)
@@ -361,6 +365,7 @@ def _type_plan(
         datatypes=shared.datatypes,
         age_codes=shared.age_codes,
         age_rule=shared.age_rule,
+        declares_attributes=source != ANY_TYPE,
     )
 
 

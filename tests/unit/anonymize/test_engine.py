@@ -464,3 +464,93 @@ def test_explain_reports_a_removed_item_once(key: PseudonymKey) -> None:
     assert changes == [
         Change("QuestionnaireResponse.item[0]", "removed", "questionnaire.questions[0]")
     ]
+
+
+# The "*" entry names elements of whichever type it covers; a type that does not define one has
+# nothing FHIR-shaped there (safe-harbor.yaml's "*" entry keeps status, intent, active, meta).
+WILDCARD = rules("*", ("status", "keep"), ("intent", "keep"), ("active", "keep"), ("meta", "keep"))
+
+
+def test_an_element_its_type_does_not_define_goes_even_when_the_wildcard_entry_names_it(
+    key: PseudonymKey,
+) -> None:
+    plan = plan_of([WILDCARD])
+    device = {
+        "resourceType": "Device",
+        "id": "d1",
+        "status": "active",
+        "intent": {"text": "Alice Smith"},  # Device defines neither intent nor active
+        "active": {"by": "Carol Jones", "since": ["2024-03-01"]},
+    }
+    assert anonymize(device, plan, key) == {
+        "resourceType": "Device",
+        "id": key.resource_id("Device", "d1"),
+        "status": "active",
+    }
+    related = {"resourceType": "RelatedPerson", "active": True, "status": {"text": "Alice Smith"}}
+    assert anonymize(related, plan, key) == {"resourceType": "RelatedPerson", "active": True}
+
+
+def test_inside_a_kept_element_what_its_datatype_does_not_define_goes(key: PseudonymKey) -> None:
+    # even where the profile's "*" datatype entry says keep: that entry is for first-class
+    # attributes, which Aidbox stores at a resource's root
+    plan = plan_of(
+        [rules("Observation", ("code", "keep"), ("value", "keep"), ("extension", "keep"))],
+        datatypes=[{"type": "*", "method": "keep"}],
+    )
+    resource = {
+        "resourceType": "Observation",
+        "code": {
+            "coding": [{"system": "http://loinc.org", "code": "8867-4", "note": "Alice Smith"}],
+            "author": {"name": "Bob Jones"},
+        },
+        "value": {"integer": 72, "text": "Carol"},
+        "extension": [{"url": "http://x.example/e", "value": {"boolean": True}, "by": "Dan"}],
+    }
+    out = anonymize(resource, plan, key)
+    assert out["code"] == {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}
+    assert out["value"] == {"integer": 72}
+    assert out["extension"] == [{"url": "http://x.example/e", "value": {"boolean": True}}]
+
+
+def test_declared_first_class_attributes_follow_their_rules(key: PseudonymKey) -> None:
+    plan = plan_of([rules("Patient", ("race", "keep"), ("nickname", "pseudonymize"))])
+    race = {"category": {"system": "urn:oid:2.16.840.1.113883.6.238", "code": "2106-3"}}
+    resource = {"resourceType": "Patient", "race": race, "nickname": "Al", "colour": "blue"}
+    assert anonymize(resource, plan, key) == {
+        "resourceType": "Patient",
+        "race": race,
+        "nickname": key.pseudonym("Al"),
+    }
+
+
+def test_undeclared_first_class_attributes_leave_only_by_the_wildcard_datatype_entry(
+    key: PseudonymKey,
+) -> None:
+    resource = {"resourceType": "Patient", "gender": "female", "colour": {"text": "Alice's"}}
+    by_default = anonymize(resource, plan_of([], default="keep"), key)
+    assert by_default == {"resourceType": "Patient", "gender": "female"}
+    opted_in = plan_of([], default="keep", datatypes=[{"type": "*", "method": "keep"}])
+    assert anonymize(resource, opted_in, key)["colour"] == {"text": "Alice's"}
+
+
+def test_a_contained_resource_of_a_type_r4_does_not_define_goes_whole(key: PseudonymKey) -> None:
+    plan = plan_of([WILDCARD, rules("Observation", ("subject", "keep"), ("focus", "keep"))])
+    resource = {
+        "resourceType": "Observation",
+        "contained": [
+            {
+                "resourceType": "PatientNote",
+                "id": "n1",
+                "status": "Alice Smith",
+                "meta": {"profile": ["http://clinic.example/alice-smith"]},
+            },
+            {"resourceType": "Device", "id": "d1", "status": "active"},
+        ],
+        "subject": {"localRef": "n1"},
+        "focus": [{"localRef": "d1"}],
+    }
+    out = anonymize(resource, plan, key)
+    assert out["contained"] == [{"resourceType": "Device", "id": "c1", "status": "active"}]
+    assert "subject" not in out  # its target did not leave
+    assert out["focus"] == [{"localRef": "c1"}]
