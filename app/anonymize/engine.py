@@ -4,7 +4,8 @@ The walker builds a new resource and never mutates or shares the input's contain
 with each element is decided once per place by ``frames.py``. It owns what no profile can
 change: the id is pseudonymized; every Reference (by its FHIR type, or by its shape where the
 type is unknown) is reduced to ``{resourceType, id}`` with a pseudonymous id, or removed when it
-has none (``display``, ``identifier`` and the rest never survive); local references follow
+has none or its ``resourceType`` is not an R4 resource type (``display``, ``identifier`` and the
+rest never survive); local references follow
 their renamed contained resources; a primitive is only sent when it is valid for its datatype
 (a code in its required value set, a date shaped as a date); an element missing a child FHIR
 requires is removed; an age over 89 in any time unit is aggregated; and the profile's
@@ -412,8 +413,8 @@ def _reference(
 
     ``node`` is the reference's place in the rule tree; only there can a rule name its
     ``uri`` element. Nothing but the target survives: display, identifier, type, extensions
-    and element ids are dropped, and a reference with no target (display or identifier only)
-    is removed.
+    and element ids are dropped, and a reference with no target (display or identifier only,
+    or a ``resourceType`` that is not an R4 resource type) is removed.
     """
     if "resourceType" not in ref and "localRef" not in ref:
         result = _uri_reference(ref, rule, node)
@@ -426,7 +427,8 @@ def _reference(
         result = DROP if target is None else {"localRef": target}
     else:
         resource_type, local_id = ref["resourceType"], ref.get("id")
-        if isinstance(resource_type, str) and isinstance(local_id, str | int):
+        # The type is sent as it is: only an R4 resource type's name, never a string typed there
+        if is_resource_type(resource_type) and isinstance(local_id, str | int):
             result = {
                 "resourceType": resource_type,
                 "id": ctx.key.resource_id(resource_type, str(local_id)),

@@ -554,3 +554,27 @@ def test_a_contained_resource_of_a_type_r4_does_not_define_goes_whole(key: Pseud
     assert out["contained"] == [{"resourceType": "Device", "id": "c1", "status": "active"}]
     assert "subject" not in out  # its target did not leave
     assert out["focus"] == [{"localRef": "c1"}]
+
+
+def test_a_reference_leaves_only_with_an_r4_resource_type(key: PseudonymKey) -> None:
+    # requester is no Observation element: a first-class attribute, a reference by its shape
+    plan = plan_of(
+        [rules("Observation", ("subject", "keep"), ("performer", "keep"), ("requester", "keep"))]
+    )
+    resource = {
+        "resourceType": "Observation",
+        "subject": {"resourceType": "AliceSmith", "id": "p1"},
+        "performer": [
+            {"resourceType": "Practitioner", "id": "pr1"},
+            {"resourceType": "Resource", "id": "pr2"},  # abstract: no resource has it
+            {"resourceType": {"text": "Bob Jones"}, "id": "pr3"},
+        ],
+        "requester": {"resourceType": "Carol Jones", "id": "r1"},
+    }
+    out = anonymize(resource, plan, key)
+    assert "subject" not in out
+    assert out["performer"] == [
+        {"resourceType": "Practitioner", "id": key.resource_id("Practitioner", "pr1")}
+    ]
+    assert "requester" not in out
+    assert "Smith" not in str(explain(resource, plan, key))
