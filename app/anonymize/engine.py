@@ -257,7 +257,7 @@ def _walk_leaves(obj: dict, leaves: Leaves, frame: Frame, ctx: _Context, path: s
 
 
 def _finish(obj: dict, out: dict[str, Any], frame: Frame, ctx: _Context, path: str) -> Any:
-    if frame.quantity and "value" in out and over_age(obj):
+    if frame.quantity and "value" in out and over_age(obj, in_years=frame.is_age):
         _record(ctx, path, "age", "engine: an age over 89 is aggregated")
         return aggregated(MAX_REPORTABLE_AGE)
     if frame.extension and "value" not in out and "extension" not in out:

@@ -99,6 +99,7 @@ class Frame:
     retain: tuple[str, ...] = ()  # filter keys kept on a selected item (extension url)
     required: frozenset[str] = frozenset()  # children FHIR requires: without them, removed
     quantity: bool = False  # a Quantity: over 89 years in a time unit is aggregated
+    is_age: bool = False  # an Age: over 89 is aggregated, in years when no time unit is given
     extension: bool = False  # an Extension: removed when neither value nor extension is left
     finishing: bool = False  # one of the three above: the walker checks the object's output
     ages: bool = False  # has code and value, and the profile lists age codes
@@ -206,6 +207,7 @@ def _frame(
             if owner.kind in ("complex", "backbone"):
                 found.required = owner.required
             found.quantity = owner.is_a("Quantity")
+            found.is_age = owner.is_a("Age")
             found.extension = owner.is_a("Extension")
             found.finishing = bool(found.required) or found.quantity or found.extension
             value = owner.elements.get("value")

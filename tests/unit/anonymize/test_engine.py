@@ -578,3 +578,30 @@ def test_a_reference_leaves_only_with_an_r4_resource_type(key: PseudonymKey) -> 
     ]
     assert "requester" not in out
     assert "Smith" not in str(explain(resource, plan, key))
+
+
+def test_an_age_over_89_is_aggregated_whatever_unit_it_lacks(key: PseudonymKey) -> None:
+    plan = plan_of(
+        [rules("Condition", ("onset", "keep"), ("extension", "keep"))],
+        datatypes=[{"type": "Quantity", "default": "keep", "rules": []}],
+    )
+    aggregated = {
+        "value": 90,
+        "comparator": ">=",
+        "unit": "years",
+        "system": "http://unitsofmeasure.org",
+        "code": "a",
+    }
+    for age in ({"value": 95}, {"value": 95, "code": "a"}, {"value": 95, "unit": "ann"}):
+        resource = {
+            "resourceType": "Condition",
+            "onset": {"Age": age},
+            "extension": [{"url": "http://x.example/age", "value": {"Age": age}}],
+        }
+        out = anonymize(resource, plan, key)
+        assert out["onset"] == {"Age": aggregated}, age
+        assert out["extension"][0]["value"] == {"Age": aggregated}, age
+    # a Quantity that is not an Age, without a time unit, is no age: 95 stays 95
+    plan = plan_of([rules("Observation", ("value", "keep"))])
+    resource = {"resourceType": "Observation", "value": {"Quantity": {"value": 95}}}
+    assert anonymize(resource, plan, key)["value"] == {"Quantity": {"value": 95}}
