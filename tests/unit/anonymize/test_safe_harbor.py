@@ -1,0 +1,48 @@
+"""The shipped safe-harbor profile on the places where what it kept was not constrained:
+quantities' codes and systems, the birth-sex extension, questionnaire items, age codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.anonymize import PseudonymKey, anonymize, compile_profile, load_profile
+from tests.unit.anonymize.conftest import TODAY
+
+PLAN = compile_profile(load_profile("safe-harbor"), today=TODAY)
+UCUM = "http://unitsofmeasure.org"
+LOINC = "http://loinc.org"
+
+
+def observation(value: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final", "value": value, **extra}
+
+
+def test_a_quantity_keeps_its_ucum_system_and_code(key: PseudonymKey) -> None:
+    rate = {"value": 72, "unit": "/min", "system": UCUM, "code": "/min"}
+    out = anonymize(observation({"Quantity": rate}), PLAN, key)
+    assert out["value"] == {"Quantity": rate}
+
+
+@pytest.mark.parametrize(
+    ("quantity", "sent"),
+    [
+        # Quantity.system and Quantity.code are unconstrained strings in R4
+        (
+            {"value": 5, "unit": "mg", "system": "http://alice-smith.example", "code": "mg"},
+            {"value": 5, "unit": "mg", "code": "mg"},
+        ),
+        (
+            {"value": 5, "unit": "mg", "system": UCUM, "code": "AliceSmith"},
+            {"value": 5, "unit": "mg", "system": UCUM},
+        ),
+        ({"value": 5, "code": "Bob Jones"}, {"value": 5}),
+        ({"value": 5, "code": "{Carol Jones}"}, {"value": 5}),  # a UCUM annotation: any text
+    ],
+)
+def test_a_quantity_sends_no_system_but_ucum_and_no_code_but_listed_ones(
+    key: PseudonymKey, quantity: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    out = anonymize(observation({"Quantity": quantity}), PLAN, key)
+    assert out["value"] == {"Quantity": sent}
