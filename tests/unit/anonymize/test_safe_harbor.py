@@ -46,3 +46,22 @@ def test_a_quantity_sends_no_system_but_ucum_and_no_code_but_listed_ones(
 ) -> None:
     out = anonymize(observation({"Quantity": quantity}), PLAN, key)
     assert out["value"] == {"Quantity": sent}
+
+
+BIRTHSEX = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex"
+
+
+@pytest.mark.parametrize("code", ["M", "F", "UNK", "OTH", "ASKU"])
+def test_the_birth_sex_extension_sends_the_codes_of_its_value_set(
+    key: PseudonymKey, code: str
+) -> None:
+    patient = {"resourceType": "Patient", "extension": [{"url": BIRTHSEX, "value": {"code": code}}]}
+    assert anonymize(patient, PLAN, key)["extension"] == [
+        {"url": BIRTHSEX, "value": {"code": code}}
+    ]
+
+
+@pytest.mark.parametrize("code", ["AliceSmith", "female", "f", "Alice Smith, born 1931"])
+def test_the_birth_sex_extension_sends_nothing_else(key: PseudonymKey, code: str) -> None:
+    patient = {"resourceType": "Patient", "extension": [{"url": BIRTHSEX, "value": {"code": code}}]}
+    assert "extension" not in anonymize(patient, PLAN, key)
