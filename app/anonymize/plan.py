@@ -160,6 +160,9 @@ def _question_matchers(question: QuestionRule) -> Iterator[Matcher]:
                 return any(text in asked for text in texts)
 
         yield Matcher("text", test, ("text", question.match, *texts), False)
+        # A linkId is a question's name too ("patient-phone", "Pain score"), and the only
+        # one of an item without text: the lists apply to it as they do to the text.
+        yield Matcher("linkId", test, ("linkId as text", question.match, *texts), False)
 
 
 def _add_questions(root: Node, questions: list[QuestionRule]) -> None:

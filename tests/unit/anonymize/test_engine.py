@@ -605,3 +605,33 @@ def test_an_age_over_89_is_aggregated_whatever_unit_it_lacks(key: PseudonymKey) 
     plan = plan_of([rules("Observation", ("value", "keep"))])
     resource = {"resourceType": "Observation", "value": {"Quantity": {"value": 95}}}
     assert anonymize(resource, plan, key)["value"] == {"Quantity": {"value": 95}}
+
+
+def test_question_texts_are_matched_against_link_ids_too(key: PseudonymKey) -> None:
+    plan = questionnaire_plan(
+        [
+            {"text": ["member", "phone"], "match": "contains", "method": "redact"},
+            {"text": ["Vitals", "Pain score"], "method": "keep"},
+        ],
+        datatypes=STRICT_TEXT,
+    )
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "item": [
+            {
+                "linkId": "v",
+                "text": "Vitals",
+                "item": [
+                    # inside an allowed group, a question that says nothing by its text
+                    answered("member-number", "Number", {"integer": 5550123}),
+                    answered("hr", "Heart rate", {"integer": 70}),
+                ],
+            },
+            {"linkId": "Pain score", "answer": [{"value": {"integer": 4}}]},
+            answered("home-phone", "Where can we reach you", {"integer": 5550124}),
+        ],
+    }
+    assert anonymize(resource, plan, key)["item"] == [
+        {"linkId": "v", "item": [{"linkId": "hr", "answer": [{"value": {"integer": 70}}]}]},
+        {"linkId": "Pain score", "answer": [{"value": {"integer": 4}}]},
+    ]

@@ -65,3 +65,27 @@ def test_the_birth_sex_extension_sends_the_codes_of_its_value_set(
 def test_the_birth_sex_extension_sends_nothing_else(key: PseudonymKey, code: str) -> None:
     patient = {"resourceType": "Patient", "extension": [{"url": BIRTHSEX, "value": {"code": code}}]}
     assert "extension" not in anonymize(patient, PLAN, key)
+
+
+def response(*items: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "QuestionnaireResponse", "status": "completed", "item": list(items)}
+
+
+def answered(link_id: str, text: str | None, value: dict[str, Any]) -> dict[str, Any]:
+    item = {"linkId": link_id, "answer": [{"value": value}]}
+    return item if text is None else {**item, "text": text}
+
+
+def test_identifying_link_ids_are_removed_inside_an_allowed_question(key: PseudonymKey) -> None:
+    pressure = {
+        "linkId": "bp",
+        "text": "Blood pressure",
+        "item": [
+            answered("member-id", "ID", {"integer": 5550123}),
+            answered("patient-phone", "Number", {"decimal": 5550124.0}),
+            answered("sys", "Systolic", {"integer": 120}),
+        ],
+    }
+    assert anonymize(response(pressure), PLAN, key)["item"] == [
+        {"linkId": "bp", "item": [{"linkId": "sys", "answer": [{"value": {"integer": 120}}]}]}
+    ]
