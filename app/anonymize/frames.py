@@ -287,6 +287,8 @@ def _settle(frame: Frame, name: str, element: ElementType | None, node: Node | N
         named = earlier_rule(named, plan.selector(fhir))
         below = lowest(below, plan.selector_below(fhir))
     cover = frame.cover
+    if cover is not None and cover.is_keep and node is not None and node.detached:
+        cover = None  # judged on its own, as if it had no kept ancestor
     if cover is not None and not cover.is_keep and (named is None or cover.index < named.index):
         return _whole(frame, element, node, cover, below)
     if named is not None:

@@ -165,10 +165,19 @@ def _question_matchers(question: QuestionRule) -> Iterator[Matcher]:
         yield Matcher("linkId", test, ("linkId as text", question.match, *texts), False)
 
 
+def _untitled(value: Any) -> bool:
+    return not isinstance(value, str) or not normalize_question(value)
+
+
 def _add_questions(root: Node, questions: list[QuestionRule]) -> None:
     """Question rules act on the matching items: keep and redact take the whole item (its
-    answers and its nested items); other methods transform its answer values."""
+    answers and its nested items); other methods transform its answer values.
+
+    An item without text is no part of an allowed question around it: what its answers are
+    is unknown (a member number, an account), so it is judged like a top-level item, by the
+    rules matching its linkId, else the type's default (answers are default-deny)."""
     edge = root.children.setdefault("item", Edge())
+    edge.filtered.append((Matcher("text", _untitled, ("text", "none"), False), Node(detached=True)))
     for index, question in enumerate(questions):
         rule = compile_rule(question, index, f"questionnaire.questions[{index}]")
         for matcher in _question_matchers(question):

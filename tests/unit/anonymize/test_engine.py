@@ -635,3 +635,41 @@ def test_question_texts_are_matched_against_link_ids_too(key: PseudonymKey) -> N
         {"linkId": "v", "item": [{"linkId": "hr", "answer": [{"value": {"integer": 70}}]}]},
         {"linkId": "Pain score", "answer": [{"value": {"integer": 4}}]},
     ]
+
+
+def test_an_item_without_text_is_judged_on_its_own_not_by_the_allowed_item_around_it(
+    key: PseudonymKey,
+) -> None:
+    plan = questionnaire_plan(
+        [{"text": ["Vitals"], "method": "keep"}, {"linkId": ["hr"], "method": "keep"}],
+        datatypes=STRICT_TEXT,
+    )
+    untitled = {"linkId": "x17", "answer": [{"value": {"integer": 123456789}}]}
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "item": [
+            {
+                "linkId": "v",
+                "text": "Vitals",
+                "answer": [{"value": {"integer": 1}, "item": [untitled]}],
+                "item": [
+                    untitled,
+                    {"linkId": "blank", "text": " ", "answer": [{"value": {"integer": 7}}]},
+                    {"linkId": "hr", "answer": [{"value": {"integer": 70}}]},  # by its linkId
+                    answered("rr", "Respiratory rate", {"integer": 16}),  # texted: inherits
+                ],
+            }
+        ],
+    }
+    assert anonymize(resource, plan, key)["item"] == [
+        {
+            "linkId": "v",
+            "answer": [{"value": {"integer": 1}, "item": [{"linkId": "x17"}]}],
+            "item": [
+                {"linkId": "x17"},
+                {"linkId": "blank"},
+                {"linkId": "hr", "answer": [{"value": {"integer": 70}}]},
+                {"linkId": "rr", "answer": [{"value": {"integer": 16}}]},
+            ],
+        }
+    ]

@@ -89,3 +89,22 @@ def test_identifying_link_ids_are_removed_inside_an_allowed_question(key: Pseudo
     assert anonymize(response(pressure), PLAN, key)["item"] == [
         {"linkId": "bp", "item": [{"linkId": "sys", "answer": [{"value": {"integer": 120}}]}]}
     ]
+
+
+def test_an_item_without_text_in_an_allowed_question_sends_no_answer(key: PseudonymKey) -> None:
+    weight = {
+        "linkId": "w",
+        "text": "Body weight",
+        "answer": [{"value": {"decimal": 72.5}}],
+        "item": [
+            answered("x17", None, {"integer": 123456789}),
+            answered("x18", None, {"Coding": {"system": "http://clinic.example/ids", "code": "7"}}),
+        ],
+    }
+    assert anonymize(response(weight), PLAN, key)["item"] == [
+        {
+            "linkId": "w",
+            "answer": [{"value": {"decimal": 72.5}}],
+            "item": [{"linkId": "x17"}, {"linkId": "x18"}],
+        }
+    ]
