@@ -13,6 +13,7 @@ from tests.unit.anonymize.conftest import TODAY
 PLAN = compile_profile(load_profile("safe-harbor"), today=TODAY)
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
+AGGREGATED = {"value": 90, "comparator": ">=", "unit": "years", "system": UCUM, "code": "a"}
 
 
 def observation(value: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -108,3 +109,14 @@ def test_an_item_without_text_in_an_allowed_question_sends_no_answer(key: Pseudo
             "item": [{"linkId": "x17"}, {"linkId": "x18"}],
         }
     ]
+
+
+@pytest.mark.parametrize("code", ["30525-0", "21611-9", "21612-7", "29553-5", "30972-4", "63900-5"])
+def test_an_age_coded_observation_over_89_is_aggregated(key: PseudonymKey, code: str) -> None:
+    # LOINC 63900-5 "Current age or age at death": an age in years, as the others
+    coded = {"coding": [{"system": LOINC, "code": code}]}
+    for value in ({"integer": 95}, {"Quantity": {"value": 95, "unit": "a"}}):
+        out = anonymize(observation(value, code=coded), PLAN, key)
+        assert out["value"] in ({"integer": 90}, {"Quantity": AGGREGATED}), (code, value)
+    young = anonymize(observation({"integer": 45}, code=coded), PLAN, key)
+    assert young["value"] == {"integer": 45}
