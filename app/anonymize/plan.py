@@ -143,7 +143,14 @@ def _attach(node: Node, rule: CompiledRule) -> None:
 def _question_matchers(question: QuestionRule) -> Iterator[Matcher]:
     if question.link_id:
         ids = frozenset(question.link_id)
-        yield Matcher("linkId", lambda value: value in ids, ("linkId", *sorted(ids)), False)
+        # a linkId that is not a string (an array, an object) matches nothing, and must not
+        # raise: it is no valid linkId, and the item goes with it (linkId is required)
+        yield Matcher(
+            "linkId",
+            lambda value: type(value) is str and value in ids,
+            ("linkId", *sorted(ids)),
+            False,
+        )
     if question.text:
         texts = tuple(sorted({normalize_question(text) for text in question.text}))
 

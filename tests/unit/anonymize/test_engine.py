@@ -673,3 +673,19 @@ def test_an_item_without_text_is_judged_on_its_own_not_by_the_allowed_item_aroun
             ],
         }
     ]
+
+
+def test_an_item_whose_link_id_is_not_a_string_matches_no_question(key: PseudonymKey) -> None:
+    plan = questionnaire_plan([{"linkId": ["pain"], "method": "keep"}])
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "item": [
+            {"linkId": ["pain"], "answer": [{"value": {"integer": 4}}]},
+            {"linkId": {"text": "Alice Smith"}, "answer": [{"value": {"integer": 5}}]},
+            {"linkId": "pain", "answer": [{"value": {"integer": 6}}]},
+        ],
+    }
+    assert anonymize(resource, plan, key)["item"] == [
+        {"linkId": ["pain"]},  # an array is walked item by item, as everywhere: no answer
+        {"linkId": "pain", "answer": [{"value": {"integer": 6}}]},
+    ]  # the object is no string: the item lost its required linkId and went
