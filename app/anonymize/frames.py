@@ -11,7 +11,8 @@ The order in which one element is decided (``docs/anonymization.md`` tells it to
 
 0. an element the (known) FHIR type of its parent does not define is removed, unless it is a
    first-class attribute at a resource's root that a rule of the type's own entry names, or
-   that the ``*`` datatype entry sends under a default of keep (``_undefined``);
+   that the ``*`` datatype entry sends under a default of keep (``_undefined``); at the root
+   of a type R4 does not define, every element is such an attribute;
 1. a rule other than keep inherited from an ancestor, earlier in the profile than any rule
    naming this element, handles it whole;
 2. a rule naming it (its path, or a datatype rule selecting its type) decides;
@@ -229,8 +230,11 @@ def _decide(frame: Frame, name: str) -> Step:
         return SKIP_STEP
     owner = frame.owner
     element = owner.elements.get(name) if owner is not None else None
-    declared = edge is not None and node is frame.plan.root and frame.plan.declares_attributes
-    if element is None and owner is not None and not declared:
+    at_root = node is frame.plan.root
+    declared = edge is not None and at_root and frame.plan.declares_attributes
+    if element is None and not declared and (owner is not None or at_root):
+        # at the root of a type R4 does not define, only the rules of its own entry can
+        # describe what it holds: the "*" entry's paths name elements of R4 types
         return _undefined(frame)
     if edge is not None and edge.filtered:
         return _selecting(frame, name, element, edge)
@@ -238,12 +242,13 @@ def _decide(frame: Frame, name: str) -> Step:
 
 
 def _undefined(frame: Frame) -> Step:
-    """An element the (known) FHIR type of its parent does not define, and no rule of the
-    type's own entry declares. Aidbox stores first-class attributes at a resource's root
-    (api/rest-api/other/aidbox-and-fhir-formats.md, "First-Class Extensions"): there, under a
-    default of keep, the profile's ``*`` datatype entry decides; anywhere else, or without that
-    entry, it is removed. The ``*`` resource entry's paths never declare one: they name the FHIR
-    elements of whichever type it covers, and a type without ``intent`` has none to send."""
+    """An element the FHIR type of its parent does not define (or any element at the root of
+    a type R4 does not define), which no rule of the type's own entry declares. Aidbox stores
+    first-class attributes at a resource's root (api/rest-api/other/aidbox-and-fhir-formats.md,
+    "First-Class Extensions"): there, under a default of keep, the profile's ``*`` datatype
+    entry decides; anywhere else, or without that entry, it is removed. The ``*`` resource
+    entry's paths never declare one: they name the FHIR elements of whichever type it covers,
+    and a type without ``intent`` has none to send."""
     plan = frame.plan
     own = plan.datatypes.unknown
     at_root = frame.node is plan.root and plan.default.is_keep

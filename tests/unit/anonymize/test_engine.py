@@ -689,3 +689,20 @@ def test_an_item_whose_link_id_is_not_a_string_matches_no_question(key: Pseudony
         {"linkId": ["pain"]},  # an array is walked item by item, as everywhere: no answer
         {"linkId": "pain", "answer": [{"value": {"integer": 6}}]},
     ]  # the object is no string: the item lost its required linkId and went
+
+
+def test_a_resource_of_no_r4_type_sends_only_what_its_own_entry_names(key: PseudonymKey) -> None:
+    note = {
+        "resourceType": "PatientNote",
+        "id": "n1",
+        "status": {"text": "Alice Smith"},
+        "meta": {"tag": [{"code": "Alice Smith"}], "profile": ["http://x.example/alice"]},
+    }
+    # the "*" entry names elements of R4 types: a custom type has none of them
+    assert anonymize(note, plan_of([WILDCARD]), key) == {
+        "resourceType": "PatientNote",
+        "id": key.resource_id("PatientNote", "n1"),
+    }
+    # an entry of its own is the profile author's description of the type
+    own = plan_of([WILDCARD, rules("PatientNote", ("status", "keep"))])
+    assert anonymize(note, own, key)["status"] == {"text": "Alice Smith"}
