@@ -4,7 +4,8 @@ The walker builds a new resource and never mutates or shares the input's contain
 with each element is decided once per place by ``frames.py``. It owns what no profile can
 change: the id is pseudonymized; every Reference (by its FHIR type, or by its shape where the
 type is unknown) is reduced to ``{resourceType, id}`` with a pseudonymous id, or removed when it
-has none (``display``, ``identifier`` and the rest never survive); local references follow
+has none or its ``resourceType`` is not an R4 resource type (``display``, ``identifier`` and the
+rest never survive); local references follow
 their renamed contained resources; a primitive is only sent when it is valid for its datatype
 (a code in its required value set, a date shaped as a date); an element missing a child FHIR
 requires is removed; an age over 89 in any time unit is aggregated; and the profile's
@@ -19,6 +20,7 @@ from datetime import date
 from typing import Any
 
 from app.anonymize import frames
+from app.anonymize.fhir_types import is_resource_type
 from app.anonymize.frames import (
     APPLY,
     DESCEND,
@@ -34,7 +36,7 @@ from app.anonymize.frames import (
 from app.anonymize.frames import (
     DROP as DROP_STEP,
 )
-from app.anonymize.methods import DROP, aggregated, over_age
+from app.anonymize.methods import DROP, aggregated, is_number, over_age
 from app.anonymize.plan import Plan, TypePlan
 from app.anonymize.pseudonym import PseudonymKey
 from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE
@@ -99,13 +101,14 @@ def _resource(
     today = plan.today or _today()
     local_ids: dict[str, str] = {}
     contained = resource.get("contained")
-    if isinstance(contained, list):
-        # Contained ids only need to be unique inside the container: renumber them, so that
-        # whatever a clinic put in them stays behind.
-        for position, item in enumerate(contained):
-            if isinstance(item, dict) and isinstance(item.get("id"), str):
-                local_ids.setdefault(item["id"], f"c{position}")
     type_plan = plan.for_type(resource_type)
+    if isinstance(contained, list) and type_plan.drop_contained is None:
+        # Contained ids only need to be unique inside the container: renumber them, so that
+        # whatever a clinic put in them stays behind. Only the resources that are sent get
+        # one: a local reference to any other is removed.
+        for position, item in enumerate(contained):
+            if _sendable(item) and isinstance(item.get("id"), str):
+                local_ids.setdefault(item["id"], f"c{position}")
     ctx = _Context(key, today, local_ids, trace)
     new_id = None
     if "id" in resource:
@@ -157,14 +160,22 @@ def _contained(
         return []
     items = []
     for position, item in enumerate(contained):
-        item_type = item.get("resourceType") if isinstance(item, dict) else None
-        if not isinstance(item_type, str):
+        if not _sendable(item):
+            # a type R4 does not define has no elements the profile could decide for: its
+            # strings, meta and all would leave as they are, so none of it does
+            _record(ctx, f"{path}.contained[{position}]", "removed", "engine: not an R4 resource")
             continue
+        item_type = item["resourceType"]
         frame = frames.root(plan.for_type(item_type), item_type)
         # Nested contained resources are not valid FHIR (dom-2) and are dropped with the rest.
         new_id = ctx.local_ids.get(item["id"]) if isinstance(item.get("id"), str) else None
         items.append(_body(item, new_id, frame, ctx, f"{path}.contained[{position}]"))
     return items
+
+
+def _sendable(item: Any) -> bool:
+    """A contained resource of an R4 resource type (anything else is removed whole)."""
+    return type(item) is dict and is_resource_type(item.get("resourceType"))
 
 
 def _record(ctx: _Context, path: str, action: str, rule: str) -> None:
@@ -246,7 +257,7 @@ def _walk_leaves(obj: dict, leaves: Leaves, frame: Frame, ctx: _Context, path: s
 
 
 def _finish(obj: dict, out: dict[str, Any], frame: Frame, ctx: _Context, path: str) -> Any:
-    if frame.quantity and "value" in out and over_age(obj):
+    if frame.quantity and "value" in out and over_age(obj, in_years=frame.is_age):
         _record(ctx, path, "age", "engine: an age over 89 is aggregated")
         return aggregated(MAX_REPORTABLE_AGE)
     if frame.extension and "value" not in out and "extension" not in out:
@@ -353,7 +364,7 @@ def _apply(
 def _object(obj: dict, rule: CompiledRule, ctx: _Context, node: Node | None = None) -> Any:
     if _is_reference(obj):
         return _reference(obj, rule, ctx, None, node)
-    if rule.takes_quantity and _is_number(obj.get("value")):
+    if rule.takes_quantity and is_number(obj.get("value")):
         return rule.leaf(obj, ctx.key, ctx.today)
     out = {}
     leaf = rule.leaf
@@ -386,10 +397,6 @@ def _list(values: list, rule: CompiledRule, ctx: _Context, node: Node | None = N
     return out if out else DROP
 
 
-def _is_number(value: Any) -> bool:
-    return type(value) is int or type(value) is float
-
-
 def _is_reference(obj: dict) -> bool:
     """A reference by its shape, where the datatype is unknown (first-class attributes)."""
     if "resourceType" in obj:
@@ -406,8 +413,8 @@ def _reference(
 
     ``node`` is the reference's place in the rule tree; only there can a rule name its
     ``uri`` element. Nothing but the target survives: display, identifier, type, extensions
-    and element ids are dropped, and a reference with no target (display or identifier only)
-    is removed.
+    and element ids are dropped, and a reference with no target (display or identifier only,
+    or a ``resourceType`` that is not an R4 resource type) is removed.
     """
     if "resourceType" not in ref and "localRef" not in ref:
         result = _uri_reference(ref, rule, node)
@@ -420,7 +427,8 @@ def _reference(
         result = DROP if target is None else {"localRef": target}
     else:
         resource_type, local_id = ref["resourceType"], ref.get("id")
-        if isinstance(resource_type, str) and isinstance(local_id, str | int):
+        # The type is sent as it is: only an R4 resource type's name, never a string typed there
+        if is_resource_type(resource_type) and isinstance(local_id, str | int):
             result = {
                 "resourceType": resource_type,
                 "id": ctx.key.resource_id(resource_type, str(local_id)),

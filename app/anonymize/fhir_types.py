@@ -199,7 +199,13 @@ def datatype_names() -> frozenset[str]:
     return frozenset(t.name for t in _types().values() if t.kind in ("primitive", "complex"))
 
 
-def is_resource_type(name: str) -> bool:
-    """True for the R4 resource types (``Patient``, ``Observation``, ...)."""
-    found = _types().get(name)
-    return found is not None and found.kind == "resource"
+@cache
+def _resource_types() -> frozenset[str]:
+    abstract = {"Resource", "DomainResource"}
+    return frozenset(t.name for t in _types().values() if t.kind == "resource") - abstract
+
+
+def is_resource_type(name: Any) -> bool:
+    """True for the names of the R4 resource types (``Patient``, ``Observation``, ...); not
+    for the abstract ``Resource`` and ``DomainResource``, nor for anything but a string."""
+    return type(name) is str and name in _resource_types()

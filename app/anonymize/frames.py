@@ -9,6 +9,10 @@ read the filtered key of each item).
 
 The order in which one element is decided (``docs/anonymization.md`` tells it to users):
 
+0. an element the (known) FHIR type of its parent does not define is removed, unless it is a
+   first-class attribute at a resource's root that a rule of the type's own entry names, or
+   that the ``*`` datatype entry sends under a default of keep (``_undefined``); at the root
+   of a type R4 does not define, every element is such an attribute;
 1. a rule other than keep inherited from an ancestor, earlier in the profile than any rule
    naming this element, handles it whole;
 2. a rule naming it (its path, or a datatype rule selecting its type) decides;
@@ -23,6 +27,7 @@ something inside it; then the walker goes in, and the rule covers what that one 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +69,18 @@ class Step:
 
 
 SKIP_STEP = Step(SKIP)
+# An element the FHIR type of its parent does not define, where no declared first-class
+# attribute can be (see ``_undefined``): removed, whatever rule covers its parent.
+UNDEFINED_STEP = Step(
+    DROP,
+    CompiledRule(
+        index=sys.maxsize,
+        label="engine: not an element of its FHIR type",
+        method="redact",
+        leaf=lambda value, key, today: value,
+        removes=True,
+    ),
+)
 
 
 def _keep(rule: CompiledRule, element: ElementType) -> Step:
@@ -83,6 +100,7 @@ class Frame:
     retain: tuple[str, ...] = ()  # filter keys kept on a selected item (extension url)
     required: frozenset[str] = frozenset()  # children FHIR requires: without them, removed
     quantity: bool = False  # a Quantity: over 89 years in a time unit is aggregated
+    is_age: bool = False  # an Age: over 89 is aggregated, in years when no time unit is given
     extension: bool = False  # an Extension: removed when neither value nor extension is left
     finishing: bool = False  # one of the three above: the walker checks the object's output
     ages: bool = False  # has code and value, and the profile lists age codes
@@ -190,6 +208,7 @@ def _frame(
             if owner.kind in ("complex", "backbone"):
                 found.required = owner.required
             found.quantity = owner.is_a("Quantity")
+            found.is_age = owner.is_a("Age")
             found.extension = owner.is_a("Extension")
             found.finishing = bool(found.required) or found.quantity or found.extension
             value = owner.elements.get("value")
@@ -209,10 +228,33 @@ def _decide(frame: Frame, name: str) -> Step:
     edge = node.children.get(name) if node is not None else None
     if edge is ENGINE_OWNED:
         return SKIP_STEP
-    element = frame.owner.elements.get(name) if frame.owner is not None else None
+    owner = frame.owner
+    element = owner.elements.get(name) if owner is not None else None
+    at_root = node is frame.plan.root
+    declared = edge is not None and at_root and frame.plan.declares_attributes
+    if element is None and not declared and (owner is not None or at_root):
+        # at the root of a type R4 does not define, only the rules of its own entry can
+        # describe what it holds: the "*" entry's paths name elements of R4 types
+        return _undefined(frame)
     if edge is not None and edge.filtered:
         return _selecting(frame, name, element, edge)
     return _settle(frame, name, element, edge.plain if edge is not None else None)
+
+
+def _undefined(frame: Frame) -> Step:
+    """An element the FHIR type of its parent does not define (or any element at the root of
+    a type R4 does not define), which no rule of the type's own entry declares. Aidbox stores
+    first-class attributes at a resource's root (api/rest-api/other/aidbox-and-fhir-formats.md,
+    "First-Class Extensions"): there, under a default of keep, the profile's ``*`` datatype
+    entry decides; anywhere else, or without that entry, it is removed. The ``*`` resource
+    entry's paths never declare one: they name the FHIR elements of whichever type it covers,
+    and a type without ``intent`` has none to send."""
+    plan = frame.plan
+    own = plan.datatypes.unknown
+    at_root = frame.node is plan.root and plan.default.is_keep
+    if at_root and own is not None and own.method is not None:
+        return _named(frame, None, None, own.method, None)
+    return UNDEFINED_STEP
 
 
 def _selecting(frame: Frame, name: str, element: ElementType | None, edge: Edge) -> Step:
@@ -250,6 +292,8 @@ def _settle(frame: Frame, name: str, element: ElementType | None, node: Node | N
         named = earlier_rule(named, plan.selector(fhir))
         below = lowest(below, plan.selector_below(fhir))
     cover = frame.cover
+    if cover is not None and cover.is_keep and node is not None and node.detached:
+        cover = None  # judged on its own, as if it had no kept ancestor
     if cover is not None and not cover.is_keep and (named is None or cover.index < named.index):
         return _whole(frame, element, node, cover, below)
     if named is not None:
@@ -283,6 +327,9 @@ def _whole(
     inside it (then the walker goes in, the rule covering the rest)."""
     fhir = element.type if element is not None else None
     if below is not None and below < rule.index and (fhir is None or not fhir.is_primitive):
+        if fhir is not None and fhir.is_a("Reference"):
+            # the only part of a Reference a rule may name is its uri: _reference reads it
+            return Step(REFERENCE, rule, element, node=node)
         return Step(DESCEND, rule, element, frame=_frame(frame.plan, fhir, node, rule, None))
     return _apply(frame, element, node, rule)
 

@@ -33,12 +33,18 @@ class _Drop:
 
 DROP: Final = _Drop()
 
-# Time units an age may be written in: UCUM codes, and the unit words people type, each with
-# its length in years. Quantity.unit is free text, so any other unit is dropped: default-deny.
+# Time units an age may be written in: UCUM codes (with their length in years), and the unit
+# words people type, each mapped to a code. Quantity.unit is free text, so any other unit is
+# dropped: default-deny. UCUM's "a" is the Julian year (365.25 d) like "a_j"; "a_g" is the
+# Gregorian year; "ann" (annum) is no UCUM code but is typed as one.
 _UCUM: Final = "http://unitsofmeasure.org"
 _YEARS_PER: Final = {
     "a": 1.0,
+    "a_j": 1.0,
+    "a_g": 365.2425 / 365.25,
     "mo": 1 / 12,
+    "mo_j": 1 / 12,
+    "mo_g": 365.2425 / 365.25 / 12,
     "wk": 7 / 365.25,
     "d": 1 / 365.25,
     "h": 1 / 8766,
@@ -46,27 +52,38 @@ _YEARS_PER: Final = {
     "s": 1 / 31_557_600,
 }
 _UNIT_WORDS: Final = {
-    **{word: "a" for word in ("a", "y", "yr", "yrs", "year", "years")},
-    **{word: "mo" for word in ("mo", "mos", "month", "months")},
-    **{word: "wk" for word in ("wk", "wks", "week", "weeks")},
-    **{word: "d" for word in ("d", "day", "days")},
-    **{word: "h" for word in ("h", "hr", "hrs", "hour", "hours")},
-    **{word: "min" for word in ("min", "mins", "minute", "minutes")},
-    **{word: "s" for word in ("s", "sec", "secs", "second", "seconds")},
+    **{code: code for code in _YEARS_PER},
+    **{word: "a" for word in ("ann", "annum", "y", "yr", "yrs", "year", "years")},
+    **{word: "mo" for word in ("mos", "month", "months")},
+    **{word: "wk" for word in ("wks", "week", "weeks")},
+    **{word: "d" for word in ("day", "days")},
+    **{word: "h" for word in ("hr", "hrs", "hour", "hours")},
+    **{word: "min" for word in ("mins", "minute", "minutes")},
+    **{word: "s" for word in ("sec", "secs", "second", "seconds")},
 }
 _ISO_3166_2 = re.compile(ISO_3166_2_CODE)
 
 
-def time_unit(quantity: dict[str, Any]) -> str | None:
-    """The UCUM time unit of a Quantity (its UCUM code, else its unit word), or None."""
+def _code_unit(quantity: dict[str, Any]) -> str | None:
+    """The UCUM time code a Quantity's ``code`` names: with the UCUM system, a UCUM time code;
+    with no system at all, a code or unit word typed without it (``code: "a"``); else None."""
     code = quantity.get("code")
-    if quantity.get("system") == _UCUM and code in _YEARS_PER:
-        return code
+    if type(code) is not str:
+        return None
+    system = quantity.get("system")
+    if system == _UCUM:
+        return code if code in _YEARS_PER else None
+    return _UNIT_WORDS.get(code.strip().lower()) if system is None else None
+
+
+def _word_unit(quantity: dict[str, Any]) -> str | None:
+    """The UCUM time code a Quantity's ``unit`` word names, or None."""
     unit = quantity.get("unit")
-    return _UNIT_WORDS.get(unit.strip().lower()) if isinstance(unit, str) else None
+    return _UNIT_WORDS.get(unit.strip().lower()) if type(unit) is str else None
 
 
-def _number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """True for a JSON number (int or float; a bool is not one)."""
     return type(value) is int or type(value) is float
 
 
@@ -81,20 +98,34 @@ def aggregated(max_age: int) -> dict[str, Any]:
     }
 
 
-def over_age(quantity: dict[str, Any], max_age: int = MAX_REPORTABLE_AGE) -> bool:
-    """True for a Quantity that is a length of time over ``max_age`` years (in any time unit)."""
-    unit = time_unit(quantity)
+def over_age(
+    quantity: dict[str, Any], max_age: int = MAX_REPORTABLE_AGE, *, in_years: bool = False
+) -> bool:
+    """True for a Quantity that is a length of time over ``max_age`` years, in whatever time
+    unit its code or its unit word names (when both name one and they disagree, either one
+    over ``max_age`` is enough). ``in_years``: the Quantity is an age whatever it says (an
+    Age, which R4 constraint age-1 makes a time; an age-coded value), so with no time unit it
+    is read in years (§164.514(b)(2)(i)(C))."""
     number = quantity.get("value")
-    return unit is not None and _number(number) and number * _YEARS_PER[unit] > max_age
+    if not is_number(number):
+        return False
+    by_code, by_word = _code_unit(quantity), _word_unit(quantity)
+    if by_code is None and by_word is None:
+        return in_years and number > max_age
+    return (by_code is not None and number * _YEARS_PER[by_code] > max_age) or (
+        by_word is not None and number * _YEARS_PER[by_word] > max_age
+    )
 
 
 def _age_units(quantity: dict[str, Any]) -> dict[str, str]:
+    """The time units of an age that may be sent: a unit word, and the UCUM code (with its
+    system, so that a code typed without one still says what it measures)."""
     kept: dict[str, str] = {}
-    unit = quantity.get("unit")
-    if isinstance(unit, str) and unit.strip().lower() in _UNIT_WORDS:
-        kept["unit"] = unit
-    if quantity.get("system") == _UCUM and quantity.get("code") in _YEARS_PER:
-        kept["system"], kept["code"] = _UCUM, quantity["code"]
+    if _word_unit(quantity) is not None:
+        kept["unit"] = quantity["unit"]
+    code = _code_unit(quantity)
+    if code is not None:
+        kept["system"], kept["code"] = _UCUM, code
     return kept
 
 
@@ -170,33 +201,28 @@ def age(value: Any, max_age: int, today: date) -> Any:
 
     - a number above ``max_age`` becomes ``max_age + 1`` (the single "90 or older" category);
     - a Quantity/Age (a dict with a numeric ``value``) over ``max_age`` years, in whatever time
-      unit it is written (UCUM code or unit word; none means years), becomes "``max_age + 1``
-      years or more"; a younger one keeps its value and its time unit, any other unit (free
-      text) is dropped;
-    - a date becomes its year, or is removed entirely when the person may be older than
-      ``max_age`` today (``today.year - year > max_age``: the year alone would then be "indicative
-      of such age", §164.514(b)(2)(i)(C)).
+      unit it is written (UCUM code, with or without its system, or unit word; none, or one
+      that is not a time, means years), becomes "``max_age + 1`` years or more"; a younger one
+      keeps its value and its time unit, any other unit (free text) is dropped;
+    - anything else is a date, handled as ``generalize_date`` does: its year, or removed
+      entirely when the person may be older than ``max_age`` today (``today.year - year >
+      max_age``: the year alone would then be "indicative of such age", §164.514(b)(2)(i)(C)).
     """
     if isinstance(value, bool):
         return DROP
     if isinstance(value, int | float):
         return max_age + 1 if value > max_age else value
     if isinstance(value, dict):
-        number = value.get("value")
-        if not _number(number):
+        if not is_number(value.get("value")):
             return DROP
-        unit = time_unit(value) or "a"
-        if number * _YEARS_PER[unit] > max_age:
+        if over_age(value, max_age, in_years=True):
             return aggregated(max_age)
         capped: dict[str, Any] = _age_units(value)
-        capped["value"] = number
+        capped["value"] = value["value"]
         if isinstance(value.get("comparator"), str):
             capped["comparator"] = value["comparator"]
         return capped
-    year = _year(value)
-    if year is None or _reveals_age(year, today, max_age):
-        return DROP
-    return year
+    return generalize_date(value, today, max_age)
 
 
 def state(value: Any, extra: frozenset[str] = frozenset()) -> str | _Drop:

@@ -143,7 +143,14 @@ def _attach(node: Node, rule: CompiledRule) -> None:
 def _question_matchers(question: QuestionRule) -> Iterator[Matcher]:
     if question.link_id:
         ids = frozenset(question.link_id)
-        yield Matcher("linkId", lambda value: value in ids, ("linkId", *sorted(ids)), False)
+        # a linkId that is not a string (an array, an object) matches nothing, and must not
+        # raise: it is no valid linkId, and the item goes with it (linkId is required)
+        yield Matcher(
+            "linkId",
+            lambda value: type(value) is str and value in ids,
+            ("linkId", *sorted(ids)),
+            False,
+        )
     if question.text:
         texts = tuple(sorted({normalize_question(text) for text in question.text}))
 
@@ -160,12 +167,24 @@ def _question_matchers(question: QuestionRule) -> Iterator[Matcher]:
                 return any(text in asked for text in texts)
 
         yield Matcher("text", test, ("text", question.match, *texts), False)
+        # A linkId is a question's name too ("patient-phone", "Pain score"), and the only
+        # one of an item without text: the lists apply to it as they do to the text.
+        yield Matcher("linkId", test, ("linkId as text", question.match, *texts), False)
+
+
+def _untitled(value: Any) -> bool:
+    return not isinstance(value, str) or not normalize_question(value)
 
 
 def _add_questions(root: Node, questions: list[QuestionRule]) -> None:
     """Question rules act on the matching items: keep and redact take the whole item (its
-    answers and its nested items); other methods transform its answer values."""
+    answers and its nested items); other methods transform its answer values.
+
+    An item without text is no part of an allowed question around it: what its answers are
+    is unknown (a member number, an account), so it is judged like a top-level item, by the
+    rules matching its linkId, else the type's default (answers are default-deny)."""
     edge = root.children.setdefault("item", Edge())
+    edge.filtered.append((Matcher("text", _untitled, ("text", "none"), False), Node(detached=True)))
     for index, question in enumerate(questions):
         rule = compile_rule(question, index, f"questionnaire.questions[{index}]")
         for matcher in _question_matchers(question):
@@ -263,6 +282,10 @@ class TypePlan:
     datatypes: Datatypes
     age_codes: frozenset[tuple[str, str]]
     age_rule: CompiledRule
+    # The rules are the type's own entry: a first segment the type does not define is a
+    # first-class attribute it declares. Not for "*", whose paths name FHIR elements of
+    # whichever type it covers.
+    declares_attributes: bool = False
     frames: dict[tuple[int, int, int, int], Any] = field(default_factory=dict)
     roots: dict[str, Any] = field(default_factory=dict)  # resource type -> its root frame
     selectors_below: dict[str, int | None] = field(default_factory=dict)
@@ -361,6 +384,7 @@ def _type_plan(
         datatypes=shared.datatypes,
         age_codes=shared.age_codes,
         age_rule=shared.age_rule,
+        declares_attributes=source != ANY_TYPE,
     )
 
 

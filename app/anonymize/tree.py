@@ -56,6 +56,9 @@ class Node:
     children: dict[str, Edge] = field(default_factory=dict)
     below: int | None = None
     retain: tuple[str, ...] = ()
+    # The element is judged on its own: a keep it would inherit from an ancestor does not
+    # cover it (a questionnaire item without text, whose question nobody can read).
+    detached: bool = False
 
 
 _MEMO_LIMIT = 4096
@@ -138,6 +141,7 @@ def merge(a: Node | None, b: Node) -> Node:
         children=children,
         below=lowest(a.below, b.below),
         retain=tuple(dict.fromkeys(a.retain + b.retain)),
+        detached=a.detached or b.detached,
     )
 
 

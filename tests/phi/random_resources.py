@@ -7,14 +7,22 @@ a fresh token (a date carries its month, ``2017-03``: the year may leave, the mo
 the utility that a default-deny profile may keep gets values a token can never equal (codes of
 code systems, valid codes of required value sets, numbers, booleans, resolvable references).
 
-    shape = Shape(verbatim={("QuestionnaireResponse.item", "linkId")}, questions=["Pain score"])
+    shape = Shape(trusted={("QuestionnaireResponse.item", "linkId")}, questions=["Pain score"])
     resource, tracker = draw(random_resource(["Observation"], shape))
     tracker.tokens     # every PHI token planted
+    tracker.trusted    # those planted where the profile is trusted to send strings as they are
     tracker.codings    # (top-level element, system, code) of the codings planted at the top
     tracker.targets    # (top-level element, resourceType, local id) of top-level references
 
-A profile may choose to send some strings as they are (a QuestionnaireResponse item's linkId, a
-Coding's system): ``Shape.verbatim`` names them, and they get utility values instead of tokens.
+Some strings FHIR does not constrain are sent as they are by design (a Coding's code and
+system, a QuestionnaireResponse item's linkId): ``Shape.trusted`` names those places. It is a
+fixed, reviewed list, never derived from the profile under test (else a profile that wrongly
+keeps a string would exempt it): tokens are planted there too, half of the time, and recorded
+in ``tracker.trusted``; everywhere else a token that leaves is a leak.
+
+Beyond the definitions, the drawings hold what an EHR or a hand edit adds: elements the type
+does not define (``status: {text: ...}`` on a type without status), contained resources of
+types R4 does not define, references whose ``resourceType`` is free text.
 """
 
 from __future__ import annotations
@@ -36,11 +44,17 @@ UNITS = [("mg", "mg"), ("mm[Hg]", "mmHg"), ("kg", "kg"), ("/min", "/min"), ("%",
 _SKIP = frozenset({"contained", "resourceType"})
 
 
+# Names drawn for elements a type does not define: the "*" entry's status-like names, and
+# attributes no profile declares.
+MADE_UP = ("status", "intent", "active", "note", "nickname")
+UNKNOWN_TYPE = "PatientNote"  # a contained resource type R4 does not define
+
+
 @dataclass(frozen=True)
 class Shape:
     """What the drawn resources must look like for the profile under test."""
 
-    verbatim: frozenset[tuple[str, str]] = frozenset()  # (owner type, element) sent as is
+    trusted: frozenset[tuple[str, str]] = frozenset()  # (owner type, element) sent as is
     questions: tuple[str, ...] = ()  # question texts whose answers the profile allows
 
 
@@ -49,6 +63,7 @@ class Tracker:
     """What one drawn resource holds: its tokens, and the utility that must survive."""
 
     tokens: list[str] = field(default_factory=list)
+    trusted: set[str] = field(default_factory=set)
     codings: set[tuple[str, str, str]] = field(default_factory=set)
     targets: set[tuple[str, str, str]] = field(default_factory=set)
     top: str = ""  # the top-level element being drawn
@@ -98,9 +113,14 @@ def _primitive(draw: st.DrawFn, element: ElementType, tracker: Tracker, required
     return tracker.token()  # string, markdown, id, code without a value set
 
 
-def _coding(tracker: Tracker, draw: st.DrawFn, utility: bool) -> dict[str, Any]:
+def _coding(
+    tracker: Tracker, draw: st.DrawFn, utility: bool, trusted: frozenset[tuple[str, str]]
+) -> dict[str, Any]:
     system, code = draw(st.sampled_from(SYSTEMS)), draw(st.sampled_from(CODES))
-    if utility:
+    if ("Coding", "code") in trusted and draw(st.integers(0, 3)) == 0:
+        code = tracker.token()  # where a code is trusted, a code that carries PHI
+        tracker.trusted.add(code)
+    elif utility:
         tracker.codings.add((tracker.top, system, code))
     coding: dict[str, Any] = {"system": system, "code": code, "display": tracker.token()}
     if draw(st.booleans()):
@@ -109,7 +129,10 @@ def _coding(tracker: Tracker, draw: st.DrawFn, utility: bool) -> dict[str, Any]:
 
 
 def _reference(tracker: Tracker, draw: st.DrawFn, required: bool, utility: bool) -> dict[str, Any]:
-    shape = "target" if required else draw(st.sampled_from(["target", "display", "identifier"]))
+    shapes = ["target", "display", "identifier", "untyped"]
+    shape = "target" if required else draw(st.sampled_from(shapes))
+    if shape == "untyped":  # a reference whose type is text typed by hand
+        return {"resourceType": tracker.token(), "id": tracker.token()}
     if shape == "target":
         target = draw(st.sampled_from(["Patient", "Practitioner", "Encounter", "Organization"]))
         local = tracker.token()
@@ -140,7 +163,7 @@ class _Draw:
     def complex(self, kind: FhirType, depth: int, required: bool, utility: bool) -> Any:
         draw, tracker = self.draw, self.tracker
         if kind.is_a("Coding"):
-            return _coding(tracker, draw, utility)
+            return _coding(tracker, draw, utility, self.shape.trusted)
         if kind.is_a("Reference"):
             return _reference(tracker, draw, required, utility)
         if kind.is_a("Quantity") and draw(st.booleans()):
@@ -160,7 +183,15 @@ class _Draw:
         allowed = kind.name == "QuestionnaireResponse.item" and self.shape.questions
         if allowed and draw(st.booleans()):  # an allowed question: its answers may leave
             out["text"] = draw(st.sampled_from(self.shape.questions))
+        self.made_up(kind, out)
         return out
+
+    def made_up(self, kind: FhirType, out: dict[str, Any]) -> None:
+        """Now and then, an element ``kind`` does not define, holding a token."""
+        names = [name for name in MADE_UP if name not in kind.elements]
+        if names and self.draw(st.integers(0, 5)) == 0:
+            name = self.draw(st.sampled_from(names))
+            out[name] = {"text": self.tracker.token(), "by": [self.tracker.token()]}
 
     def value(self, owner: FhirType, name: str, depth: int, required: bool, utility: bool) -> Any:
         element = owner.elements[name]
@@ -179,8 +210,13 @@ class _Draw:
         required: bool,
         utility: bool,
     ) -> Any:
-        if any((kind.name, name) in self.shape.verbatim for kind in owner.lineage):
-            return f"kept-{name}-{self.draw(st.integers(1, 3))}"
+        if any((kind.name, name) in self.shape.trusted for kind in owner.lineage):
+            if self.draw(st.booleans()):
+                return f"kept-{name}-{self.draw(st.integers(1, 3))}"
+            planted = len(self.tracker.tokens)
+            value = _primitive(self.draw, element, self.tracker, required)
+            self.tracker.trusted.update(self.tracker.tokens[planted:])
+            return value
         if element.type.is_primitive:
             return _primitive(self.draw, element, self.tracker, required)
         return self.complex(element.type, depth, required, utility)
@@ -207,4 +243,15 @@ def random_resource(
             kind.is_a(t) for t in ("Coding", "CodeableConcept", "Reference")
         )
         resource[name] = drawing.value(owner, name, 1, name in owner.required, utility)
+    tracker.top = ""
+    drawing.made_up(owner, resource)
+    if draw(st.integers(0, 4)) == 0:
+        resource["contained"] = [
+            {
+                "resourceType": UNKNOWN_TYPE,
+                "id": tracker.token(),
+                "status": tracker.token(),
+                "meta": {"profile": [f"http://{tracker.token()}.example/x"]},
+            }
+        ]
     return resource, tracker

@@ -14,10 +14,10 @@ from typing import Any
 
 from tests.phi.model import UCUM
 
-AGE_CODES = {"30525-0", "21611-9", "21612-7", "29553-5", "30972-4", "445518008"}
+AGE_CODES = {"30525-0", "21611-9", "21612-7", "29553-5", "30972-4", "63900-5", "445518008"}
 AGGREGATED = {"value": 90, "comparator": ">=", "unit": "years", "system": UCUM, "code": "a"}
-_YEARS_PER = {"a": 1, "mo": 1 / 12, "wk": 7 / 365.25, "d": 1 / 365.25}
-_UNIT_WORDS = {"years": "a", "months": "mo", "weeks": "wk", "days": "d"}
+_YEARS_PER = {"a": 1, "a_j": 1, "a_g": 1, "mo": 1 / 12, "wk": 7 / 365.25, "d": 1 / 365.25}
+_UNIT_WORDS = {"years": "a", "ann": "a", "months": "mo", "weeks": "wk", "days": "d"}
 # Elements of the corpus whose value is a date or dateTime (besides choice options).
 _DATE_ELEMENTS = {
     "birthDate", "recordedDate", "authored", "created", "start", "end", "issued", "date",
@@ -35,12 +35,16 @@ def _values(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, 
     yield path, node
 
 
-def years(quantity: dict[str, Any]) -> float | None:
-    """The length of a time Quantity in years; None when it is not a time."""
-    unit = quantity.get("code") if quantity.get("system") == UCUM else None
-    unit = unit if unit in _YEARS_PER else _UNIT_WORDS.get(str(quantity.get("unit")).lower())
+def years(quantity: dict[str, Any], age: bool = False) -> float | None:
+    """The length of a time Quantity in years, by the longest of the units it names (a UCUM
+    code, with its system or none, or a unit word); None when it is not a time. An ``age``
+    (an Age, always a time) with no time unit is in years."""
+    code = quantity.get("code")
+    by_code = code if quantity.get("system") in (UCUM, None) and str(code) in _YEARS_PER else None
+    by_word = _UNIT_WORDS.get(str(quantity.get("unit")).lower())
+    units = [_YEARS_PER[str(unit)] for unit in (by_code, by_word) if unit] or ([1] if age else [])
     value = quantity.get("value")
-    return value * _YEARS_PER[unit] if unit and isinstance(value, int | float) else None
+    return value * max(units) if units and isinstance(value, int | float) else None
 
 
 def _is_age_code(code: Any) -> bool:
@@ -56,7 +60,7 @@ def age_violations(resource: dict[str, Any], today: date) -> list[tuple[str, ...
         if dated and value[:4].isdigit() and int(value[:4]) < today.year - 89:
             found.append(path)
         if isinstance(value, dict) and value != AGGREGATED:
-            length = years(value)
+            length = years(value, age=path[-1:] == ("Age",))
             if length is not None and length > 89:
                 found.append(path)
     for holder in [resource, *resource.get("component", [])]:

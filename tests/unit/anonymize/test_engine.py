@@ -464,3 +464,245 @@ def test_explain_reports_a_removed_item_once(key: PseudonymKey) -> None:
     assert changes == [
         Change("QuestionnaireResponse.item[0]", "removed", "questionnaire.questions[0]")
     ]
+
+
+# The "*" entry names elements of whichever type it covers; a type that does not define one has
+# nothing FHIR-shaped there (safe-harbor.yaml's "*" entry keeps status, intent, active, meta).
+WILDCARD = rules("*", ("status", "keep"), ("intent", "keep"), ("active", "keep"), ("meta", "keep"))
+
+
+def test_an_element_its_type_does_not_define_goes_even_when_the_wildcard_entry_names_it(
+    key: PseudonymKey,
+) -> None:
+    plan = plan_of([WILDCARD])
+    device = {
+        "resourceType": "Device",
+        "id": "d1",
+        "status": "active",
+        "intent": {"text": "Alice Smith"},  # Device defines neither intent nor active
+        "active": {"by": "Carol Jones", "since": ["2024-03-01"]},
+    }
+    assert anonymize(device, plan, key) == {
+        "resourceType": "Device",
+        "id": key.resource_id("Device", "d1"),
+        "status": "active",
+    }
+    related = {"resourceType": "RelatedPerson", "active": True, "status": {"text": "Alice Smith"}}
+    assert anonymize(related, plan, key) == {"resourceType": "RelatedPerson", "active": True}
+
+
+def test_inside_a_kept_element_what_its_datatype_does_not_define_goes(key: PseudonymKey) -> None:
+    # even where the profile's "*" datatype entry says keep: that entry is for first-class
+    # attributes, which Aidbox stores at a resource's root
+    plan = plan_of(
+        [rules("Observation", ("code", "keep"), ("value", "keep"), ("extension", "keep"))],
+        datatypes=[{"type": "*", "method": "keep"}],
+    )
+    resource = {
+        "resourceType": "Observation",
+        "code": {
+            "coding": [{"system": "http://loinc.org", "code": "8867-4", "note": "Alice Smith"}],
+            "author": {"name": "Bob Jones"},
+        },
+        "value": {"integer": 72, "text": "Carol"},
+        "extension": [{"url": "http://x.example/e", "value": {"boolean": True}, "by": "Dan"}],
+    }
+    out = anonymize(resource, plan, key)
+    assert out["code"] == {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}
+    assert out["value"] == {"integer": 72}
+    assert out["extension"] == [{"url": "http://x.example/e", "value": {"boolean": True}}]
+
+
+def test_declared_first_class_attributes_follow_their_rules(key: PseudonymKey) -> None:
+    plan = plan_of([rules("Patient", ("race", "keep"), ("nickname", "pseudonymize"))])
+    race = {"category": {"system": "urn:oid:2.16.840.1.113883.6.238", "code": "2106-3"}}
+    resource = {"resourceType": "Patient", "race": race, "nickname": "Al", "colour": "blue"}
+    assert anonymize(resource, plan, key) == {
+        "resourceType": "Patient",
+        "race": race,
+        "nickname": key.pseudonym("Al"),
+    }
+
+
+def test_undeclared_first_class_attributes_leave_only_by_the_wildcard_datatype_entry(
+    key: PseudonymKey,
+) -> None:
+    resource = {"resourceType": "Patient", "gender": "female", "colour": {"text": "Alice's"}}
+    by_default = anonymize(resource, plan_of([], default="keep"), key)
+    assert by_default == {"resourceType": "Patient", "gender": "female"}
+    opted_in = plan_of([], default="keep", datatypes=[{"type": "*", "method": "keep"}])
+    assert anonymize(resource, opted_in, key)["colour"] == {"text": "Alice's"}
+
+
+def test_a_contained_resource_of_a_type_r4_does_not_define_goes_whole(key: PseudonymKey) -> None:
+    plan = plan_of([WILDCARD, rules("Observation", ("subject", "keep"), ("focus", "keep"))])
+    resource = {
+        "resourceType": "Observation",
+        "contained": [
+            {
+                "resourceType": "PatientNote",
+                "id": "n1",
+                "status": "Alice Smith",
+                "meta": {"profile": ["http://clinic.example/alice-smith"]},
+            },
+            {"resourceType": "Device", "id": "d1", "status": "active"},
+        ],
+        "subject": {"localRef": "n1"},
+        "focus": [{"localRef": "d1"}],
+    }
+    out = anonymize(resource, plan, key)
+    assert out["contained"] == [{"resourceType": "Device", "id": "c1", "status": "active"}]
+    assert "subject" not in out  # its target did not leave
+    assert out["focus"] == [{"localRef": "c1"}]
+
+
+def test_a_reference_leaves_only_with_an_r4_resource_type(key: PseudonymKey) -> None:
+    # requester is no Observation element: a first-class attribute, a reference by its shape
+    plan = plan_of(
+        [rules("Observation", ("subject", "keep"), ("performer", "keep"), ("requester", "keep"))]
+    )
+    resource = {
+        "resourceType": "Observation",
+        "subject": {"resourceType": "AliceSmith", "id": "p1"},
+        "performer": [
+            {"resourceType": "Practitioner", "id": "pr1"},
+            {"resourceType": "Resource", "id": "pr2"},  # abstract: no resource has it
+            {"resourceType": {"text": "Bob Jones"}, "id": "pr3"},
+        ],
+        "requester": {"resourceType": "Carol Jones", "id": "r1"},
+    }
+    out = anonymize(resource, plan, key)
+    assert "subject" not in out
+    assert out["performer"] == [
+        {"resourceType": "Practitioner", "id": key.resource_id("Practitioner", "pr1")}
+    ]
+    assert "requester" not in out
+    assert "Smith" not in str(explain(resource, plan, key))
+
+
+def test_an_age_over_89_is_aggregated_whatever_unit_it_lacks(key: PseudonymKey) -> None:
+    plan = plan_of(
+        [rules("Condition", ("onset", "keep"), ("extension", "keep"))],
+        datatypes=[{"type": "Quantity", "default": "keep", "rules": []}],
+    )
+    aggregated = {
+        "value": 90,
+        "comparator": ">=",
+        "unit": "years",
+        "system": "http://unitsofmeasure.org",
+        "code": "a",
+    }
+    for age in ({"value": 95}, {"value": 95, "code": "a"}, {"value": 95, "unit": "ann"}):
+        resource = {
+            "resourceType": "Condition",
+            "onset": {"Age": age},
+            "extension": [{"url": "http://x.example/age", "value": {"Age": age}}],
+        }
+        out = anonymize(resource, plan, key)
+        assert out["onset"] == {"Age": aggregated}, age
+        assert out["extension"][0]["value"] == {"Age": aggregated}, age
+    # a Quantity that is not an Age, without a time unit, is no age: 95 stays 95
+    plan = plan_of([rules("Observation", ("value", "keep"))])
+    resource = {"resourceType": "Observation", "value": {"Quantity": {"value": 95}}}
+    assert anonymize(resource, plan, key)["value"] == {"Quantity": {"value": 95}}
+
+
+def test_question_texts_are_matched_against_link_ids_too(key: PseudonymKey) -> None:
+    plan = questionnaire_plan(
+        [
+            {"text": ["member", "phone"], "match": "contains", "method": "redact"},
+            {"text": ["Vitals", "Pain score"], "method": "keep"},
+        ],
+        datatypes=STRICT_TEXT,
+    )
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "item": [
+            {
+                "linkId": "v",
+                "text": "Vitals",
+                "item": [
+                    # inside an allowed group, a question that says nothing by its text
+                    answered("member-number", "Number", {"integer": 5550123}),
+                    answered("hr", "Heart rate", {"integer": 70}),
+                ],
+            },
+            {"linkId": "Pain score", "answer": [{"value": {"integer": 4}}]},
+            answered("home-phone", "Where can we reach you", {"integer": 5550124}),
+        ],
+    }
+    assert anonymize(resource, plan, key)["item"] == [
+        {"linkId": "v", "item": [{"linkId": "hr", "answer": [{"value": {"integer": 70}}]}]},
+        {"linkId": "Pain score", "answer": [{"value": {"integer": 4}}]},
+    ]
+
+
+def test_an_item_without_text_is_judged_on_its_own_not_by_the_allowed_item_around_it(
+    key: PseudonymKey,
+) -> None:
+    plan = questionnaire_plan(
+        [{"text": ["Vitals"], "method": "keep"}, {"linkId": ["hr"], "method": "keep"}],
+        datatypes=STRICT_TEXT,
+    )
+    untitled = {"linkId": "x17", "answer": [{"value": {"integer": 123456789}}]}
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "item": [
+            {
+                "linkId": "v",
+                "text": "Vitals",
+                "answer": [{"value": {"integer": 1}, "item": [untitled]}],
+                "item": [
+                    untitled,
+                    {"linkId": "blank", "text": " ", "answer": [{"value": {"integer": 7}}]},
+                    {"linkId": "hr", "answer": [{"value": {"integer": 70}}]},  # by its linkId
+                    answered("rr", "Respiratory rate", {"integer": 16}),  # texted: inherits
+                ],
+            }
+        ],
+    }
+    assert anonymize(resource, plan, key)["item"] == [
+        {
+            "linkId": "v",
+            "answer": [{"value": {"integer": 1}, "item": [{"linkId": "x17"}]}],
+            "item": [
+                {"linkId": "x17"},
+                {"linkId": "blank"},
+                {"linkId": "hr", "answer": [{"value": {"integer": 70}}]},
+                {"linkId": "rr", "answer": [{"value": {"integer": 16}}]},
+            ],
+        }
+    ]
+
+
+def test_an_item_whose_link_id_is_not_a_string_matches_no_question(key: PseudonymKey) -> None:
+    plan = questionnaire_plan([{"linkId": ["pain"], "method": "keep"}])
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "item": [
+            {"linkId": ["pain"], "answer": [{"value": {"integer": 4}}]},
+            {"linkId": {"text": "Alice Smith"}, "answer": [{"value": {"integer": 5}}]},
+            {"linkId": "pain", "answer": [{"value": {"integer": 6}}]},
+        ],
+    }
+    assert anonymize(resource, plan, key)["item"] == [
+        {"linkId": ["pain"]},  # an array is walked item by item, as everywhere: no answer
+        {"linkId": "pain", "answer": [{"value": {"integer": 6}}]},
+    ]  # the object is no string: the item lost its required linkId and went
+
+
+def test_a_resource_of_no_r4_type_sends_only_what_its_own_entry_names(key: PseudonymKey) -> None:
+    note = {
+        "resourceType": "PatientNote",
+        "id": "n1",
+        "status": {"text": "Alice Smith"},
+        "meta": {"tag": [{"code": "Alice Smith"}], "profile": ["http://x.example/alice"]},
+    }
+    # the "*" entry names elements of R4 types: a custom type has none of them
+    assert anonymize(note, plan_of([WILDCARD]), key) == {
+        "resourceType": "PatientNote",
+        "id": key.resource_id("PatientNote", "n1"),
+    }
+    # an entry of its own is the profile author's description of the type
+    own = plan_of([WILDCARD, rules("PatientNote", ("status", "keep"))])
+    assert anonymize(note, own, key)["status"] == {"text": "Alice Smith"}

@@ -99,6 +99,9 @@ def test_medplum_additions_are_not_r4() -> None:
 def test_names_of_resources_and_datatypes() -> None:
     assert is_resource_type("Patient") and is_resource_type("Coverage")
     assert not is_resource_type("Coding") and not is_resource_type("SyncConfig")
+    # the abstract bases are not the type of any resource, and a non-string is no type name
+    assert not is_resource_type("Resource") and not is_resource_type("DomainResource")
+    assert not any(map(is_resource_type, (None, 7, {"text": "Alice"}, ["Patient"])))
     names = datatype_names()
     assert {"string", "Coding", "Quantity", "Age", "Reference", "Extension"} <= names
     assert "Patient" not in names and "Observation.component" not in names

@@ -196,6 +196,45 @@ def test_over_age_tells_a_length_of_time_over_89_years() -> None:
     assert not over_age({"value": 120})  # no unit: not known to be an age
 
 
+@pytest.mark.parametrize(
+    "quantity",
+    [
+        {"value": 95, "code": "a"},  # a UCUM code without its system
+        {"value": 1150, "code": "mo"},
+        {"value": 95, "unit": "ann"},
+        {"value": 95, "unit": "a_j"},
+        {"value": 95, "system": "http://unitsofmeasure.org", "code": "a_j"},
+        {"value": 95, "system": "http://unitsofmeasure.org", "code": "a_g"},
+        {"value": 95, "code": "ANN"},
+        # a UCUM code and a unit word that disagree: the one that says over 89 is believed
+        {"value": 95, "system": "http://unitsofmeasure.org", "code": "d", "unit": "years"},
+    ],
+)
+def test_over_age_reads_codes_without_system_and_the_other_year_units(
+    quantity: dict[str, object],
+) -> None:
+    assert over_age(quantity)
+
+
+def test_an_age_without_a_time_unit_is_in_years() -> None:
+    # an Age is a length of time (R4 age-1): without a unit it can only be read as years
+    assert over_age({"value": 95}, in_years=True)
+    assert over_age({"value": 95, "unit": "Jahre"}, in_years=True)
+    assert not over_age({"value": 89}, in_years=True)
+    assert not over_age({"value": 1000, "code": "d"}, in_years=True)  # 2.7 years
+    assert not over_age({"value": 95})  # a Quantity without a time unit: not an age
+    assert not over_age({"value": 95, "code": {"text": "Alice"}}, in_years=False)
+
+
+def test_age_of_a_young_patient_in_a_code_without_system_says_its_unit() -> None:
+    # 1000 days must not read as 1000 years: the code is sent with the UCUM system
+    assert age({"value": 1000, "code": "d"}, 89, TODAY) == {
+        "value": 1000,
+        "system": "http://unitsofmeasure.org",
+        "code": "d",
+    }
+
+
 def test_age_keeps_only_time_units_never_free_text() -> None:
     # Quantity.unit is free text: a unit that is not a time unit may carry anything.
     assert age({"value": 40, "unit": "Smith"}, 89, TODAY) == {"value": 40}

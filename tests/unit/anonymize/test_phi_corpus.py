@@ -95,6 +95,9 @@ def test_the_age_checks_see_what_a_path_only_profile_sends(corpus: Corpus) -> No
     assert {path[-1] for path in violations} >= {"birthDate", "dateTime", "date", "integer"}
     months = {"resourceType": "Condition", "onset": {"Age": {"value": 1100, "unit": "months"}}}
     assert age_violations(months, TODAY) == [("onset", "Age")]
+    for unitless in ({"value": 95}, {"value": 95, "code": "a"}, {"value": 95, "unit": "ann"}):
+        condition = {"resourceType": "Condition", "onset": {"Age": unitless}}
+        assert age_violations(condition, TODAY) == [("onset", "Age")], unitless
 
 
 def _own_leak_places(corpus: Corpus, compiled: Plan) -> set[str]:

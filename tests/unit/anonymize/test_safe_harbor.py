@@ -1,0 +1,122 @@
+"""The shipped safe-harbor profile on the places where what it kept was not constrained:
+quantities' codes and systems, the birth-sex extension, questionnaire items, age codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.anonymize import PseudonymKey, anonymize, compile_profile, load_profile
+from tests.unit.anonymize.conftest import TODAY
+
+PLAN = compile_profile(load_profile("safe-harbor"), today=TODAY)
+UCUM = "http://unitsofmeasure.org"
+LOINC = "http://loinc.org"
+AGGREGATED = {"value": 90, "comparator": ">=", "unit": "years", "system": UCUM, "code": "a"}
+
+
+def observation(value: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final", "value": value, **extra}
+
+
+def test_a_quantity_keeps_its_ucum_system_and_code(key: PseudonymKey) -> None:
+    rate = {"value": 72, "unit": "/min", "system": UCUM, "code": "/min"}
+    out = anonymize(observation({"Quantity": rate}), PLAN, key)
+    assert out["value"] == {"Quantity": rate}
+
+
+@pytest.mark.parametrize(
+    ("quantity", "sent"),
+    [
+        # Quantity.system and Quantity.code are unconstrained strings in R4
+        (
+            {"value": 5, "unit": "mg", "system": "http://alice-smith.example", "code": "mg"},
+            {"value": 5, "unit": "mg", "code": "mg"},
+        ),
+        (
+            {"value": 5, "unit": "mg", "system": UCUM, "code": "AliceSmith"},
+            {"value": 5, "unit": "mg", "system": UCUM},
+        ),
+        ({"value": 5, "code": "Bob Jones"}, {"value": 5}),
+        ({"value": 5, "code": "{Carol Jones}"}, {"value": 5}),  # a UCUM annotation: any text
+    ],
+)
+def test_a_quantity_sends_no_system_but_ucum_and_no_code_but_listed_ones(
+    key: PseudonymKey, quantity: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    out = anonymize(observation({"Quantity": quantity}), PLAN, key)
+    assert out["value"] == {"Quantity": sent}
+
+
+BIRTHSEX = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex"
+
+
+@pytest.mark.parametrize("code", ["M", "F", "UNK", "OTH", "ASKU"])
+def test_the_birth_sex_extension_sends_the_codes_of_its_value_set(
+    key: PseudonymKey, code: str
+) -> None:
+    patient = {"resourceType": "Patient", "extension": [{"url": BIRTHSEX, "value": {"code": code}}]}
+    assert anonymize(patient, PLAN, key)["extension"] == [
+        {"url": BIRTHSEX, "value": {"code": code}}
+    ]
+
+
+@pytest.mark.parametrize("code", ["AliceSmith", "female", "f", "Alice Smith, born 1931"])
+def test_the_birth_sex_extension_sends_nothing_else(key: PseudonymKey, code: str) -> None:
+    patient = {"resourceType": "Patient", "extension": [{"url": BIRTHSEX, "value": {"code": code}}]}
+    assert "extension" not in anonymize(patient, PLAN, key)
+
+
+def response(*items: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "QuestionnaireResponse", "status": "completed", "item": list(items)}
+
+
+def answered(link_id: str, text: str | None, value: dict[str, Any]) -> dict[str, Any]:
+    item = {"linkId": link_id, "answer": [{"value": value}]}
+    return item if text is None else {**item, "text": text}
+
+
+def test_identifying_link_ids_are_removed_inside_an_allowed_question(key: PseudonymKey) -> None:
+    pressure = {
+        "linkId": "bp",
+        "text": "Blood pressure",
+        "item": [
+            answered("member-id", "ID", {"integer": 5550123}),
+            answered("patient-phone", "Number", {"decimal": 5550124.0}),
+            answered("sys", "Systolic", {"integer": 120}),
+        ],
+    }
+    assert anonymize(response(pressure), PLAN, key)["item"] == [
+        {"linkId": "bp", "item": [{"linkId": "sys", "answer": [{"value": {"integer": 120}}]}]}
+    ]
+
+
+def test_an_item_without_text_in_an_allowed_question_sends_no_answer(key: PseudonymKey) -> None:
+    weight = {
+        "linkId": "w",
+        "text": "Body weight",
+        "answer": [{"value": {"decimal": 72.5}}],
+        "item": [
+            answered("x17", None, {"integer": 123456789}),
+            answered("x18", None, {"Coding": {"system": "http://clinic.example/ids", "code": "7"}}),
+        ],
+    }
+    assert anonymize(response(weight), PLAN, key)["item"] == [
+        {
+            "linkId": "w",
+            "answer": [{"value": {"decimal": 72.5}}],
+            "item": [{"linkId": "x17"}, {"linkId": "x18"}],
+        }
+    ]
+
+
+@pytest.mark.parametrize("code", ["30525-0", "21611-9", "21612-7", "29553-5", "30972-4", "63900-5"])
+def test_an_age_coded_observation_over_89_is_aggregated(key: PseudonymKey, code: str) -> None:
+    # LOINC 63900-5 "Current age or age at death": an age in years, as the others
+    coded = {"coding": [{"system": LOINC, "code": code}]}
+    for value in ({"integer": 95}, {"Quantity": {"value": 95, "unit": "a"}}):
+        out = anonymize(observation(value, code=coded), PLAN, key)
+        assert out["value"] in ({"integer": 90}, {"Quantity": AGGREGATED}), (code, value)
+    young = anonymize(observation({"integer": 45}, code=coded), PLAN, key)
+    assert young["value"] == {"integer": 45}
