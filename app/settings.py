@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.anonymize.pseudonym import MIN_SECRET_BYTES
 from app.errors import SyncError
 from app.model import INSTANCE_ID_PATTERN
 
@@ -64,9 +65,10 @@ class AppSettings(BaseSettings):
     global_client_secret: SecretStr | None = Field(
         None, validation_alias=AliasChoices("SYNC_GLOBAL_CLIENT_SECRET")
     )
-    # HMAC key for pseudonyms; 32+ characters so that pseudonyms cannot be brute-forced.
+    # HMAC key for pseudonyms; long enough that pseudonyms cannot be brute-forced (bytes of
+    # UTF-8 are at least its characters: app/anonymize/pseudonym.py checks the bytes too).
     pseudonym_key: SecretStr | None = Field(
-        None, min_length=32, validation_alias=AliasChoices("SYNC_PSEUDONYM_KEY")
+        None, min_length=MIN_SECRET_BYTES, validation_alias=AliasChoices("SYNC_PSEUDONYM_KEY")
     )
     poll_interval: float = Field(5.0, gt=0, validation_alias=AliasChoices("SYNC_POLL_INTERVAL"))
     batch_max_entries: int = Field(

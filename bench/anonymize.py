@@ -47,7 +47,7 @@ def main() -> None:
 
     raws = [orjson.dumps(resource) for resource in generate_corpus().resources]
     plan = compile_profile(load_profile("safe-harbor"))
-    key = PseudonymKey(secret=b"benchmark-secret-0123456789", namespace="clinic-a")
+    key = PseudonymKey(secret=b"benchmark-secret-0123456789-pad32", namespace="clinic-a")
     loads, dumps = orjson.loads, orjson.dumps
 
     def round_trip() -> None:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import re
+
+from app.model import INSTANCE_ID_PATTERN
 
 # A FHIR id is [A-Za-z0-9\-\.]{1,64} (FHIR R4 datatypes, "id"). A resource id is
 # "<namespace>-<digest>"; the digest is the first 104 bits of the HMAC in hex (26 characters),
-# which leaves 37 characters for the namespace: enough for a UUID instance id. 104 bits keep the
-# chance of any collision among a billion ids below 1e-13.
+# which leaves 37 characters for the namespace; the namespace is an instance id, at most 24
+# (app/model.py). 104 bits keep the chance of any collision among a billion ids below 1e-13.
 _DIGEST_BYTES = 13
 _DIGEST_CHARS = 2 * _DIGEST_BYTES
 _SHA256_BLOCK = 64
-_MAX_NAMESPACE = 64 - 1 - _DIGEST_CHARS
-_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
 # A short secret makes a keyed hash of a low-entropy value (a 9-digit SSN, a date) guessable by
-# brute force; NIST SP 800-107 asks an HMAC key to carry at least the security strength wanted.
-MIN_SECRET_BYTES = 16
+# brute force; NIST SP 800-107 asks an HMAC key to carry at least the security strength wanted,
+# and 32 bytes match SHA-256's (SYNC_PSEUDONYM_KEY is checked against this, app/settings.py).
+MIN_SECRET_BYTES = 32
 # Bounded memo of resource ids: the same patient is referenced by most resources of a page.
 _CACHE_LIMIT = 65_536
 
@@ -61,11 +63,8 @@ class PseudonymKey:
     def __init__(self, secret: bytes, namespace: str) -> None:
         if not isinstance(secret, bytes) or len(secret) < MIN_SECRET_BYTES:
             raise ValueError(f"pseudonym secret must be at least {MIN_SECRET_BYTES} bytes")
-        if not namespace or len(namespace) > _MAX_NAMESPACE or not set(namespace) <= _ID_CHARS:
-            raise ValueError(
-                f"namespace must be 1-{_MAX_NAMESPACE} characters of [A-Za-z0-9-.], "
-                f"got {namespace!r}"
-            )
+        if not re.fullmatch(INSTANCE_ID_PATTERN, namespace):
+            raise ValueError(f"namespace must be an instance id ({INSTANCE_ID_PATTERN})")
         self.secret = secret
         self.namespace = namespace
         self._hmac = _HmacSha256(secret)

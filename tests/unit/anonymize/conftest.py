@@ -22,4 +22,4 @@ def plan_of(resources: list[dict[str, Any]], **profile: Any) -> Plan:
 
 @pytest.fixture
 def key() -> PseudonymKey:
-    return PseudonymKey(secret=b"unit-test-secret-0123456789", namespace="clinic-a")
+    return PseudonymKey(secret=b"unit-test-secret-0123456789-padd", namespace="clinic-a")

@@ -17,7 +17,7 @@ from tests.phi.scanner import find_planted
 from tests.phi.structure import age_violations
 
 TODAY = date(2025, 6, 1)
-KEY = PseudonymKey(secret=b"corpus-test-secret-0123456789", namespace="clinic-a")
+KEY = PseudonymKey(secret=b"corpus-test-secret-0123456789-pa", namespace="clinic-a")
 TYPES = {
     "Patient",
     "Encounter",
@@ -175,14 +175,14 @@ def test_same_input_and_key_give_identical_output(
     corpus: Corpus, safe_harbor_out: list[dict[str, Any]]
 ) -> None:
     again = plan("safe-harbor")
-    same_key = PseudonymKey(secret=b"corpus-test-secret-0123456789", namespace="clinic-a")
+    same_key = PseudonymKey(secret=b"corpus-test-secret-0123456789-pa", namespace="clinic-a")
     assert [anonymize(r, again, same_key) for r in corpus.resources] == safe_harbor_out
 
 
 def test_a_different_key_gives_different_pseudonyms(
     corpus: Corpus, safe_harbor_out: list[dict[str, Any]]
 ) -> None:
-    other = PseudonymKey(secret=b"another-secret-0123456789abc", namespace="clinic-a")
+    other = PseudonymKey(secret=b"another-secret-0123456789abc-pad", namespace="clinic-a")
     compiled = plan("safe-harbor")
     for resource, first in zip(corpus.resources[:100], safe_harbor_out, strict=False):
         second = anonymize(resource, compiled, other)

@@ -33,7 +33,7 @@ from app.anonymize.profile import Profile
 from tests.phi.random_resources import Shape, Tracker, random_resource
 from tests.phi.scanner import find_planted
 
-KEY = PseudonymKey(secret=b"property-test-secret-0123456789", namespace="clinic-a")
+KEY = PseudonymKey(secret=b"property-test-secret-0123456789-", namespace="clinic-a")
 PROFILE = load_profile("safe-harbor")
 PLAN = compile_profile(PROFILE, today=date(2025, 6, 1))
 # The pushed types, and others that fall under the "*" entry.
