@@ -93,9 +93,8 @@ class GlobalSink:
                 if settled is None:
                     continue  # an older run's late token took the place: send it again
                 if settled:
-                    return (
-                        set()
-                    )  # an earlier attempt landed; its answer, and what it created, is lost
+                    # An earlier attempt landed: its answer, and what it created, is lost.
+                    return set()
                 raise
             if fence is not None:
                 fence.landed()

@@ -204,7 +204,7 @@ class PushStream:
             progress.info = await self._checkpoints.save(
                 progress.info.model_copy(
                     update={
-                        "fence": max(self._fence.last if self._fence else 0, progress.info.fence),
+                        "fence": self._fence_position(progress.info),
                         "counters": progress.info.counters.add(counters),
                     }
                 )
@@ -231,9 +231,8 @@ class PushStream:
             by_resource.setdefault(record.resourceId, []).append(record)
         changes = []
         for resource_id, kept in by_resource.items():
-            rtype, _, local_id = resource_id.partition("/")
-            gone = Change("deleted", rtype, local_id, kept[-1].version, {})
-            changes.append(await self._read_local(rtype, local_id) or gone)
+            local_id = resource_id.partition("/")[2]
+            changes.append(await self._current(local_id, kept[-1].version))
         summary, settled = await self.write_now(changes, [], plan, key, pushed=pushed)
         if summary.error:
             return summary
@@ -266,16 +265,19 @@ class PushStream:
             found = await reconciler.compare(self.resource_type, partition, partitions, drift)
             if repaired is None or not (found.resend or found.delete):
                 continue
-            rtype, changes = self.resource_type, []
-            for local_id in found.resend:
-                gone = Change("deleted", rtype, local_id, 0, {})
-                changes.append(await self._read_local(rtype, local_id) or gone)
+            changes = [await self._current(local_id, 0) for local_id in found.resend]
             done, _ = await self.write_now(changes, found.delete, plan, key, pushed=pushed)
             repaired.counters = repaired.counters.add(done.counters)
             repaired.version, repaired.error = done.version, done.error
             if done.error:
                 break
         return drift, repaired
+
+    async def _current(self, local_id: str, version: int) -> Change:
+        """The clinic's current state of one of this type's resources, or its deletion
+        (at `version`, the last one known) when the clinic no longer has it."""
+        found = await self._read_local(self.resource_type, local_id)
+        return found or Change("deleted", self.resource_type, local_id, version, {})
 
     def _breaker(self) -> Breaker:
         return Breaker(self._limits.breaker_ratio, self._limits.breaker_min_entries)
@@ -384,8 +386,10 @@ class PushStream:
         """Send what the global does not hold yet; record what it wrote or refused, unless
         the breaker opens (BreakerOpen: the refusals are then not quarantined). Returns the
         counts, and the items the global now holds (written, or unchanged since sent)."""
-        settled = [o for o in outgoing if self._sent.unchanged(o)]
-        fresh = [o for o in outgoing if not self._sent.unchanged(o)]
+        settled: list[Outgoing] = []
+        fresh: list[Outgoing] = []
+        for item in outgoing:  # one look at the memory per item: this is the hot path
+            (settled if self._sent.unchanged(item) else fresh).append(item)
         counters = Counters(skipped=len(settled))
         limits = self._limits
         for batch in batches(order_by_references(fresh), limits.max_entries, limits.max_bytes):
@@ -428,6 +432,10 @@ class PushStream:
         )
         return 1
 
+    def _fence_position(self, info: ChangesInfo) -> int:
+        """The last fence token known written, to keep in the checkpoint (fence.py)."""
+        return max(self._fence.last if self._fence is not None else 0, info.fence)
+
     def _lease(self) -> Lease:
         return Lease(
             owner=self._owner,
@@ -439,12 +447,11 @@ class PushStream:
     ) -> ChangesInfo:
         self._saved = max(self._saved, version)
         now = datetime.now(UTC)
-        fence = self._fence.last if self._fence is not None else info.fence
         updated = info.model_copy(
             update={
                 "lease": self._lease() if info.lease else None,
                 "version": version,
-                "fence": max(fence, info.fence),
+                "fence": self._fence_position(info),
                 "status": "idle",
                 "counters": info.counters.add(counters),
                 "lastStartedAt": started,
