@@ -21,13 +21,13 @@ from app.aidbox.bootstrap import (
     push_types_to_watch,
 )
 from app.aidbox.client import AidboxClient, RetryPolicy
-from app.aidbox.keys import own_aidbox_key, push_service_key, settings_key
+from app.aidbox.keys import own_aidbox_key, settings_key, sync_service_key
 from app.aidbox.manifest import Manifest, load_manifest
 from app.aidbox.operations import register_operations
 from app.aidbox.subscriptions import Subscriptions
 from app.anonymize import PseudonymKey
 from app.settings import AppSettings, Role, SettingsError, load_settings
-from app.sync.runner import PushService
+from app.sync.runner import SyncService
 from app.sync.stream import Limits
 
 log = logging.getLogger("aidbox_sync")
@@ -37,13 +37,13 @@ def _retry_policy(settings: AppSettings) -> RetryPolicy:
     return RetryPolicy(settings.retry_attempts, settings.retry_base_delay, settings.retry_max_delay)
 
 
-def _push_service(
+def _sync_service(
     settings: AppSettings, own: AidboxClient, subscriptions: Subscriptions
-) -> PushService:
+) -> SyncService:
     retry = _retry_policy(settings)
     assert settings.global_url and settings.global_client_id  # checked by AppSettings
     assert settings.global_client_secret and settings.pseudonym_key and settings.instance_id
-    return PushService(
+    return SyncService(
         local=own,
         global_=AidboxClient(
             str(settings.global_url),
@@ -73,7 +73,7 @@ def _push_service(
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    metrics = request.app[push_service_key].metrics
+    metrics = request.app[sync_service_key].metrics
     return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
 
 
@@ -115,8 +115,8 @@ def build_app(settings: AppSettings) -> web.Application:
     app.cleanup_ctx.append(install_access_policies)
 
     if settings.role is Role.LOCAL:
-        service = _push_service(settings, own, subscriptions)
-        app[push_service_key] = service
+        service = _sync_service(settings, own, subscriptions)
+        app[sync_service_key] = service
         app.router.add_get("/metrics", _metrics)
 
         async def background_runner(app: web.Application) -> AsyncIterator[None]:

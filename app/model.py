@@ -113,12 +113,17 @@ class SyncConfig(_Resource):
     @field_validator("streams")
     @classmethod
     def _unique_streams(cls, streams: list[StreamConfig]) -> list[StreamConfig]:
-        seen: set[tuple[str, str]] = set()
+        seen: dict[str, Direction] = {}
         for s in streams:
-            key = (s.direction.value, s.type)
-            if key in seen:
+            other = seen.get(s.type)
+            if other is s.direction:
                 raise ValueError(f"stream {s.direction.value} {s.type} is listed twice")
-            seen.add(key)
+            if other is not None:
+                # Headquarters is authoritative for what it sends down, and pushed data is
+                # anonymized: a type flowing both ways would overwrite one with the other
+                # (docs/pull.md, "One way only").
+                raise ValueError(f"{s.type} is configured both to push and to pull")
+            seen[s.type] = s.direction
         return streams
 
     def enabled_streams(self, direction: Direction | None = None) -> list[StreamConfig]:

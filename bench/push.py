@@ -48,7 +48,8 @@ from app.registry.instances import Registration, register
 from app.settings import Role
 from app.sync.bundle import batches, order_by_references, transaction
 from app.sync.feed import Change, ChangeFeed
-from app.sync.transform import to_outgoing
+from app.sync.source import AidboxSource
+from app.sync.transform import Anonymize
 from tests.support.apps import running_app
 from tests.support.clinic import CLINIC, KEY, last_txid, patient, safe_harbor
 from tests.support.postgres import create_database
@@ -165,7 +166,7 @@ async def _push(local: EmulatorProcess, global_: EmulatorProcess, n: int) -> tup
         assert summary.error is None and summary.counters.written == n, summary
         # Where the bound is: how fast the clinic alone serves the same changes.
         started = time.perf_counter()
-        async for _ in ChangeFeed(local_root, "Patient").windows(before, after):
+        async for _ in ChangeFeed(AidboxSource(local_root), "Patient").windows(before, after):
             pass
         return app_seconds, time.perf_counter() - started
 
@@ -176,7 +177,7 @@ async def _ingest(direct: EmulatorProcess, n: int, *, as_root: bool = False) -> 
     or by its root client (no policy at all: what enforcement costs)."""
     plan = safe_harbor()
     outgoing = [
-        to_outgoing(Change("created", "Patient", b["id"], 1, b), plan, KEY) for b in _bodies(n)
+        Anonymize(plan, KEY)(Change("created", "Patient", b["id"], 1, b)) for b in _bodies(n)
     ]
     bundles = [transaction(b) for b in batches(order_by_references(outgoing), BATCH, 10**7)]
     who = ("root", "secret") if as_root else (CLINIC, direct.secret)

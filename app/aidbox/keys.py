@@ -4,8 +4,8 @@ from aiohttp import web
 
 from app.aidbox.client import AidboxClient
 from app.settings import AppSettings
-from app.sync.runner import PushService
+from app.sync.runner import SyncService
 
 settings_key = web.AppKey("aidbox_sync.settings", AppSettings)
 own_aidbox_key = web.AppKey("aidbox_sync.own_aidbox", AidboxClient)
-push_service_key = web.AppKey("aidbox_sync.push_service", PushService)
+sync_service_key = web.AppKey("aidbox_sync.sync_service", SyncService)

@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.aidbox.client import AidboxError, AidboxUnavailable
-from app.aidbox.keys import own_aidbox_key, push_service_key
+from app.aidbox.keys import own_aidbox_key, sync_service_key
 from app.aidbox.outcome import OperationError, invalid_input, json_response
 from app.aidbox.psql import PsqlError
 from app.anonymize import explain
@@ -38,7 +38,7 @@ from app.sync.checkpoint import CheckpointConflict
 from app.sync.config import ConfigError
 from app.sync.instance import InstanceInactive
 from app.sync.quarantine import records as quarantine_records
-from app.sync.runner import PushService, UnknownStream
+from app.sync.runner import SyncService, UnknownStream
 from app.sync.status import sync_status
 from app.sync.watermark import WatermarkError
 
@@ -82,8 +82,8 @@ def _outcomes(handler: Handler) -> Handler:
     return wrapped
 
 
-def _service(request: dict[str, Any]) -> PushService:
-    return request["app"][push_service_key]
+def _service(request: dict[str, Any]) -> SyncService:
+    return request["app"][sync_service_key]
 
 
 def _input(request: dict[str, Any]) -> dict[str, Any]:
@@ -136,8 +136,10 @@ def _parse(model: type[M], request: dict[str, Any]) -> M:
         raise invalid_input(exc, model.__name__) from None
 
 
-async def _run_sync(service: PushService, types: list[str] | None) -> web.Response:
-    summaries = await service.sync(types)
+async def _run_sync(
+    service: SyncService, types: list[str] | None, direction: Direction | None
+) -> web.Response:
+    summaries = await service.sync(types, direction=direction)
     status = 200 if all(s.error is None for s in summaries) else 207
     return json_response({"streams": [s.as_json() for s in summaries]}, status)
 
@@ -146,10 +148,8 @@ async def _run_sync(service: PushService, types: list[str] | None) -> web.Respon
 async def sync_all(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
     """POST /$sync [direction, resourceType]: run streams now; answer a summary per stream."""
     params = _parse(SyncInput, request)
-    if params.direction is Direction.PULL:
-        raise OperationError(501, "not-supported", "pull streams are not available yet")
     types = [params.resourceType] if params.resourceType else None
-    return await _run_sync(_service(request), types)
+    return await _run_sync(_service(request), types, params.direction)
 
 
 def _stream_id(request: dict[str, Any]) -> tuple[Direction, str]:
@@ -175,9 +175,7 @@ async def sync_stream(operation: dict[str, Any], request: dict[str, Any]) -> web
             f"the body names another stream than ChangesInfo/{direction.value}-{rtype}",
             ["resourceType"],
         )
-    if direction is Direction.PULL:
-        raise OperationError(501, "not-supported", "pull streams are not available yet")
-    return await _run_sync(_service(request), [rtype])
+    return await _run_sync(_service(request), [rtype], direction)
 
 
 class ReconcileInput(BaseModel):
@@ -204,11 +202,11 @@ class RequeueInput(BaseModel):
     """`$requeue` parameters: one stream's quarantine, or all of it."""
 
     model_config = ConfigDict(extra="forbid")
-    stream: str | None = Field(None, pattern=r"^push-[A-Za-z][A-Za-z0-9]*$")
+    stream: str | None = Field(None, pattern=r"^(push|pull)-[A-Za-z][A-Za-z0-9]*$")
 
 
 async def _run_requeue(
-    service: PushService, stream_id: str | None = None, record_id: str | None = None
+    service: SyncService, stream_id: str | None = None, record_id: str | None = None
 ) -> web.Response:
     summaries = await service.requeue(stream_id, record_id)
     remaining = len(await quarantine_records(service.local, stream_id))
@@ -229,8 +227,6 @@ async def requeue_stream(operation: dict[str, Any], request: dict[str, Any]) -> 
     """POST /ChangesInfo/<id>/$requeue: one stream's quarantine."""
     _parse(NoInput, request)
     direction, rtype = _stream_id(request)
-    if direction is Direction.PULL:
-        raise OperationError(501, "not-supported", "pull streams are not available yet")
     return await _run_requeue(_service(request), ChangesInfo.stream_id(direction, rtype))
 
 
@@ -247,8 +243,6 @@ async def reset_stream(operation: dict[str, Any], request: dict[str, Any]) -> we
     """POST /ChangesInfo/<id>/$reset [version]: replay the stream from a version (backfill)."""
     params = _parse(ResetInput, request)
     direction, rtype = _stream_id(request)
-    if direction is Direction.PULL:
-        raise OperationError(501, "not-supported", "pull streams are not available yet")
     try:
         saved = await _service(request).reset(direction, rtype, params.version)
     except ValueError as exc:

@@ -15,7 +15,7 @@ from aidbox_python_sdk.sdk import SDK
 from aiohttp import web
 
 from app.aidbox.client import AidboxClient
-from app.aidbox.keys import push_service_key
+from app.aidbox.keys import sync_service_key
 
 log = logging.getLogger("aidbox_sync.subscriptions")
 
@@ -24,7 +24,7 @@ async def wake_push_stream(event: dict[str, Any], request: web.Request) -> None:
     """Wake the stream of the changed resource's type (the event body is not kept)."""
     resource_type = (event.get("resource") or {}).get("resourceType")
     if isinstance(resource_type, str):
-        request.app[push_service_key].wake(resource_type)
+        request.app[sync_service_key].wake(resource_type)
 
 
 # Its changes wake the runner too, which then loads it and follows its push types.

@@ -3,7 +3,8 @@
 The walker builds a new resource and never mutates or shares the input's containers; what to do
 with each element is decided once per place by ``frames.py``. It owns what no profile can
 change: the id is pseudonymized; every Reference (by its FHIR type, or by its shape where the
-type is unknown) is reduced to ``{resourceType, id}`` with a pseudonymous id, or removed when it
+type is unknown) is reduced to ``{resourceType, id}`` with a pseudonymous id (headquarters' own
+id for a type the clinic pulls, docs/pull.md), or removed when it
 has none or its ``resourceType`` is not an R4 resource type (``display``, ``identifier`` and the
 rest never survive); local references follow
 their renamed contained resources; a primitive is only sent when it is valid for its datatype
@@ -78,6 +79,7 @@ class _Context:
     today: date
     local_ids: dict[str, str]
     trace: list[Change] | None
+    shared_types: frozenset[str]
 
 
 def anonymize(resource: dict[str, Any], plan: Plan, key: PseudonymKey) -> dict[str, Any]:
@@ -109,7 +111,7 @@ def _resource(
         for position, item in enumerate(contained):
             if _sendable(item) and isinstance(item.get("id"), str):
                 local_ids.setdefault(item["id"], f"c{position}")
-    ctx = _Context(key, today, local_ids, trace)
+    ctx = _Context(key, today, local_ids, trace, plan.shared_types)
     new_id = None
     if "id" in resource:
         new_id = key.resource_id(resource_type, str(resource["id"]))
@@ -409,13 +411,15 @@ def _is_reference(obj: dict) -> bool:
 def _reference(
     ref: dict, rule: CompiledRule, ctx: _Context, path: str | None, node: Node | None = None
 ) -> Any:
-    """A reference as a whole: rewritten to a pseudonymous {resourceType, id} or removed.
+    """A reference as a whole: rewritten to a pseudonymous {resourceType, id} (kept as it is
+    for a type the clinic pulls from headquarters, ``Plan.shared_types``) or removed.
 
     ``node`` is the reference's place in the rule tree; only there can a rule name its
     ``uri`` element. Nothing but the target survives: display, identifier, type, extensions
     and element ids are dropped, and a reference with no target (display or identifier only,
     or a ``resourceType`` that is not an R4 resource type) is removed.
     """
+    kept = False  # a reference to headquarters' own resource, sent as it is
     if "resourceType" not in ref and "localRef" not in ref:
         result = _uri_reference(ref, rule, node)
     elif rule.whole is not None:
@@ -428,7 +432,11 @@ def _reference(
     else:
         resource_type, local_id = ref["resourceType"], ref.get("id")
         # The type is sent as it is: only an R4 resource type's name, never a string typed there
-        if is_resource_type(resource_type) and isinstance(local_id, str | int):
+        shared = isinstance(resource_type, str) and resource_type in ctx.shared_types
+        if shared and isinstance(local_id, str):
+            # Headquarters' own resource, pulled here: its id means the same there.
+            result, kept = {"resourceType": resource_type, "id": local_id}, True
+        elif is_resource_type(resource_type) and isinstance(local_id, str | int):
             result = {
                 "resourceType": resource_type,
                 "id": ctx.key.resource_id(resource_type, str(local_id)),
@@ -436,7 +444,9 @@ def _reference(
         else:
             result = DROP
     if path is not None and ctx.trace is not None:
-        action = "removed" if result is DROP else "reference rewritten"
+        action = "reference kept" if kept else "reference rewritten"
+        if result is DROP:
+            action = "removed"
         ctx.trace.append(Change(path, action, rule.label))
     return result
 

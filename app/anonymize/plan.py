@@ -321,6 +321,9 @@ class Plan:
     fallback: TypePlan
     security_label: dict[str, str] | None
     today: date | None = None
+    # Types whose resources are headquarters' own, pulled by this clinic (docs/pull.md): a
+    # reference to one keeps its id. Set from the configuration in force, not by a profile.
+    shared_types: frozenset[str] = frozenset()
 
     def for_type(self, resource_type: str) -> TypePlan:
         """The plan of a type, or of ``*`` (or the profile default) for types not listed."""

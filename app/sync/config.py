@@ -8,14 +8,14 @@ valid one stays in force (README, "What the App registers").
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
 
 from app.aidbox.client import AidboxClient
 from app.anonymize import Plan, ProfileError, compile_profile, parse_profile
 from app.errors import SyncError
-from app.model import SyncConfig
+from app.model import Direction, SyncConfig
 
 log = logging.getLogger("aidbox_sync.config")
 
@@ -72,7 +72,11 @@ class ConfigSource:
             config = SyncConfig.model_validate(resp.body)
         except ValidationError as exc:
             raise ConfigError(f"SyncConfig/default: {validation_message(exc)}") from None
-        return InForce(config, await self._plan(config.profile), config.profile)
+        plan = await self._plan(config.profile)
+        # References to the types pulled from headquarters keep their ids (transform.py),
+        # also while a pull stream is disabled: those resources stay headquarters' own.
+        pulled = frozenset(s.type for s in config.streams if s.direction is Direction.PULL)
+        return InForce(config, replace(plan, shared_types=pulled), config.profile)
 
     async def _plan(self, profile_id: str) -> Plan:
         resp = await self._local.call(

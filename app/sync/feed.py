@@ -1,4 +1,5 @@
-"""Reads a clinic's changes of one resource type from Aidbox's Changes API.
+"""Reads the changes of one resource type from a source's Changes API (source.py: the clinic's
+own Aidbox for push, headquarters through the global App for pull).
 
 Only settled windows (lo, hi] are read (see watermark.py), so a window's content can shrink
 (a resource updated again moves to a later txid) but never grow. A window that fills a whole
@@ -10,11 +11,10 @@ is lo-exclusive, hi-inclusive; 304 when nothing changed).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
-from app.aidbox.client import AidboxClient, AidboxError
 from app.errors import SyncError
 
 Event = Literal["created", "updated", "deleted"]
@@ -48,12 +48,24 @@ class Change:
         return ChangeId(self.resource_type, self.id, self.version)
 
 
-# Ids per search by `_id` list: keeps the request line short (a few kilobytes).
-_ID_LIST = 50
-
-
 class FeedError(SyncError):
     """The Changes API answered something this reader cannot use."""
+
+
+class ChangeSource(Protocol):
+    """An Aidbox end a stream reads (source.py)."""
+
+    async def head(self, resource_type: str) -> int:
+        """The type's latest version this reader may read up to."""
+
+    async def changes(
+        self, resource_type: str, lo: int, hi: int, count: int, *, probe: bool
+    ) -> list[Any]:
+        """The raw `changes` entries of the window (lo, hi], at most `count`; with `probe`,
+        resources reduced to their ids (`omit-resources`)."""
+
+    async def current(self, resource_type: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The current state of each id that exists, by id."""
 
 
 # Aidbox's storage statuses (database/overview.md); a recreated resource is, for the target,
@@ -105,49 +117,29 @@ def split_point(lo: int, hi: int, page_size: int, density: float | None) -> int:
     return lo + max(1, min(span, middle - lo))
 
 
-async def current_state(
-    client: AidboxClient, resource_type: str, resource_id: str
-) -> Change | None:
-    """A resource's current state in the clinic as an update, or None if it is gone."""
-    resp = await client.call("GET", f"/{resource_type}/{resource_id}", accept=(404, 410))
-    if resp.status != 200:
+async def read_current(source: ChangeSource, resource_type: str, resource_id: str) -> Change | None:
+    """A resource's current state at the source as an update, or None if it is gone."""
+    resource = (await source.current(resource_type, [resource_id])).get(resource_id)
+    if resource is None:
         return None
-    version = int((resp.body.get("meta") or {}).get("versionId") or 0)
-    return Change("updated", resource_type, resource_id, version, resp.body)
+    version = int((resource.get("meta") or {}).get("versionId") or 0)
+    return Change("updated", resource_type, resource_id, version, resource)
 
 
 class ChangeFeed:
     """Changes of one resource type in the local Aidbox."""
 
-    def __init__(self, client: AidboxClient, resource_type: str, page_size: int = 1000) -> None:
-        self._client = client
+    def __init__(self, source: ChangeSource, resource_type: str, page_size: int = 1000) -> None:
+        self._source = source
         self.resource_type = resource_type
         self.page_size = page_size
 
     async def head(self) -> int:
-        """The type's latest version (`GET /<Type>/$changes`)."""
-        resp = await self._client.call("GET", f"/{self.resource_type}/$changes")
-        return int((resp.body or {}).get("version", 0))
+        """The type's latest version at the source."""
+        return await self._source.head(self.resource_type)
 
     async def _changes(self, lo: int, hi: int, count: int, *, probe: bool) -> list[Any]:
-        """The raw `changes` of the window (lo, hi], at most `count` of them."""
-        path = f"/{self.resource_type}/$changes"
-        params = {"version": f"{lo},{hi}", "_count": str(count)}
-        if probe:
-            params["omit-resources"] = "true"  # ids only: counting needs no bodies
-        try:
-            resp = await self._client.call("GET", path, params=params)
-        except AidboxError as exc:
-            if exc.status == 404:
-                raise FeedError(f"unknown resource type {self.resource_type}") from None
-            raise
-        if resp.status == 304:
-            return []
-        # Only 304 means "nothing": a 200 without a changes list is not an empty window.
-        changes = resp.body.get("changes") if isinstance(resp.body, dict) else None
-        if not isinstance(changes, list):
-            raise FeedError(f"{self.resource_type} $changes answered 200 without changes")
-        return changes
+        return await self._source.changes(self.resource_type, lo, hi, count, probe=probe)
 
     async def _page(self, lo: int, hi: int, count: int) -> list[tuple[Change, bool]]:
         changes = await self._changes(lo, hi, count, probe=False)
@@ -159,15 +151,11 @@ class ChangeFeed:
 
     async def _current(self, resource_id: str, upper: int) -> Change:
         """The resource's state now, as a change (a delete if it is gone)."""
-        change = await current_state(self._client, self.resource_type, resource_id)
-        if change is not None:
-            return change
-        stub = {"resourceType": self.resource_type, "id": resource_id}
-        return Change("deleted", self.resource_type, resource_id, upper, stub)
+        return (await self._current_states([resource_id], upper))[0]
 
     async def _collapse(self, page: list[tuple[Change, bool]], upper: int) -> list[Change]:
         """One change per resource. When a resource has several entries and one of them has no
-        version (a delete), their order is unknown, so the clinic's current state decides."""
+        version (a delete), their order is unknown, so the source's current state decides."""
         entries: dict[str, list[tuple[Change, bool]]] = {}
         for change, exact in page:
             entries.setdefault(change.id, []).append((change, exact))
@@ -194,15 +182,8 @@ class ChangeFeed:
             yield (b if start + self.page_size >= len(ids) else None), part
 
     async def _current_states(self, ids: list[str], upper: int) -> list[Change]:
-        """The clinic's current state of each id, as changes (a delete for one that is gone)."""
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(ids), _ID_LIST):
-            chunk = ids[start : start + _ID_LIST]
-            params = {"_id": ",".join(chunk), "_count": str(len(chunk))}
-            resp = await self._client.call("GET", f"/{self.resource_type}", params=params)
-            for entry in (resp.body or {}).get("entry") or []:
-                resource = entry.get("resource") or {}
-                found[str(resource.get("id"))] = resource
+        """The source's current state of each id, as changes (a delete for one that is gone)."""
+        found = await self._source.current(self.resource_type, ids)
         out = []
         for rid in ids:
             resource = found.get(rid)

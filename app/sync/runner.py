@@ -1,9 +1,11 @@
-"""Runs the push streams: on a timer, on subscription wake-ups, and on `$sync` requests.
+"""Runs a clinic's streams, both ways: on a timer, on subscription wake-ups, and on `$sync`.
 
-Streams of the same `order` run concurrently (bounded by SYNC_CONCURRENCY); lower orders go
-first so referenced types usually reach the global before their referrers. A stream never has
-two runs at once in this process (a lock per stream); across processes the checkpoint's
-If-Match keeps them from both advancing it.
+Push streams (clinic → headquarters) wake on the clinic's subscriptions and on the timer; pull
+streams (headquarters → clinic) on the timer, as headquarters cannot call a clinic. Streams of
+the same `order` run concurrently (bounded by SYNC_CONCURRENCY); lower orders go first so
+referenced types usually reach the target before their referrers. A stream never has two runs
+at once in this process (a lock per stream); across processes the checkpoint's If-Match keeps
+them from both advancing it.
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ from app.aidbox.client import AidboxClient
 from app.anonymize import PseudonymKey
 from app.errors import SyncError
 from app.model import ChangesInfo, Counters, Direction, StreamConfig
+from app.sync import state
 from app.sync.checkpoint import CheckpointStore
-from app.sync.config import ConfigSource
-from app.sync.feed import Change, ChangeFeed, current_state
+from app.sync.config import ConfigSource, InForce
+from app.sync.feed import Change, read_current
 from app.sync.instance import InstanceCheck, InstanceInactive
 from app.sync.metrics import SyncMetrics
 from app.sync.quarantine import records as quarantine_records
 from app.sync.reconcile import Reconciler
+from app.sync.repair import reconcile, requeue
 from app.sync.sent import SentCache
-from app.sync.sink import ClinicState, GlobalSink
-from app.sync.stream import Limits, PushStream, RunSummary, failure_reason
+from app.sync.source import AidboxSource, HeadquartersBound, HeadquartersSource
+from app.sync.state import Runner
+from app.sync.stream import Ends, Limits, RunSummary, Stream, failure_reason
+from app.sync.transform import Anonymize, Copy
 from app.sync.watermark import Watermark
 
 log = logging.getLogger("aidbox_sync.runner")
@@ -41,8 +47,8 @@ class UnknownStream(SyncError, LookupError):
     """A stream was asked for that the configuration does not enable."""
 
 
-class PushService:
-    """All push streams of one clinic."""
+class SyncService:
+    """All streams of one clinic, push and pull."""
 
     def __init__(
         self,
@@ -67,17 +73,22 @@ class PushService:
         self.checkpoints = CheckpointStore(local)
         self.metrics = SyncMetrics()
         self.wakeups: dict[str, int] = {}
+        self.clinic = AidboxSource(local)
+        self.headquarters = HeadquartersSource(global_)
         self._limits = limits
         self.owner = owner
+        self._runner = Runner(owner, limits.lease_seconds)
         self._poll_interval = poll_interval
         self._settle_timeout = settle_timeout
         self._watermark = Watermark(local)
-        self._sent = SentCache()
-        self._streams: dict[str, PushStream] = {}
+        self._hq_bound = HeadquartersBound(self.headquarters)
+        # Per direction: push and pull write to different Aidboxes.
+        self._sent = {d: SentCache() for d in Direction}
+        self._streams: dict[str, Stream] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._semaphore = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
-        # Highest version each stream has fully pushed in this process, for wait_synced().
+        # Highest version each stream has fully carried in this process, for wait_synced().
         self._reached: dict[str, int] = {}
         self._progress = asyncio.Condition()
 
@@ -85,97 +96,127 @@ class PushService:
 
     async def read_local(self, resource_type: str, local_id: str) -> Change | None:
         """The clinic's current copy of a resource, as a change (None if gone)."""
-        return await current_state(self.local, resource_type, local_id)
+        return await read_current(self.clinic, resource_type, local_id)
 
-    def _sink(self, clinic: ClinicState) -> GlobalSink:
-        return GlobalSink(self.global_, clinic)
-
-    def stream(self, resource_type: str) -> PushStream:
-        """The stream of a type (created on first use)."""
-        if resource_type not in self._streams:
-            self._streams[resource_type] = PushStream(
+    def stream(self, resource_type: str, direction: Direction = Direction.PUSH) -> Stream:
+        """The stream of a type and direction (created on first use)."""
+        sid = ChangesInfo.stream_id(direction, resource_type)
+        if sid not in self._streams:
+            push = direction is Direction.PUSH
+            self._streams[sid] = Stream(
+                direction,
                 resource_type,
+                source=self.clinic if push else self.headquarters,
+                target=self.global_ if push else self.local,
                 local=self.local,
-                global_=self.global_,
-                # Windows no larger than a transaction: the first batch leaves sooner.
-                feed=ChangeFeed(self.local, resource_type, page_size=self._limits.max_entries),
-                sink_for=self._sink,
                 checkpoints=self.checkpoints,
-                sent=self._sent,
-                read_local=self.read_local,
+                sent=self._sent[direction],
                 limits=self._limits,
-                owner=self.owner,
+                runner=self._runner,
+                key=self.key,
             )
-        return self._streams[resource_type]
+        return self._streams[sid]
 
-    def lock(self, resource_type: str) -> asyncio.Lock:
+    def lock(self, stream_id: str) -> asyncio.Lock:
         """The lock that keeps one run (or reset) of a stream at a time in this process."""
-        return self._locks.setdefault(resource_type, asyncio.Lock())
+        return self._locks.setdefault(stream_id, asyncio.Lock())
+
+    def _ends(self, direction: Direction, in_force: InForce) -> Ends:
+        carried = frozenset(s.type for s in in_force.config.enabled_streams(direction))
+        if direction is Direction.PUSH:
+            return Ends(Anonymize(in_force.plan, self.key), carried)
+        return Ends(Copy(), carried)
 
     # -- running ---------------------------------------------------------------------------
 
     async def _run_one(self, cfg: StreamConfig, bound: int) -> RunSummary:
-        stream = self.stream(cfg.type)
+        stream = self.stream(cfg.type, cfg.direction)
         # The stream's lock first: callers queued on one stream must not hold the slots that
         # other streams need.
-        async with self.lock(cfg.type), self._semaphore:
-            in_force = self.config.current
-            pushed = frozenset(s.type for s in in_force.config.enabled_streams(Direction.PUSH))
-            summary = await stream.run(bound, in_force.plan, self.key, pushed=pushed)
+        async with self.lock(stream.id), self._semaphore:
+            summary = await stream.run(bound, self._ends(cfg.direction, self.config.current))
         self.metrics.observe_run(
             summary.stream, summary.version, summary.counters, summary.error is None, time.time()
         )
         async with self._progress:
-            self._reached[cfg.type] = max(self._reached.get(cfg.type, 0), summary.version)
+            self._reached[stream.id] = max(self._reached.get(stream.id, 0), summary.version)
             self._progress.notify_all()
         return summary
 
-    async def wait_synced(self, resource_type: str, version: int) -> None:
-        """Return once the stream of `resource_type` has pushed everything up to `version`."""
+    def _unreached(self, cfg: StreamConfig, reason: str) -> RunSummary:
+        sid = ChangesInfo.stream_id(cfg.direction, cfg.type)
+        self.metrics.observe_run(sid, self._reached.get(sid, 0), Counters(), False, time.time())
+        return RunSummary(sid, self._reached.get(sid, 0), Counters(), error=reason)
+
+    async def wait_synced(
+        self, resource_type: str, version: int, direction: Direction = Direction.PUSH
+    ) -> None:
+        """Return once the stream of `resource_type` has carried everything up to `version`."""
+        sid = ChangesInfo.stream_id(direction, resource_type)
         async with self._progress:
-            await self._progress.wait_for(lambda: self._reached.get(resource_type, 0) >= version)
+            await self._progress.wait_for(lambda: self._reached.get(sid, 0) >= version)
+
+    async def _bound(self, direction: Direction, streams: list[StreamConfig], settle: bool) -> int:
+        """The settled bound of the direction's source (see watermark.py, source.py)."""
+        if direction is Direction.PUSH:
+            if settle:
+                return await self._watermark.settle(self._settle_timeout)
+            return await self._watermark.advance()
+        return await self._hq_bound.ask(streams[0].type, settle=settle)
 
     async def sync(
-        self, types: Iterable[str] | None = None, *, wait_settled: bool = True
+        self,
+        types: Iterable[str] | None = None,
+        *,
+        direction: Direction | None = None,
+        wait_settled: bool = True,
     ) -> list[RunSummary]:
-        """Run the enabled push streams (all, or those of `types`) up to the settled bound.
+        """Run the enabled streams (all, of one direction, or those of `types`) up to their
+        source's settled bound.
 
         With `wait_settled`, first wait (bounded) for transactions open now to finish, so the
         run includes every change committed before the call. Nothing runs unless headquarters
         has this clinic registered and active (InstanceInactive).
         """
-        streams = await self._enabled(types)
+        chosen = await self._enabled(types, direction)
         await self.instance.require_active()
-        if wait_settled:
-            bound = await self._watermark.settle(self._settle_timeout)
-        else:
-            bound = await self._watermark.advance()
         summaries: list[RunSummary] = []
-        for _, group in itertools.groupby(streams, key=lambda s: s.order):
-            summaries += await asyncio.gather(*(self._run_one(s, bound) for s in group))
+        for way in Direction:
+            streams = [s for s in chosen if s.direction is way]
+            if not streams:
+                continue
+            try:
+                bound = await self._bound(way, streams, wait_settled)
+            except SyncError as exc:
+                if way is Direction.PUSH:
+                    raise  # the clinic's own Aidbox: the operation answers why (503)
+                # Headquarters did not give its bound: the pull waits, the push stands.
+                reason = failure_reason(exc)
+                log.error("pull: headquarters' settled bound unknown: %s", reason)
+                summaries += [self._unreached(s, reason) for s in streams]
+                continue
+            for _, group in itertools.groupby(streams, key=lambda s: s.order):
+                summaries += await asyncio.gather(*(self._run_one(s, bound) for s in group))
         return summaries
 
     async def requeue(
         self, stream_id: str | None = None, record_id: str | None = None
     ) -> list[RunSummary]:
         """Send the quarantined changes (all, of one stream, or one record's) again, streams
-        in run order,
-        each as the clinic's current state (docs/push.md, "Quarantine and $requeue"), under
-        the configuration in force now (the cause may have been fixed in the profile)."""
+        in run order, each as the source's current state (docs/push.md, "Quarantine and
+        $requeue"), under the configuration in force now (the cause may have been fixed)."""
         await self.instance.require_active()
         held = await quarantine_records(self.local, stream_id, record_id)
         if record_id is not None and not held:
             raise UnknownStream(f"SyncQuarantine/{record_id} does not exist")
         in_force = await self.config.load()
-        enabled = in_force.config.enabled_streams(Direction.PUSH)
-        pushed = frozenset(s.type for s in enabled)
         summaries = []
-        for cfg in enabled:
-            stream = self.stream(cfg.type)
+        for cfg in in_force.config.enabled_streams():
+            stream = self.stream(cfg.type, cfg.direction)
             if mine := [r for r in held if r.stream == stream.id]:
-                async with self.lock(cfg.type), self._semaphore:
-                    summary = await stream.requeue(mine, in_force.plan, self.key, pushed=pushed)
-                summaries.append(summary)
+                async with self.lock(stream.id), self._semaphore:
+                    ends = self._ends(cfg.direction, in_force)
+                    summaries.append(await requeue(stream, mine, ends, self.local))
         for orphan in sorted({r.stream for r in held} - {s.stream for s in summaries}):
             error = "no enabled stream: enable it in SyncConfig to requeue its quarantine"
             summaries.append(RunSummary(orphan, 0, Counters(), error=error))
@@ -187,19 +228,17 @@ class PushService:
         """Compare headquarters with the anonymized clinic, per enabled push type (all, or
         those of `types`); with `repair`, fix each difference through the push's writes
         (docs/push.md, "Reconciliation"). One report per type; a type that fails says why."""
-        streams = await self._enabled(types)
+        streams = await self._enabled(types, Direction.PUSH)
         await self.instance.require_active()
         in_force = await self.config.load()
-        pushed = frozenset(s.type for s in in_force.config.enabled_streams(Direction.PUSH))
+        ends = self._ends(Direction.PUSH, in_force)
         reconciler = Reconciler(self.local, self.global_, in_force.plan, self.key)
         reports: list[dict[str, object]] = []
         for cfg in streams:
             stream = self.stream(cfg.type)
             try:
-                async with self.lock(cfg.type), self._semaphore:
-                    drift, repaired = await stream.reconcile(
-                        reconciler, in_force.plan, self.key, pushed=pushed, repair=repair
-                    )
+                async with self.lock(stream.id), self._semaphore:
+                    drift, repaired = await reconcile(stream, reconciler, ends, repair=repair)
             except Exception as exc:  # this type's report says why; the others go on
                 reason = failure_reason(exc)
                 log.error("reconcile %s failed: %s", cfg.type, reason)
@@ -214,7 +253,8 @@ class PushService:
         return reports
 
     def watermark_status(self) -> dict[str, object]:
-        """The settled bound, and what holds it back (an open transaction) if anything."""
+        """The clinic's settled bound, and what holds it back (an open transaction) if any;
+        headquarters' settled bound as last learned."""
         since = self._watermark.open_since
         return {
             "settled": self._watermark.settled,
@@ -222,6 +262,7 @@ class PushService:
             "oldestOpenTransactionSince": (
                 datetime.fromtimestamp(since / 1e6, UTC).isoformat() if since else None
             ),
+            "headquartersSettled": self._hq_bound.settled,
         }
 
     def wake(self, resource_type: str) -> None:
@@ -229,19 +270,27 @@ class PushService:
         self.wakeups[resource_type] = self.wakeups.get(resource_type, 0) + 1
         self._wake.set()
 
+    async def _cycle(self, direction: Direction | None) -> None:
+        try:
+            await self.sync(direction=direction, wait_settled=False)
+        except InstanceInactive:
+            pass  # said once, when it changed (app/sync/instance.py), and in $sync-status
+        except Exception as exc:  # keep the loop alive; the cause is in status and logs
+            log.error("sync cycle failed: %s", failure_reason(exc))
+
     async def run_forever(self) -> None:
-        """Background loop: run after each wake-up, or every poll interval."""
+        """Background loop: push after each wake-up; both directions every poll interval."""
         recheck = _FIRST_RECHECK
+        pull_due = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
             self._wake.clear()
-            try:
-                await self.sync(wait_settled=False)
-            except InstanceInactive:
-                pass  # said once, when it changed (app/sync/instance.py), and in $sync-status
-            except Exception as exc:  # keep the loop alive; the cause is in status and logs
-                log.error("sync cycle failed: %s", failure_reason(exc))
+            now = time.monotonic()
+            both = now >= pull_due
+            if both:
+                pull_due = now + self._poll_interval
+            await self._cycle(None if both else Direction.PUSH)
             if self._watermark.pending:
                 # A transaction was still open: look again soon, backing off while it lasts.
                 await asyncio.sleep(recheck)
@@ -250,20 +299,25 @@ class PushService:
             else:
                 recheck = _FIRST_RECHECK
 
-    async def _enabled(self, types: Iterable[str] | None) -> list[StreamConfig]:
-        """The enabled push streams of the configuration in force (those of `types`, which
-        must all be enabled)."""
-        enabled = (await self.config.load()).config.enabled_streams(Direction.PUSH)
+    async def _enabled(
+        self, types: Iterable[str] | None, direction: Direction | None = None
+    ) -> list[StreamConfig]:
+        """The enabled streams of the configuration in force, in run order (of `direction`;
+        those of `types`, which must all be enabled)."""
+        config = (await self.config.load()).config
         if self._on_push_types is not None:
+            pushed = [s.type for s in config.enabled_streams(Direction.PUSH)]
             try:
-                await self._on_push_types([s.type for s in enabled])
+                await self._on_push_types(pushed)
             except Exception as exc:  # polling still covers the type; the next load retries
                 log.warning("could not follow the push types: %s", failure_reason(exc))
+        enabled = config.enabled_streams(direction)
         if types is None:
             return enabled
         wanted = set(types)
         if missing := wanted - {s.type for s in enabled}:
-            raise UnknownStream(f"no enabled push stream for {', '.join(sorted(missing))}")
+            way = f"{direction.value} " if direction else ""
+            raise UnknownStream(f"no enabled {way}stream for {', '.join(sorted(missing))}")
         return [s for s in enabled if s.type in wanted]
 
     async def reset(self, direction: Direction, resource_type: str, version: int) -> ChangesInfo:
@@ -272,19 +326,10 @@ class PushService:
         Runs under the stream's lock, so no run of it is under way, and forgets what was sent
         for the type, so the replay re-sends even unchanged resources. The counters restart.
         """
-        await self._enabled([resource_type])
-        async with self.lock(resource_type):
+        await self._enabled([resource_type], direction)
+        sid = ChangesInfo.stream_id(direction, resource_type)
+        async with self.lock(sid):
             info = await self.checkpoints.load(direction, resource_type)
-            if version > info.version:
-                raise ValueError(
-                    f"version {version} is ahead of the checkpoint {info.version}: "
-                    "moving forward would skip changes"
-                )
-            saved = await self.checkpoints.save(
-                # The counters restart with the replay (Counters: "since ... last reset").
-                info.model_copy(
-                    update={"version": version, "status": "idle", "counters": Counters()}
-                )
-            )
-            self._sent.forget_type(resource_type)
+            saved = await self.checkpoints.save(state.rewound(info, version))
+            self._sent[direction].forget_type(resource_type)
             return saved

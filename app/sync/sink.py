@@ -1,12 +1,13 @@
-"""Writes batches to the global Aidbox as transactions, isolating what it refuses.
+"""Writes batches to a stream's target Aidbox as transactions, isolating what it refuses, and
+counts what it did. The target is headquarters for push, the clinic for pull.
 
 - Transient failures are retried by the client (its RetryPolicy); if they persist the run
   fails and the checkpoint stays where it was, so nothing is lost.
 - A transaction refused because a referenced resource is missing (422, "Referenced resource
   Patient/<id> does not exist", api/batch-transaction.md) gets that resource pushed first, in
-  the same transaction, when the clinic still has it and pushes its type.
+  the same transaction, when the source still has it and carries its type.
 - A refusal of content (400, 413, 422) is bisected until the refused entry stands
-  alone. If the clinic has replaced or deleted that version since, its current state (or
+  alone. If the source has replaced or deleted that version since, its current state (or
   its deletion) is sent instead: an old version is not a poison resource (docs/push.md,
   "Refusals"). A refusal of the current state is quarantined; the rest is written.
 - Any other refusal (401, 403, 404 on the bundle endpoint...) says nothing about the resources:
@@ -17,31 +18,36 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from app.aidbox.client import AidboxClient, AidboxError, outcome_summary
-from app.sync.bundle import Outgoing, Ref, order_by_references, transaction
+from app.model import Counters
+from app.sync.breaker import Breaker
+from app.sync.bundle import Outgoing, Ref, batches, order_by_references, transaction
+from app.sync.feed import ChangeId
 from app.sync.fence import Fence, FenceLost, batch_digest
+from app.sync.sent import SentCache
 
 # Statuses by which Aidbox refuses what a bundle contains (api/batch-transaction.md,
 # api/rest-api/crud/*.md), as opposed to who sent it or where. 409 and 412 are not among them:
-# the App sends PUT/DELETE without If-Match, so on the global they can only come from
+# the App sends PUT/DELETE without If-Match, so on the target they can only come from
 # concurrent writes (api/rest-api/crud/update.md) or the fence (fence.py), never from content.
 CONTENT_REFUSALS = frozenset({400, 413, 422})
 
 _MISSING_REF = re.compile(r"Referenced resource ([A-Za-z][A-Za-z0-9]*)/([A-Za-z0-9\-.]+) does not")
 
 
-class ClinicState(Protocol):
-    """What the sink asks the clinic when the global refuses something."""
+class SourceState(Protocol):
+    """What the sink asks the source when the target refuses something (source_state.py)."""
 
-    async def target(self, ref: Ref, local_id: str) -> Outgoing | None:
-        """A missing reference target as a create-if-absent from the clinic's copy (None if
-        the clinic no longer has it, or it is not pushed)."""
+    async def target(self, ref: Ref, source_id: str) -> Outgoing | None:
+        """A missing reference target as a create-if-absent from the source's copy (None if
+        the source no longer has it, or its type is not carried this way)."""
 
     async def current(self, item: Outgoing) -> list[Outgoing] | None:
-        """None if `item` is the clinic's current state; otherwise what replaces it: the
+        """None if `item` is the source's current state; otherwise what replaces it: the
         current state's write, or its deletion ([] when nothing is to be sent)."""
 
 
@@ -51,7 +57,7 @@ class SinkResult:
 
     written: list[Outgoing] = field(default_factory=list)
     quarantined: list[tuple[Outgoing, str]] = field(default_factory=list)
-    # Conditional creates (if_absent) that did create: the global now holds exactly their body.
+    # Conditional creates (if_absent) that did create: the target now holds exactly their body.
     created: set[Ref] = field(default_factory=set)
 
 
@@ -70,13 +76,74 @@ def missing_reference(body: object) -> Ref | None:
 _FENCE_RETRIES = 3
 
 
-class GlobalSink:
-    """Transactions to the global Aidbox, each fenced once the stream is claimed (fence.py)."""
+# Records a refused change (ids, version, reason) and tells whether the refusal is new (1) or
+# a replay's (0): stream.py keeps the quarantine.
+Quarantine = Callable[[ChangeId, str, str], Awaitable[int]]
 
-    def __init__(self, client: AidboxClient, clinic: ClinicState) -> None:
+
+@dataclass
+class Delivery:
+    """What sending a list of writes did: its counts, and the writes the target now holds
+    (written, or unchanged since they were sent)."""
+
+    counters: Counters
+    settled: list[Outgoing]
+
+
+class TransactionSink:
+    """Transactions to a stream's target, each fenced once the stream is claimed (fence.py)."""
+
+    def __init__(
+        self,
+        client: AidboxClient,
+        source: SourceState,
+        *,
+        sent: SentCache,
+        quarantine: Quarantine,
+        max_entries: int,
+        max_bytes: int,
+    ) -> None:
         self._client = client
-        self._clinic = clinic
+        self._source = source
+        self._sent = sent
+        self._quarantine = quarantine
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
         self.fence: Fence | None = None
+
+    async def deliver(self, outgoing: list[Outgoing], breaker: Breaker) -> Delivery:
+        """Send what the target does not hold yet; record what it wrote or refused, unless
+        the breaker opens (BreakerOpen: the refusals are then not quarantined)."""
+        settled: list[Outgoing] = []
+        fresh: list[Outgoing] = []
+        for item in outgoing:  # one look at the memory per item: this is the hot path
+            (settled if self._sent.unchanged(item) else fresh).append(item)
+        counters = Counters(skipped=len(settled))
+        ordered = order_by_references(fresh)
+        for batch in batches(ordered, self._max_entries, self._max_bytes):
+            result = await self.write(batch)
+            for item in result.written:
+                # A conditional create that found the resource there wrote nothing we know of.
+                if not item.if_absent or item.key in result.created:
+                    self._sent.remember(item)
+            # A target written on a referrer's behalf belongs to its own stream, which records
+            # and counts it; here only this stream's changes are.
+            refusals = [(i, reason) for i, reason in result.quarantined if not i.if_absent]
+            sent = sum(1 for i in batch if not i.if_absent)
+            breaker.judge(sent, len(refusals), refusals[0][1] if refusals else "")
+            rejected = 0
+            for item, reason in refusals:
+                rejected += await self._quarantine(item.source, item.target_id, reason)
+            own = [i for i in result.written if not i.if_absent]
+            settled += own
+            counters = counters.add(
+                Counters(
+                    written=sum(1 for i in own if i.method == "PUT"),
+                    deleted=sum(1 for i in own if i.method == "DELETE"),
+                    quarantined=rejected,
+                )
+            )
+        return Delivery(counters, settled)
 
     async def _send(self, items: list[Outgoing]) -> set[Ref]:
         """Send one transaction; returns the conditional creates that created their resource."""
@@ -123,11 +190,11 @@ class GlobalSink:
         local_id = next((i.depends_on[ref] for i in items if ref in i.depends_on), None)
         if local_id is None:
             return None
-        target = await self._clinic.target(ref, local_id)
+        target = await self._source.target(ref, local_id)
         return None if target is None else order_by_references([target, *items])
 
     async def write(self, items: list[Outgoing]) -> SinkResult:
-        """Write `items` (already ordered); every item ends written, replaced by the clinic's
+        """Write `items` (already ordered); every item ends written, replaced by the source's
         current state, or quarantined."""
         result = SinkResult()
         tried: set[Ref] = set()
@@ -151,7 +218,7 @@ class GlobalSink:
                     replaced = None
                     if not item.if_absent and item.key not in refreshed:
                         refreshed.add(item.key)
-                        replaced = await self._clinic.current(item)
+                        replaced = await self._source.current(item)
                     if replaced is None:
                         result.quarantined.append(
                             (item, f"{err.status} {outcome_summary(err.body)}")

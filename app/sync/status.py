@@ -9,12 +9,11 @@ from typing import Any
 from app.aidbox.client import AidboxError, AidboxUnavailable, outcome_summary
 from app.model import ChangesInfo, Direction
 from app.sync.config import ConfigError
-from app.sync.feed import ChangeFeed
 from app.sync.quarantine import records as quarantine_records
-from app.sync.runner import PushService
+from app.sync.runner import SyncService
 
 
-async def sync_status(service: PushService) -> dict[str, Any]:
+async def sync_status(service: SyncService) -> dict[str, Any]:
     """Status of every configured stream, plus the configuration's own health."""
     try:
         in_force = await service.config.load()
@@ -44,13 +43,15 @@ async def sync_status(service: PushService) -> dict[str, Any]:
             "lastSuccessAt": info.lastSuccessAt,
             "lastError": info.lastError.model_dump(mode="json") if info.lastError else None,
         }
-        if cfg.direction is Direction.PUSH:
-            try:
-                head = await ChangeFeed(service.local, cfg.type).head()
-            except AidboxError as exc:  # e.g. a type this Aidbox does not know: this stream only
-                entry["error"] = f"head unknown: {exc.status} {outcome_summary(exc.body)}"
-                streams.append(entry)
-                continue
+        # Push reads the clinic's head; pull, headquarters' settled bound.
+        source = service.clinic if cfg.direction is Direction.PUSH else service.headquarters
+        try:
+            head = await source.head(cfg.type)
+        except AidboxError as exc:  # e.g. a type the source does not know: this stream only
+            entry["error"] = f"head unknown: {exc.status} {outcome_summary(exc.body)}"
+        except AidboxUnavailable as exc:
+            entry["error"] = f"head unknown: {exc}"
+        else:
             behind = max(0, head - info.version)
             since = info.lastSuccessAt or info.lastStartedAt
             entry["head"] = head

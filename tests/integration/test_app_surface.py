@@ -14,7 +14,7 @@ from aidbox_python_sdk import app_keys as sdk_keys
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
-from app.aidbox.keys import push_service_key
+from app.aidbox.keys import sync_service_key
 from tests.support.apps import RunningApp, running_app
 
 
@@ -245,7 +245,7 @@ async def test_objects_alive_after_start_up_are_left_out_of_garbage_collection(
             scanned = {id(o) for o in gc.get_objects()}  # generations 0-2, not the frozen
             # Frozen last: what start-up built is not scanned, the push service (built with
             # the app) and the SDK's database proxy (built by its start-up) included...
-            assert id(running.app[push_service_key]) not in scanned
+            assert id(running.app[sync_service_key]) not in scanned
             assert id(running.app[sdk_keys.db]) not in scanned
             # ...and garbage of the moment was collected first, not frozen with it.
             assert garbage() is None

@@ -7,6 +7,7 @@ from typing import Any
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient, Response
 from app.sync.feed import ChangeFeed
+from app.sync.source import AidboxSource
 from tests.support.clinic import bulk_load, last_txid, patient
 
 
@@ -21,7 +22,7 @@ async def test_windows_larger_than_a_page_yield_every_change_once_in_order(
     await local_root.call("DELETE", "/Patient/single3")
     end = await last_txid(local_root)
 
-    feed = ChangeFeed(local_root, "Patient", page_size=2)
+    feed = ChangeFeed(AidboxSource(local_root), "Patient", page_size=2)
     seen: list[tuple[str, str]] = []
     uppers: list[int] = []
     parts: list[int] = []
@@ -49,7 +50,7 @@ async def test_a_small_window_is_one_request_and_an_empty_one_none(
     start = await last_txid(local_root)
     await local_root.call("PUT", "/Patient/x", json=patient("x"))
     end = await last_txid(local_root)
-    feed = ChangeFeed(local_root, "Patient")
+    feed = ChangeFeed(AidboxSource(local_root), "Patient")
     assert [[c.id for c in cs] async for _, cs in feed.windows(start, end)] == [["x"]]
     assert [cs async for _, cs in feed.windows(end, end)] == []
     assert await feed.head() == end
@@ -78,7 +79,8 @@ async def test_a_long_quiet_stretch_before_the_changes_takes_few_requests(
 
     seen: list[str] = []
     async with _CountingClient(local_aidbox.url, "root", "secret") as client:
-        async for _, changes in ChangeFeed(client, "Patient", page_size=5).windows(start, end):
+        feed = ChangeFeed(AidboxSource(client), "Patient", page_size=5)
+        async for _, changes in feed.windows(start, end):
             seen += [c.id for c in changes]
             # Halving crosses the quiet stretch in a few dozen requests; small steps would take
             # tens of thousands of requests.

@@ -234,9 +234,10 @@ async def test_logs_name_no_local_id_even_when_the_clinic_fails_requests(
     for mrn in mrns:
         await _put(local_root, observation(mrn, "p1") | {"status": "preliminary"})
     async with headquarters.clinic_app(local_aidbox.url, **SMALL) as app:
-        # The App re-reads each refused Observation in the clinic, which fails now and then.
+        # The App reads the changes and re-reads each refused Observation in the clinic (a
+        # search by _id), which fails now and then.
         local_aidbox.faults.set_random(
-            error_rate=0.4, drop_rate=0.2, seed=1, methods=["GET"], path_prefix="/Observation/"
+            error_rate=0.4, drop_rate=0.2, seed=1, methods=["GET"], path_prefix="/Observation"
         )
         [summary] = await app.service.sync(["Observation"])
         local_aidbox.faults.clear()

@@ -10,10 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
-from app.aidbox.keys import push_service_key
+from app.aidbox.keys import sync_service_key
 from app.main import build_app
 from app.settings import load_settings
-from app.sync.runner import PushService
+from app.sync.runner import SyncService
 
 APP_SECRET = "app-secret-for-tests"
 PSEUDONYM_KEY = "test-pseudonym-key-0123456789abcdef"
@@ -28,9 +28,9 @@ class RunningApp:
     settings_env: dict[str, str]
 
     @property
-    def service(self) -> PushService:
-        """The push service (local role)."""
-        return self.app[push_service_key]
+    def service(self) -> SyncService:
+        """The sync service (local role)."""
+        return self.app[sync_service_key]
 
 
 def _free_socket() -> socket.socket:

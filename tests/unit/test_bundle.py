@@ -19,7 +19,7 @@ from app.sync.bundle import (
 from app.sync.feed import Change, latest_per_resource
 from app.sync.sent import SentCache
 from app.sync.sink import missing_reference
-from app.sync.transform import to_outgoing
+from app.sync.transform import Anonymize
 from tests.support.clinic import KEY, patient, safe_harbor
 
 
@@ -183,7 +183,7 @@ def _held(outgoing: Outgoing) -> list[object]:
 
 def test_a_queued_write_holds_no_body_only_the_anonymized_entry_bytes() -> None:
     body = patient("p1", family="Zabriskie-Quill")
-    outgoing = to_outgoing(Change("created", "Patient", "p1", 3, body), safe_harbor(), KEY)
+    outgoing = Anonymize(safe_harbor(), KEY)(Change("created", "Patient", "p1", 3, body))
     held = _held(outgoing)
     # Neither the clinic's body nor any dict of one: the PHI is freed once anonymized.
     assert not any(isinstance(o, dict) and o.get("resourceType") for o in held)
