@@ -472,6 +472,41 @@ async def test_an_instance_edited_to_list_infrastructure_types_still_writes_none
     assert again["instance"]["status"] == "suspended"
 
 
+# -- pull: headquarters' administrative data --------------------------------------------
+
+
+async def _pull(client: AidboxClient, op: str, rtype: str) -> Any:
+    params = {"type": rtype} if op == "pull-changes" else {"type": rtype, "_id": "org-1"}
+    return await client.request("GET", f"/${op}", params=params)
+
+
+@pytest.mark.parametrize("op", ["pull-changes", "pull-read"])
+async def test_only_active_clinics_pull_and_only_types_offered_to_them(
+    headquarters: Headquarters,
+    global_aidbox: Emulator,
+    global_root: AidboxClient,
+    as_a: AidboxClient,
+    op: str,
+) -> None:
+    assert (await _pull(as_a, op, "Organization")).status == 200
+    assert refused(await _pull(as_a, op, "Medication"))  # no SyncScope: not offered
+    assert refused(await _pull(as_a, op, "SyncScope"))
+    # a type the clinic pushes flows one way only
+    await headquarters.register(CLINIC, types=["Patient", "Organization"])
+    assert refused(await _pull(as_a, op, "Organization"))
+    assert (await _pull(as_a, op, "Location")).status == 200
+    # suspended: refused by the policy, before the App is asked
+    await headquarters.register(CLINIC, status="suspended")
+    assert refused(await _pull(as_a, op, "Location"))
+    # a Client that is no clinic's, and root itself: no namespace, no scope
+    await global_root.call(
+        "PUT", "/Client/stranger", json={"secret": "s3cret", "grant_types": ["basic"]}
+    )
+    async with AidboxClient(global_aidbox.url, "stranger", "s3cret") as stranger:
+        assert refused(await _pull(stranger, op, "Location"))
+    assert refused(await _pull(global_root, op, "Location"))
+
+
 # -- suspension, reactivation, removal ---------------------------------------------------
 
 
