@@ -21,7 +21,7 @@ from app.aidbox.bootstrap import (
     push_types_to_watch,
 )
 from app.aidbox.client import AidboxClient, RetryPolicy
-from app.aidbox.keys import own_aidbox_key, settings_key, sync_service_key
+from app.aidbox.keys import own_aidbox_key, settings_key, sync_service_key, watermark_key
 from app.aidbox.manifest import Manifest, load_manifest
 from app.aidbox.operations import register_operations
 from app.aidbox.subscriptions import Subscriptions
@@ -29,6 +29,7 @@ from app.anonymize import PseudonymKey
 from app.settings import AppSettings, Role, SettingsError, load_settings
 from app.sync.runner import SyncService
 from app.sync.stream import Limits
+from app.sync.watermark import Watermark
 
 log = logging.getLogger("aidbox_sync")
 
@@ -94,6 +95,9 @@ def build_app(settings: AppSettings) -> web.Application:
     )
     app[settings_key] = settings
     app[own_aidbox_key] = own
+    if settings.role is Role.GLOBAL:
+        # One per process: what it proved settled serves every clinic's next pull.
+        app[watermark_key] = Watermark(own)
     subscriptions = Subscriptions(sdk, own)
 
     async def prepare_aidbox(app: web.Application) -> AsyncIterator[None]:

@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.aidbox.client import AidboxError, AidboxUnavailable
-from app.aidbox.keys import own_aidbox_key, sync_service_key
+from app.aidbox.keys import own_aidbox_key, settings_key, sync_service_key, watermark_key
 from app.aidbox.outcome import OperationError, invalid_input, json_response
 from app.aidbox.psql import PsqlError
 from app.anonymize import explain
@@ -30,12 +30,14 @@ from app.model import (
     Direction,
     ResourceTypeName,
 )
+from app.registry import pull
 from app.registry.instances import Registration, RegistrationConflict, register
 from app.registry.inventory import InventoryQuery, NotAClinic, caller_namespace, inventory
 from app.registry.types import UnregistrableTypes
 from app.settings import Role
 from app.sync.checkpoint import CheckpointConflict
 from app.sync.config import ConfigError
+from app.sync.feed import FeedError
 from app.sync.instance import InstanceInactive
 from app.sync.quarantine import records as quarantine_records
 from app.sync.runner import SyncService, UnknownStream
@@ -67,9 +69,15 @@ def _outcomes(handler: Handler) -> Handler:
             ).response()
         except InstanceInactive as exc:
             return OperationError(409, "business-rule", str(exc)).response()
+        except (NotAClinic, pull.NotOffered) as exc:
+            return OperationError(403, "forbidden", str(exc)).response()
+        except pull.ScopeError as exc:
+            return OperationError(409, "invalid", f"configuration: {exc}").response()
+        except pull.Unsettled as exc:
+            return OperationError(422, "business-rule", str(exc), ["version"]).response()
         except WatermarkError as exc:
             return OperationError(503, "transient", str(exc)).response()
-        except PsqlError as exc:
+        except (PsqlError, FeedError) as exc:
             return OperationError(502, "exception", str(exc)).response()
         except AidboxUnavailable as exc:
             return OperationError(503, "transient", f"Aidbox unreachable: {exc}").response()
@@ -300,6 +308,11 @@ async def instances_overview(operation: dict[str, Any], request: dict[str, Any])
     return json_response({"instances": instances, "total": len(instances)})
 
 
+def _caller_id(request: dict[str, Any]) -> str | None:
+    """The id of the Client that called (Aidbox forwards it as `oauth/client`)."""
+    return (request.get("oauth/client") or {}).get("id")
+
+
 @_outcomes
 async def sync_inventory(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
     """GET /$sync-inventory?type=&partitions=&partition=&after= (global role; registered,
@@ -307,12 +320,35 @@ async def sync_inventory(operation: dict[str, Any], request: dict[str, Any]) -> 
     the caller's own namespace, a page at a time, for its `$reconcile`."""
     query = _parse(InventoryQuery, request)
     own = request["app"][own_aidbox_key]
-    client = request.get("oauth/client") or {}
-    try:
-        namespace = await caller_namespace(own, client.get("id"))
-    except NotAClinic as exc:
-        raise OperationError(403, "forbidden", str(exc)) from None
+    namespace = await caller_namespace(own, _caller_id(request))
     return json_response(await inventory(own, namespace, query))
+
+
+@_outcomes
+async def pull_changes(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """GET /$pull-changes?type=[&settle=true] | ?type=&version=lo,hi&_count=[&omit-resources=]
+    (global role; registered, active clinics, by policy aidbox-sync-pull): the settled bound,
+    or an offered type's changes in a settled window as the caller may see them
+    (docs/pull.md)."""
+    query = _parse(pull.ChangesQuery, request)
+    app = request["app"]
+    who = await pull.puller(app[own_aidbox_key], _caller_id(request), query.type)
+    if query.version is None:
+        wait = app[settings_key].settle_timeout if query.settle else None
+        answer = await pull.head(app[watermark_key], wait)
+    else:
+        answer = await pull.changes(app[own_aidbox_key], app[watermark_key], who, query)
+    return json_response({"type": query.type, **answer})
+
+
+@_outcomes
+async def pull_read(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
+    """GET /$pull-read?type=&_id=a,b (global role; as $pull-changes): headquarters' current
+    state of each id that exists and is in the caller's scope."""
+    query = _parse(pull.ReadQuery, request)
+    own = request["app"][own_aidbox_key]
+    who = await pull.puller(own, _caller_id(request), query.type)
+    return json_response({"type": query.type, **await pull.read(own, who, query)})
 
 
 @_outcomes
@@ -347,3 +383,5 @@ def register_operations(sdk: SDK, role: Role) -> None:
         sdk.operation(["GET"], ["$instances"])(instances_overview)
         sdk.operation(["POST"], ["$register-instance"])(register_instance)
         sdk.operation(["GET"], ["$sync-inventory"])(sync_inventory)
+        sdk.operation(["GET"], ["$pull-changes"])(pull_changes)
+        sdk.operation(["GET"], ["$pull-read"])(pull_read)

@@ -45,17 +45,23 @@ class NotAClinic(SyncError):
     """The caller is not a registered, active clinic."""
 
 
-async def caller_namespace(own: AidboxClient, client_id: str | None) -> str:
-    """The namespace of the calling clinic: its instance id, if its Client is that of an
-    active AidboxInstance (the Client and the instance share the id, instances.py)."""
+async def caller_instance(own: AidboxClient, client_id: str | None) -> AidboxInstance:
+    """The AidboxInstance of the calling clinic, if its Client is that of an active one (the
+    Client and the instance share the id, instances.py)."""
     if not client_id or not re.fullmatch(INSTANCE_ID_PATTERN, client_id):
         raise NotAClinic("the caller is not a registered clinic")
     resp = await own.call("GET", f"/AidboxInstance/{client_id}", accept=(404, 410))
     if resp.status != 200:
         raise NotAClinic("the caller is not a registered clinic")
-    if AidboxInstance.model_validate(resp.body).status != "active":
+    instance = AidboxInstance.model_validate(resp.body)
+    if instance.status != "active":
         raise NotAClinic(f"clinic {client_id} is not active")
-    return client_id
+    return instance
+
+
+async def caller_namespace(own: AidboxClient, client_id: str | None) -> str:
+    """The namespace of the calling clinic: its instance id (caller_instance)."""
+    return (await caller_instance(own, client_id)).id
 
 
 def partition_of(global_id: str, namespace: str, partitions: int) -> int:

@@ -69,6 +69,10 @@ class Watermark:
         self._pending: deque[Observation] = deque(maxlen=64)
         self.settled = 0
         self.open_since: int | None = None  # start of the oldest open transaction, µs
+        # One observation at a time: a caller's activity read proves settled only what was
+        # observed before it, so two interleaved observations (the global serves many
+        # clinics at once) could settle a head seen after the proof.
+        self._observing = asyncio.Lock()
 
     @property
     def pending(self) -> bool:
@@ -83,6 +87,10 @@ class Watermark:
 
     async def advance(self) -> int:
         """Observe the database once and return the settled bound (never decreases)."""
+        async with self._observing:
+            return await self._observe()
+
+    async def _observe(self) -> int:
         row = await self._query(_HEAD_SQL)
         head, at = int(row["head"]), int(row["at"])
         if int(row.get("cache") or 1) > 1:

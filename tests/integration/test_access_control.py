@@ -22,6 +22,7 @@ from tests.support.apps import RunningApp
 from tests.support.clinic import (
     KEY,
     clinic_key,
+    encounter,
     expected_global,
     global_state,
     observation,
@@ -470,6 +471,117 @@ async def test_an_instance_edited_to_list_infrastructure_types_still_writes_none
     again = await headquarters.register(CLINIC, status="suspended")
     assert again["instance"]["types"] == instance["types"]
     assert again["instance"]["status"] == "suspended"
+
+
+# -- pull: headquarters' administrative data --------------------------------------------
+
+
+@pytest.fixture
+async def hq_organization(headquarters: Headquarters, global_root: AidboxClient) -> str:
+    """An Organization of headquarters' own, under its real id (an offered type)."""
+    await global_root.call("PUT", "/Organization/org-1", json={"name": "HQ clinic network"})
+    return "org-1"
+
+
+def served_by(target: dict[str, Any]) -> dict[str, Any]:
+    """Clinic A's Encounter of its own patient, whose serviceProvider is `target`."""
+    return {**encounter(own("Encounter", "e1"), own("Patient", "p1")), "serviceProvider": target}
+
+
+async def test_a_clinic_may_reference_headquarters_offered_resources_by_their_real_id(
+    as_a: AidboxClient, hq_organization: str, global_root: AidboxClient
+) -> None:
+    pid = own("Patient", "p1")
+    assert (await as_a.request("PUT", f"/Patient/{pid}", json=body("Patient", pid))).status == 201
+    visit = served_by({"resourceType": "Organization", "id": hq_organization})
+    resp = await as_a.request("POST", "/", json=transaction(put(visit)))
+    assert resp.status == 200, resp.body
+    held = await resources(global_root, "Encounter")
+    assert held[visit["id"]]["serviceProvider"]["id"] == hq_organization
+
+    # the SyncScope row is what allows it: a type no longer offered is refused again
+    await global_root.call("DELETE", "/SyncScope/Organization")
+    refused_now = await as_a.request("PUT", f"/Encounter/{visit['id']}", json=visit)
+    assert refused(refused_now), refused_now.body
+
+
+@pytest.mark.parametrize(
+    ("what", "target"),
+    [
+        ("a type headquarters does not offer", {"resourceType": "Group", "id": "g-1"}),
+        (
+            "another clinic's pushed id of an offered type",
+            {"resourceType": "Organization", "id": theirs("Organization", "o1")},
+        ),
+        ("an offered type without an id", {"resourceType": "Organization"}),
+    ],
+)
+async def test_references_outside_the_namespace_are_still_refused(
+    headquarters: Headquarters,
+    as_a: AidboxClient,
+    b_app: RunningApp,
+    global_root: AidboxClient,
+    what: str,
+    target: dict[str, Any],
+) -> None:
+    # Each target exists at headquarters: only the policy stands in the way.
+    await global_root.call("PUT", "/Group/g-1", json={"type": "person", "actual": True})
+    other = theirs("Organization", "o1")
+    await global_root.call("PUT", f"/Organization/{other}", json={"name": "B's own"})
+    pid = own("Patient", "p1")
+    assert (await as_a.request("PUT", f"/Patient/{pid}", json=body("Patient", pid))).status == 201
+    visit = served_by(target)
+    resp = await as_a.request("PUT", f"/Encounter/{visit['id']}", json=visit)
+    assert refused(resp), (what, resp.status, resp.body)
+    assert visit["id"] not in await resources(global_root, "Encounter")
+
+
+async def test_a_clinic_cannot_write_headquarters_offered_resources(
+    headquarters: Headquarters, as_a: AidboxClient, hq_organization: str, global_root: AidboxClient
+) -> None:
+    await headquarters.register(CLINIC, types=["Patient", "Organization"])
+    changed = {"resourceType": "Organization", "id": hq_organization, "name": "taken over"}
+    for method, path, payload in [
+        ("PUT", f"/Organization/{hq_organization}", changed),
+        ("POST", "/", transaction(put(changed))),
+        ("DELETE", f"/Organization/{hq_organization}", None),
+        ("POST", "/Organization?_id=org-2", {**changed, "id": "org-2"}),
+    ]:
+        assert refused(await as_a.request(method, path, json=payload)), (method, path)
+    held = (await global_root.call("GET", f"/Organization/{hq_organization}")).body
+    assert held["name"] == "HQ clinic network"
+
+
+async def _pull(client: AidboxClient, op: str, rtype: str) -> Any:
+    params = {"type": rtype} if op == "pull-changes" else {"type": rtype, "_id": "org-1"}
+    return await client.request("GET", f"/${op}", params=params)
+
+
+@pytest.mark.parametrize("op", ["pull-changes", "pull-read"])
+async def test_only_active_clinics_pull_and_only_types_offered_to_them(
+    headquarters: Headquarters,
+    global_aidbox: Emulator,
+    global_root: AidboxClient,
+    as_a: AidboxClient,
+    op: str,
+) -> None:
+    assert (await _pull(as_a, op, "Organization")).status == 200
+    assert refused(await _pull(as_a, op, "Medication"))  # no SyncScope: not offered
+    assert refused(await _pull(as_a, op, "SyncScope"))
+    # a type the clinic pushes flows one way only
+    await headquarters.register(CLINIC, types=["Patient", "Organization"])
+    assert refused(await _pull(as_a, op, "Organization"))
+    assert (await _pull(as_a, op, "Location")).status == 200
+    # suspended: refused by the policy, before the App is asked
+    await headquarters.register(CLINIC, status="suspended")
+    assert refused(await _pull(as_a, op, "Location"))
+    # a Client that is no clinic's, and root itself: no namespace, no scope
+    await global_root.call(
+        "PUT", "/Client/stranger", json={"secret": "s3cret", "grant_types": ["basic"]}
+    )
+    async with AidboxClient(global_aidbox.url, "stranger", "s3cret") as stranger:
+        assert refused(await _pull(stranger, op, "Location"))
+    assert refused(await _pull(global_root, op, "Location"))
 
 
 # -- suspension, reactivation, removal ---------------------------------------------------

@@ -44,5 +44,11 @@ async def test_global_role_registers_only_headquarters_operations(
 ) -> None:
     app = (await global_root.call("GET", "/App/aidbox-sync")).body
     paths = {tuple(str(p) for p in op["path"]) for op in app["operations"].values()}
-    assert paths == {("$instances",), ("$register-instance",), ("$sync-inventory",)}
+    assert paths == {
+        ("$instances",),
+        ("$register-instance",),
+        ("$sync-inventory",),
+        ("$pull-changes",),
+        ("$pull-read",),
+    }
     assert "subscriptions" not in app

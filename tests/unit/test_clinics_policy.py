@@ -8,8 +8,10 @@ import re
 from app.aidbox.manifest import load_manifest
 from app.anonymize.fhir_types import is_resource_type
 from app.registry.instances import default_types
+from app.registry.scope import PUSHED_ID
 from app.registry.types import REGISTRABLE_TYPES, unregistrable
 from app.settings import Role
+from tests.support.clinic import clinic_key
 
 
 def _query() -> str:
@@ -46,3 +48,24 @@ def test_registrable_types_are_fhir_r4_resource_types_and_hold_the_default_push(
         "Subscription",
         "{'x': 1}",
     ]
+
+
+def test_references_to_pulled_data_exclude_the_pushed_shape_the_pull_excludes() -> None:
+    # A reference outside the namespace passes only to an offered type by an id the pull
+    # could have delivered: scope.py's PUSHED_ID ids are never pulled, nor may they be named.
+    found = re.search(r"node ->> 'id' !~ '([^']+)'", _query())
+    assert found is not None, "the policy's pushed-shape exclusion"
+    in_policy = re.compile(found.group(1))
+    samples = [
+        clinic_key("clinic-b").resource_id("Organization", "o1"),
+        f"b-{'0' * 26}",
+        f"{'x' * 24}-{'f' * 26}",
+        f"{'x' * 25}-{'f' * 26}",
+        f"b-{'0' * 25}",
+        f"b-{'A' * 26}",
+        f"-{'0' * 26}",
+        "org-1",
+        "US-CA",
+    ]
+    for rid in samples:
+        assert bool(in_policy.fullmatch(rid)) == bool(PUSHED_ID.fullmatch(rid)), rid
