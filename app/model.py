@@ -60,6 +60,23 @@ class Lease(BaseModel):
     until: datetime
 
 
+class LocalEdit(BaseModel):
+    """A clinic's own write of a pulled resource (app/sync/local_edits.py)."""
+
+    id: str
+    version: int
+    event: str
+    at: datetime
+
+
+class LocalEdits(BaseModel):
+    """Pull streams: the clinic's edits of pulled resources, which headquarters overwrites."""
+
+    checked: int = Field(0, ge=0, description="the clinic's version looked at up to")
+    count: int = 0
+    recent: list[LocalEdit] = Field(default_factory=list)
+
+
 class ChangesInfo(_Resource):
     """Checkpoint and run facts of one stream; id = `<direction>-<type>`."""
 
@@ -76,6 +93,7 @@ class ChangesInfo(_Resource):
     counters: Counters = Field(default_factory=Counters)
     lastError: LastError | None = None
     lease: Lease | None = None
+    localEdits: LocalEdits | None = None
     meta: dict | None = Field(None, exclude=True)
 
     @staticmethod

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.aidbox.client import AidboxError, AidboxUnavailable
 from app.aidbox.keys import own_aidbox_key, settings_key, sync_service_key, watermark_key
-from app.aidbox.outcome import OperationError, invalid_input, json_response
+from app.aidbox.outcome import OperationError, invalid_input, json_response, operation_outcome
 from app.aidbox.psql import PsqlError
 from app.anonymize import explain
 from app.model import (
@@ -148,8 +148,14 @@ async def _run_sync(
     service: SyncService, types: list[str] | None, direction: Direction | None
 ) -> web.Response:
     summaries = await service.sync(types, direction=direction)
+    body: dict[str, Any] = {"streams": [s.as_json() for s in summaries]}
     status = 200 if all(s.error is None for s in summaries) else 207
-    return json_response({"streams": [s.as_json() for s in summaries]}, status)
+    if service.config.error:
+        # The newest SyncConfig was refused; the streams ran under the one before it.
+        refused = f"configuration refused, the previous one stays in force: {service.config.error}"
+        body["configuration"] = operation_outcome("invalid", refused, ["SyncConfig/default"])
+        status = 207
+    return json_response(body, status)
 
 
 @_outcomes

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from app.aidbox.client import AidboxClient
 from app.anonymize import PseudonymKey
 from app.errors import SyncError
+from app.sync.bundle import Outgoing
 
 log = logging.getLogger("aidbox_sync.fence")
 
@@ -67,8 +68,12 @@ class Fence:
         *,
         epoch: int,
         known: int,
+        witness: Callable[[Sequence[Outgoing]], list[str]] | None = None,
     ) -> None:
         self._client = client
+        # Pull: each token also lists what its transaction writes, so that the clinic can
+        # tell the pull's writes from its own edits later (local_edits.py).
+        self._witness = witness
         self._key = key
         self.stream_id = stream_id
         self.epoch = epoch
@@ -92,9 +97,9 @@ class Fence:
                 f"at headquarters; this run (epoch {self.epoch}) stops"
             )
 
-    def entries(self, digest: str) -> list[dict[str, Any]]:
-        """The entries that open the next transaction: the next token, and the deletion of
-        the token that falls out of the kept ones."""
+    def entries(self, digest: str, items: Sequence[Outgoing] = ()) -> list[dict[str, Any]]:
+        """The entries that open the next transaction, which writes `items`: the next token,
+        and the deletion of the token that falls out of the kept ones."""
         seq = self.last + 1
         token = {
             "resourceType": FENCE_TYPE,
@@ -105,6 +110,8 @@ class Fence:
             "digest": digest,
             "at": datetime.now(UTC).isoformat(),
         }
+        if self._witness is not None:
+            token["writes"] = self._witness(items)
         out: list[dict[str, Any]] = [
             {"request": {"method": "POST", "url": f"/{FENCE_TYPE}"}, "resource": token}
         ]

@@ -27,6 +27,7 @@ from app.sync.checkpoint import CheckpointStore
 from app.sync.config import ConfigSource, InForce
 from app.sync.feed import Change, read_current
 from app.sync.instance import InstanceCheck, InstanceInactive
+from app.sync.local_edits import LocalEditScan
 from app.sync.metrics import SyncMetrics
 from app.sync.quarantine import records as quarantine_records
 from app.sync.reconcile import Reconciler
@@ -82,6 +83,7 @@ class SyncService:
         self._settle_timeout = settle_timeout
         self._watermark = Watermark(local)
         self._hq_bound = HeadquartersBound(self.headquarters)
+        self._edits = LocalEditScan(self.clinic, self.checkpoints)
         # Per direction: push and pull write to different Aidboxes.
         self._sent = {d: SentCache() for d in Direction}
         self._streams: dict[str, Stream] = {}
@@ -134,6 +136,8 @@ class SyncService:
         # The stream's lock first: callers queued on one stream must not hold the slots that
         # other streams need.
         async with self.lock(stream.id), self._semaphore:
+            if cfg.direction is Direction.PULL:
+                await self._look_for_local_edits(cfg.type)
             summary = await stream.run(bound, self._ends(cfg.direction, self.config.current))
         self.metrics.observe_run(
             summary.stream, summary.version, summary.counters, summary.error is None, time.time()
@@ -142,6 +146,16 @@ class SyncService:
             self._reached[stream.id] = max(self._reached.get(stream.id, 0), summary.version)
             self._progress.notify_all()
         return summary
+
+    async def _look_for_local_edits(self, resource_type: str) -> None:
+        """Before a pull overwrites them, report the clinic's edits of pulled resources
+        (local_edits.py); a failure to look never holds the pull back."""
+        try:
+            await self._edits.scan(resource_type, await self._watermark.advance())
+        except Exception as exc:
+            log.warning(
+                "pull %s: local edits not looked at: %s", resource_type, failure_reason(exc)
+            )
 
     def _unreached(self, cfg: StreamConfig, reason: str) -> RunSummary:
         sid = ChangesInfo.stream_id(cfg.direction, cfg.type)

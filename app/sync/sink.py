@@ -150,7 +150,7 @@ class TransactionSink:
         fence = self.fence
         digest = batch_digest(i.encoded for i in items) if fence is not None else ""
         for _ in range(_FENCE_RETRIES):
-            first = fence.entries(digest) if fence is not None else []
+            first = fence.entries(digest, items) if fence is not None else []
             try:
                 resp = await self._client.call("POST", "/", json=transaction(items, first))
             except AidboxError as err:

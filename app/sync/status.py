@@ -43,6 +43,8 @@ async def sync_status(service: SyncService) -> dict[str, Any]:
             "lastSuccessAt": info.lastSuccessAt,
             "lastError": info.lastError.model_dump(mode="json") if info.lastError else None,
         }
+        if info.localEdits is not None:
+            entry["localEdits"] = info.localEdits.model_dump(mode="json", exclude={"checked"})
         # Push reads the clinic's head; pull, headquarters' settled bound.
         source = service.clinic if cfg.direction is Direction.PUSH else service.headquarters
         try:

@@ -29,6 +29,7 @@ from app.sync.bundle import Outgoing
 from app.sync.checkpoint import CheckpointStore
 from app.sync.feed import Change, ChangeFeed, ChangeId, ChangeSource, read_current
 from app.sync.fence import Fence
+from app.sync.local_edits import witness
 from app.sync.pipeline import Pipeline
 from app.sync.quarantine import quarantine
 from app.sync.sent import SentCache
@@ -287,6 +288,8 @@ class Stream:
             self.id,
             epoch=int(info.version_id or 0),
             known=info.fence,
+            # Pull tokens list what they write: the clinic's edits are told apart by it.
+            witness=witness if self.direction is Direction.PULL else None,
         )
         await fence.open()
         sink.fence = fence

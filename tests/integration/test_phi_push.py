@@ -84,11 +84,12 @@ async def test_no_planted_token_reaches_headquarters_and_the_clinical_content_do
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    # Coverage is pushed too, and the Organizations it refers to (the pull release will
-    # bring these from headquarters instead)
+    # Coverage is pushed too, and the Organizations it refers to: here they are the clinic's
+    # own data, so this clinic pushes Organization instead of pulling it (one way only).
     await headquarters.register(CLINIC, types=[*default_types(), "Coverage", "Organization"])
     await load_as_a_feed(local_root, corpus)
     config = (await local_root.call("GET", "/SyncConfig/default")).body
+    config["streams"] = [s for s in config["streams"] if s["type"] != "Organization"]
     config["streams"].append({"type": "Coverage", "direction": "push", "order": 15})
     config["streams"].append({"type": "Organization", "direction": "push", "order": 3})
     await local_root.call("PUT", "/SyncConfig/default", json=config)

@@ -1,0 +1,207 @@
+"""Pull over real HTTP: headquarters' administrative data reaches each clinic that should have
+it, and only there (docs/pull.md). One emulated global with the App in global role, two
+emulated clinics in different countries, each with its App in local role."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from aidbox_emulator import Emulator
+from app.aidbox.client import AidboxClient
+from tests.support.apps import RunningApp
+from tests.support.clinic import encounter, patient, resources
+from tests.support.headquarters import CLINIC, Headquarters
+from tests.support.postgres import create_database
+
+PULLED = ["AdministrativeArea", "Organization", "Location"]
+
+
+def organization(oid: str, country: str | None, name: str = "Org") -> dict[str, Any]:
+    body: dict[str, Any] = {"resourceType": "Organization", "id": oid, "name": name}
+    if country:
+        body["address"] = [{"city": "Capital", "country": country}]
+    return body
+
+
+def location(lid: str, org: str, country: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Location",
+        "id": lid,
+        "name": f"Site of {org}",
+        "address": {"country": country},
+        "managingOrganization": {"resourceType": "Organization", "id": org},
+    }
+
+
+def area(code: str, name: str, country: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "resourceType": "AdministrativeArea",
+        "id": code,
+        "code": code,
+        "name": name,
+        "kind": "subdivision" if country else "country",
+        "status": "active",
+    }
+    if country:
+        body["country"] = country
+    return body
+
+
+async def put(client: AidboxClient, body: dict[str, Any]) -> None:
+    await client.call("PUT", f"/{body['resourceType']}/{body['id']}", json=body)
+
+
+async def pull(local_root: AidboxClient) -> dict[str, dict[str, Any]]:
+    """Run the clinic's pull streams through its operation; fail on any stream error."""
+    resp = await local_root.call("POST", "/$sync", json={"direction": "pull"})
+    errors = [s for s in resp.body["streams"] if s.get("error")]
+    assert not errors, errors
+    return {s["stream"]: s for s in resp.body["streams"]}
+
+
+async def held(client: AidboxClient) -> dict[str, set[str]]:
+    return {t: set(await resources(client, t)) for t in PULLED}
+
+
+@pytest.fixture
+async def clinic_b_aidbox(pg_server_dsn: str) -> AsyncIterator[Emulator]:
+    emu = Emulator(await create_database(pg_server_dsn, "clinicb"))
+    await emu.start()
+    yield emu
+    await emu.stop()
+
+
+@pytest.fixture
+async def b_root(clinic_b_aidbox: Emulator) -> AsyncIterator[AidboxClient]:
+    async with AidboxClient(clinic_b_aidbox.url, "root", "secret") as client:
+        yield client
+
+
+@pytest.fixture
+async def b_app(clinic_b_aidbox: Emulator, headquarters: Headquarters) -> AsyncIterator[RunningApp]:
+    await headquarters.register("clinic-b", name="Clinic B", country="DE")
+    async with headquarters.clinic_app(
+        clinic_b_aidbox.url, "clinic-b", SYNC_RUNNER_ENABLED="false"
+    ) as running:
+        yield running
+
+
+async def seed_headquarters(global_root: AidboxClient) -> None:
+    for body in (
+        area("US", "United States"),
+        area("DE", "Germany"),
+        area("US-CA", "California", "US"),
+        area("DE-BY", "Bavaria", "DE"),
+        organization("org-us", "US", "Boston Group"),
+        organization("org-de", "DE", "Berlin Group"),
+        organization("org-all", None, "Group Headquarters"),
+        location("loc-us", "org-us", "US"),
+        location("loc-de", "org-de", "DE"),
+    ):
+        await put(global_root, body)
+
+
+async def test_each_clinic_gets_its_countrys_data_and_the_common_data_and_follows_changes(
+    sync_app: RunningApp,
+    b_app: RunningApp,
+    local_root: AidboxClient,
+    b_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    await seed_headquarters(global_root)
+    first = await pull(local_root)
+    assert first["pull-Organization"]["written"] == 2
+    await pull(b_root)
+    us = {
+        "AdministrativeArea": {"US", "DE", "US-CA"},
+        "Organization": {"org-us", "org-all"},
+        "Location": {"loc-us"},
+    }
+    de = {
+        "AdministrativeArea": {"US", "DE", "DE-BY"},
+        "Organization": {"org-de", "org-all"},
+        "Location": {"loc-de"},
+    }
+    assert await held(local_root) == us
+    assert await held(b_root) == de
+    at_hq = await resources(global_root, "Organization")
+    assert (await resources(local_root, "Organization"))["org-us"] == at_hq["org-us"]
+
+    # Headquarters renames one, moves one to the other country, deletes the common one.
+    await put(global_root, organization("org-us", "US", "Boston Group East"))
+    await put(global_root, organization("org-de", "US", "Berlin Group (moved)"))
+    await global_root.call("DELETE", "/Organization/org-all")
+    await pull(local_root)
+    await pull(b_root)
+    a_orgs = await resources(local_root, "Organization")
+    assert set(a_orgs) == {"org-us", "org-de"}
+    assert a_orgs["org-us"]["name"] == "Boston Group East"
+    assert set(await resources(b_root, "Organization")) == set()
+    # Nothing pulled went back up: headquarters holds only its own Organizations.
+    assert set(await resources(global_root, "Organization")) == {"org-us", "org-de"}
+
+
+async def test_a_local_edit_of_a_pulled_organization_is_overwritten_and_reported(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    await put(global_root, organization("org-us", "US", "Boston Group"))
+    await pull(local_root)
+    await put(local_root, organization("org-us", "US", "Renamed at the clinic"))
+    await put(global_root, organization("org-us", "US", "Boston Group East"))
+    await pull(local_root)
+    assert (await resources(local_root, "Organization"))["org-us"]["name"] == "Boston Group East"
+    status = (await local_root.call("GET", "/$sync-status")).body
+    [stream] = [s for s in status["streams"] if s["stream"] == "pull-Organization"]
+    assert stream["localEdits"]["count"] == 1
+    assert [e["id"] for e in stream["localEdits"]["recent"]] == ["org-us"]
+    # The pull's own writes are not edits: another pull reports nothing new.
+    await put(global_root, organization("org-us", "US", "Boston Group West"))
+    await pull(local_root)
+    status = (await local_root.call("GET", "/$sync-status")).body
+    [stream] = [s for s in status["streams"] if s["stream"] == "pull-Organization"]
+    assert stream["localEdits"]["count"] == 1
+
+
+async def test_a_type_configured_both_ways_is_refused_and_the_previous_configuration_stays(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    config = (await local_root.call("GET", "/SyncConfig/default")).body
+    await pull(local_root)  # the shipped configuration is in force
+    both = {
+        **config,
+        "streams": [*config["streams"], {"type": "Organization", "direction": "push"}],
+    }
+    await local_root.call("PUT", "/SyncConfig/default", json=both)
+    await put(global_root, organization("org-us", "US"))
+    resp = await local_root.request("POST", "/$sync", json={"direction": "pull"})
+    assert resp.status == 207
+    outcome = resp.body["configuration"]
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert (
+        "Organization is configured both to push and to pull" in outcome["issue"][0]["diagnostics"]
+    )
+    # The previous configuration ran: Organization was pulled, not pushed.
+    assert set(await resources(local_root, "Organization")) == {"org-us"}
+    status = (await local_root.call("GET", "/$sync-status")).body
+    assert "both to push and to pull" in status["configuration"]["error"]
+
+
+async def test_a_pushed_encounter_keeps_the_global_id_of_the_pulled_organization_it_names(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    await put(global_root, organization("org-us", "US", "Boston Group"))
+    await pull(local_root)
+    await put(local_root, patient("p1"))
+    await put(
+        local_root,
+        encounter("e1", "p1")
+        | {"serviceProvider": {"resourceType": "Organization", "id": "org-us", "display": "B"}},
+    )
+    resp = await local_root.call("POST", "/$sync", json={"direction": "push"})
+    assert all(not s.get("error") for s in resp.body["streams"]), resp.body
+    [arrived] = (await resources(global_root, "Encounter")).values()
+    assert arrived["serviceProvider"] == {"resourceType": "Organization", "id": "org-us"}
+    assert arrived["subject"]["id"].startswith(f"{CLINIC}-")
