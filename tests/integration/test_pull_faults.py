@@ -84,7 +84,7 @@ async def test_random_sigkills_faults_and_a_writer_at_headquarters_end_exactly_e
     assert await writer > 50
     global_aidbox.faults.clear()
     # The killed runners pulled part of it under the faults (the rest comes now).
-    assert await resources(local_root, "ChangesInfo")
+    assert (await resources(local_root, "ChangesInfo"))["pull-Organization"]["version"] > 0
     async with app_process(local_aidbox.url, global_aidbox.url, port, secret):
         await pull(local_root)
     at_hq = await resources(global_root, "Organization")
