@@ -76,7 +76,7 @@ async def test_random_sigkills_faults_and_a_writer_at_headquarters_end_exactly_e
             local_aidbox.faults.set_random(
                 error_rate=0.1, drop_rate=0.05, seed=rng.randrange(1000), methods=["POST"]
             )
-            await asyncio.sleep(rng.uniform(0.3, 1.5))  # it pulls on its own, then dies
+            await asyncio.sleep(rng.uniform(0.8, 3.0))  # it pulls on its own, then dies
             os.kill(proc.pid, signal.SIGKILL)
             await proc.wait()
             local_aidbox.faults.clear()
