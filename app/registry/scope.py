@@ -14,6 +14,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.model import INSTANCE_ID_PATTERN, AidboxInstance, ResourceTypeName
+from app.registry.types import REGISTRABLE_TYPES
+
+# What may be offered for pull: data types (app/registry/types.py) and the App's geography;
+# never Aidbox's own resources (Client, AccessPolicy, ...) or conformance and terminology, so
+# that a row created by mistake cannot hand clinics headquarters' secrets or configuration.
+OFFERABLE_TYPES = REGISTRABLE_TYPES | {"AdministrativeArea"}
 
 # The shape of an id a clinic's push gives: `<namespace>-<26 hex digits>`
 # (app/anonymize/pseudonym.py). Such a resource is clinic data, even of an offered type.
@@ -39,6 +45,8 @@ class SyncScope(BaseModel):
         # The operations find a type's scope by id: a row under another id would scope nothing.
         if self.id is not None and self.id != self.type:
             raise ValueError("a SyncScope's id is its type")
+        if self.type not in OFFERABLE_TYPES:
+            raise ValueError(f"{self.type} may not be offered for pull (docs/pull.md)")
         return self
 
 

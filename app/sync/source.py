@@ -76,7 +76,7 @@ class AidboxSource:
 
 class HeadquartersSource:
     """Headquarters' administrative data as this clinic may have it: the global App's
-    `$pull-changes` and `$pull-read` (docs/pull.md, "Wire format")."""
+    `$pull-changes` and `$pull-read` (docs/pull.md, "The operations")."""
 
     def __init__(self, client: AidboxClient) -> None:
         self.client = client

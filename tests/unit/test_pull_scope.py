@@ -145,3 +145,9 @@ def test_the_shipped_scopes_parse() -> None:
     scopes = {rid: SyncScope.model_validate({"id": rid, **body}) for rid, body in seeds.items()}
     assert scopes["AdministrativeArea"] == AREA.model_copy(update={"id": "AdministrativeArea"})
     assert set(scopes) == {"Organization", "Location", "AdministrativeArea"}
+
+
+@pytest.mark.parametrize("rtype", ["Client", "AccessPolicy", "User", "ValueSet", "AidboxInstance"])
+def test_aidboxs_own_and_conformance_types_may_not_be_offered(rtype: str) -> None:
+    with pytest.raises(ValidationError, match="may not be offered for pull"):
+        SyncScope.model_validate({"id": rtype, "type": rtype})
