@@ -25,6 +25,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/anonymize.py
 	$(BIN)/python bench/push.py
+	$(BIN)/python bench/pull.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

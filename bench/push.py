@@ -84,7 +84,7 @@ class Site:
 
 
 @contextmanager
-def _site(cpus: frozenset[int]) -> Iterator[Site]:
+def pg_site(cpus: frozenset[int]) -> Iterator[Site]:
     """An embedded PostgreSQL cluster whose processes (and their future children) use `cpus`."""
     with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
         server = get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
@@ -97,7 +97,7 @@ def _site(cpus: frozenset[int]) -> Iterator[Site]:
             server.cleanup()
 
 
-async def _emulator(site: Site, prefix: str, *, headquarters: bool = False) -> EmulatorProcess:
+async def start_emulator(site: Site, prefix: str, *, headquarters: bool = False) -> EmulatorProcess:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -201,10 +201,10 @@ class Round:
 async def throughput(clinic: Site, hq: Site, n: int, direct_first: bool) -> Round:
     """One round. Rounds alternate which of the push and the direct ingests goes first, so
     that drift on the machine does not favour either."""
-    local = await _emulator(clinic, "bl")
-    global_ = await _emulator(hq, "bg", headquarters=True)
-    direct = await _emulator(hq, "bd", headquarters=True)
-    as_root = await _emulator(hq, "br", headquarters=True)
+    local = await start_emulator(clinic, "bl")
+    global_ = await start_emulator(hq, "bg", headquarters=True)
+    direct = await start_emulator(hq, "bd", headquarters=True)
+    as_root = await start_emulator(hq, "br", headquarters=True)
     try:
         if direct_first:
             direct_seconds = await _ingest(direct, n)
@@ -222,7 +222,10 @@ async def throughput(clinic: Site, hq: Site, n: int, direct_first: bool) -> Roun
 
 async def latency(clinic: Site, hq: Site, samples: int) -> list[float]:
     """Seconds from a local commit to the resource being readable in the global."""
-    local, global_ = await _emulator(clinic, "ll"), await _emulator(hq, "lg", headquarters=True)
+    local, global_ = (
+        await start_emulator(clinic, "ll"),
+        await start_emulator(hq, "lg", headquarters=True),
+    )
     results = []
     try:
         async with (
@@ -252,6 +255,14 @@ async def latency(clinic: Site, hq: Site, samples: int) -> list[float]:
     return results
 
 
+def split_cpus() -> tuple[frozenset[int], frozenset[int]]:
+    """The clinic's CPUs and headquarters': half each, or the same one on a single CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return frozenset(cpus), frozenset(cpus)
+    return frozenset(cpus[: len(cpus) // 2]), frozenset(cpus[len(cpus) // 2 :])
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -263,15 +274,10 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--samples", type=int, default=40)
     args = parser.parse_args()
-    cpus = sorted(os.sched_getaffinity(0))
-    clinic_cpus, hq_cpus = (
-        (frozenset(cpus[: len(cpus) // 2]), frozenset(cpus[len(cpus) // 2 :]))
-        if len(cpus) >= 2
-        else (frozenset(cpus), frozenset(cpus))
-    )
+    clinic_cpus, hq_cpus = split_cpus()
     os.sched_setaffinity(0, clinic_cpus)  # this process runs the App: the clinic's side
     print(f"clinic side on CPUs {sorted(clinic_cpus)}, headquarters on CPUs {sorted(hq_cpus)}")
-    with _site(clinic_cpus) as clinic, _site(hq_cpus) as hq:
+    with pg_site(clinic_cpus) as clinic, pg_site(hq_cpus) as hq:
         rounds = [
             await throughput(clinic, hq, args.resources, direct_first=i % 2 == 1)
             for i in range(args.rounds)

@@ -73,3 +73,28 @@ async def sync_app(
     """The App in local role, runs driven by the operations only (no background loop)."""
     async with headquarters.clinic_app(local_aidbox.url, SYNC_RUNNER_ENABLED="false") as running:
         yield running
+
+
+@pytest.fixture
+async def clinic_b(pg_server_dsn: str) -> AsyncIterator[Emulator]:
+    """A second clinic's Aidbox (clinic-b, in another country than clinic-a)."""
+    emu = await _emulator(pg_server_dsn, "clinic_b")
+    yield emu
+    await emu.stop()
+
+
+@pytest.fixture
+async def b_root(clinic_b: Emulator) -> AsyncIterator[AidboxClient]:
+    """Root client of clinic-b's Aidbox."""
+    async with AidboxClient(clinic_b.url, "root", "secret") as client:
+        yield client
+
+
+@pytest.fixture
+async def b_app(clinic_b: Emulator, headquarters: Headquarters) -> AsyncIterator[RunningApp]:
+    """clinic-b registered (country DE) and its App in local role, driven by operations."""
+    await headquarters.register("clinic-b", name="Clinic B", country="DE")
+    async with headquarters.clinic_app(
+        clinic_b.url, "clinic-b", SYNC_RUNNER_ENABLED="false"
+    ) as app:
+        yield app

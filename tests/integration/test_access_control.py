@@ -30,7 +30,6 @@ from tests.support.clinic import (
     resources,
 )
 from tests.support.headquarters import CLINIC, Headquarters
-from tests.support.postgres import create_database
 
 B = "clinic-b"
 B_KEY = clinic_key(B)
@@ -45,27 +44,6 @@ def own(resource_type: str, local_id: str) -> str:
 def theirs(resource_type: str, local_id: str) -> str:
     """A global id in clinic B's namespace."""
     return B_KEY.resource_id(resource_type, local_id)
-
-
-@pytest.fixture
-async def clinic_b(pg_server_dsn: str) -> AsyncIterator[Emulator]:
-    emu = Emulator(await create_database(pg_server_dsn, "clinic_b"))
-    await emu.start()
-    yield emu
-    await emu.stop()
-
-
-@pytest.fixture
-async def b_root(clinic_b: Emulator) -> AsyncIterator[AidboxClient]:
-    async with AidboxClient(clinic_b.url, "root", "secret") as client:
-        yield client
-
-
-@pytest.fixture
-async def b_app(clinic_b: Emulator, headquarters: Headquarters) -> AsyncIterator[RunningApp]:
-    await headquarters.register(B, name="Clinic B", country="PT")
-    async with headquarters.clinic_app(clinic_b.url, B, SYNC_RUNNER_ENABLED="false") as app:
-        yield app
 
 
 @pytest.fixture

@@ -4,17 +4,12 @@ emulated clinics in different countries, each with its App in local role."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from tests.support.apps import RunningApp
 from tests.support.clinic import encounter, patient, resources
-from tests.support.headquarters import CLINIC, Headquarters
-from tests.support.postgres import create_database
+from tests.support.headquarters import CLINIC
 
 PULLED = ["AdministrativeArea", "Organization", "Location"]
 
@@ -66,29 +61,6 @@ async def held(client: AidboxClient) -> dict[str, set[str]]:
     return {t: set(await resources(client, t)) for t in PULLED}
 
 
-@pytest.fixture
-async def clinic_b_aidbox(pg_server_dsn: str) -> AsyncIterator[Emulator]:
-    emu = Emulator(await create_database(pg_server_dsn, "clinicb"))
-    await emu.start()
-    yield emu
-    await emu.stop()
-
-
-@pytest.fixture
-async def b_root(clinic_b_aidbox: Emulator) -> AsyncIterator[AidboxClient]:
-    async with AidboxClient(clinic_b_aidbox.url, "root", "secret") as client:
-        yield client
-
-
-@pytest.fixture
-async def b_app(clinic_b_aidbox: Emulator, headquarters: Headquarters) -> AsyncIterator[RunningApp]:
-    await headquarters.register("clinic-b", name="Clinic B", country="DE")
-    async with headquarters.clinic_app(
-        clinic_b_aidbox.url, "clinic-b", SYNC_RUNNER_ENABLED="false"
-    ) as running:
-        yield running
-
-
 async def seed_headquarters(global_root: AidboxClient) -> None:
     for body in (
         area("US", "United States"),
@@ -134,8 +106,12 @@ async def test_each_clinic_gets_its_countrys_data_and_the_common_data_and_follow
     await put(global_root, organization("org-us", "US", "Boston Group East"))
     await put(global_root, organization("org-de", "US", "Berlin Group (moved)"))
     await global_root.call("DELETE", "/Organization/org-all")
+    await put(global_root, location("loc-us", "org-us", "US") | {"name": "Boston East Site"})
+    await global_root.call("DELETE", "/AdministrativeArea/DE-BY")
     await pull(local_root)
     await pull(b_root)
+    assert (await resources(local_root, "Location"))["loc-us"]["name"] == "Boston East Site"
+    assert set(await resources(b_root, "AdministrativeArea")) == {"US", "DE"}
     a_orgs = await resources(local_root, "Organization")
     assert set(a_orgs) == {"org-us", "org-de"}
     assert a_orgs["org-us"]["name"] == "Boston Group East"

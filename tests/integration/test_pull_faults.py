@@ -6,9 +6,7 @@ the part of headquarters' data that is its own, nothing is quarantined."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
 from typing import Any
 
 from aidbox_emulator import Emulator
@@ -17,7 +15,7 @@ from tests.integration.test_pull import organization, pull
 from tests.support.apps import RunningApp, _free_socket
 from tests.support.clinic import resources
 from tests.support.headquarters import CLINIC, Headquarters
-from tests.support.processes import app_process
+from tests.support.processes import app_process, kill_at_random
 
 KILLS = 5
 COUNTRIES = ["US", "DE", None]  # clinic-a is in the US; None: every clinic's
@@ -63,23 +61,20 @@ async def test_random_sigkills_faults_and_a_writer_at_headquarters_end_exactly_e
     sock.close()
     stop = asyncio.Event()
     writer = asyncio.create_task(_headquarters_writer(global_root, rng, stop))
-    for _ in range(KILLS):
-        async with app_process(
-            local_aidbox.url,
-            global_aidbox.url,
-            port,
-            secret,
-            SYNC_RUNNER_ENABLED="true",
-            SYNC_POLL_INTERVAL="0.1",
-        ) as proc:
-            # Registered: from now on the clinic fails or drops some of the pull's writes.
-            local_aidbox.faults.set_random(
-                error_rate=0.1, drop_rate=0.05, seed=rng.randrange(1000), methods=["POST"]
-            )
-            await asyncio.sleep(rng.uniform(0.8, 3.0))  # it pulls on its own, then dies
-            os.kill(proc.pid, signal.SIGKILL)
-            await proc.wait()
-            local_aidbox.faults.clear()
+    await kill_at_random(
+        local_aidbox.url,
+        global_aidbox.url,
+        port,
+        secret,
+        rng=rng,
+        kills=KILLS,
+        lifetime=(0.8, 3.0),  # long enough for a first cycle: it dies mid-pull
+        # Registered: from now on the clinic fails or drops some of the pull's writes.
+        while_alive=lambda: local_aidbox.faults.set_random(
+            error_rate=0.1, drop_rate=0.05, seed=rng.randrange(1000), methods=["POST"]
+        ),
+        after_death=local_aidbox.faults.clear,
+    )
     stop.set()
     assert await writer > 50
     global_aidbox.faults.clear()

@@ -6,9 +6,7 @@ the App's logs, which may leave the clinic, carry no PHI."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import signal
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
@@ -17,7 +15,7 @@ from tests.phi.scanner import find_planted
 from tests.support.apps import _free_socket
 from tests.support.clinic import expected_global, global_state, observation, patient, resources
 from tests.support.headquarters import CLINIC, Headquarters
-from tests.support.processes import app_process
+from tests.support.processes import app_process, kill_at_random
 
 TYPES = ["Patient", "Observation"]
 ANCHORS = [f"anchor{i}" for i in range(3)]  # Patients the Observations refer to: never deleted
@@ -63,20 +61,17 @@ async def test_random_sigkills_faults_and_a_concurrent_writer_end_exactly_equal(
     sock.close()
     stop = asyncio.Event()
     writer = asyncio.create_task(_writer(local_root, rng, stop))
-    for _ in range(KILLS):
-        async with app_process(
-            local_aidbox.url,
-            global_aidbox.url,
-            port,
-            secret,
-            logs,
-            SYNC_RUNNER_ENABLED="true",
-            SYNC_POLL_INTERVAL="0.1",
-        ) as proc:
-            # the runner pushes on its own; it dies wherever it is at a random moment
-            await asyncio.sleep(rng.uniform(0.2, 1.5))
-            os.kill(proc.pid, signal.SIGKILL)
-            await proc.wait()
+    # the runner pushes on its own; it dies wherever it is at a random moment
+    await kill_at_random(
+        local_aidbox.url,
+        global_aidbox.url,
+        port,
+        secret,
+        rng=rng,
+        kills=KILLS,
+        lifetime=(0.2, 1.5),
+        logs=logs,
+    )
     stop.set()
     assert await writer > 50
     global_aidbox.faults.clear()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from tests.support.apps import app_env
 
@@ -57,3 +59,38 @@ async def app_process(
         rest = await drain
         if logs is not None:
             logs.append(b"".join(seen) + rest)
+
+
+async def kill_at_random(
+    local_url: str,
+    global_url: str,
+    port: int,
+    secret: str,
+    *,
+    rng: random.Random,
+    kills: int,
+    lifetime: tuple[float, float],
+    logs: list[bytes] | None = None,
+    while_alive: Callable[[], object] | None = None,
+    after_death: Callable[[], object] | None = None,
+) -> None:
+    """Start the App with its runner on `kills` times, SIGKILL it after a random lifetime
+    wherever it is. `while_alive` runs once it has registered (to inject faults then),
+    `after_death` once it is dead."""
+    for _ in range(kills):
+        async with app_process(
+            local_url,
+            global_url,
+            port,
+            secret,
+            logs,
+            SYNC_RUNNER_ENABLED="true",
+            SYNC_POLL_INTERVAL="0.1",
+        ) as proc:
+            if while_alive is not None:
+                while_alive()
+            await asyncio.sleep(rng.uniform(*lifetime))
+            os.kill(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        if after_death is not None:
+            after_death()
