@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from tests.support.apps import RunningApp
 from tests.support.clinic import encounter, patient, resources
@@ -181,3 +182,42 @@ async def test_a_pushed_encounter_keeps_the_global_id_of_the_pulled_organization
     [arrived] = (await resources(global_root, "Encounter")).values()
     assert arrived["serviceProvider"] == {"resourceType": "Organization", "id": "org-us"}
     assert arrived["subject"]["id"].startswith(f"{CLINIC}-")
+
+
+async def test_a_resource_the_clinic_refuses_is_quarantined_then_requeued(
+    sync_app: RunningApp,
+    local_aidbox: Emulator,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    await put(global_root, organization("org-ok", "US"))
+    await put(global_root, organization("org-odd", "US", "Refused here"))
+    local_aidbox.faults.reject("Organization", "org-odd", "a rule of the clinic refuses it")
+    summary = await pull(local_root)
+    assert summary["pull-Organization"]["quarantined"] == 1
+    assert set(await resources(local_root, "Organization")) == {"org-ok"}
+    [record] = (await resources(local_root, "SyncQuarantine")).values()
+    assert (record["stream"], record["resourceId"]) == ("pull-Organization", "Organization/org-odd")
+    status = (await local_root.call("GET", "/$sync-status")).body
+    [stream] = [s for s in status["streams"] if s["stream"] == "pull-Organization"]
+    assert stream["inQuarantine"] == 1
+
+    local_aidbox.faults.clear()
+    resp = await local_root.call("POST", "/ChangesInfo/pull-Organization/$requeue")
+    assert resp.body["remaining"] == 0, resp.body
+    assert set(await resources(local_root, "Organization")) == {"org-ok", "org-odd"}
+
+
+async def test_a_reset_pull_stream_replays_and_restores_what_the_clinic_deleted(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    await put(global_root, organization("org-us", "US"))
+    await pull(local_root)
+    await local_root.call("DELETE", "/Organization/org-us")
+    resp = await local_root.call(
+        "POST", "/ChangesInfo/pull-Organization/$reset", json={"version": 0}
+    )
+    assert resp.body["version"] == 0
+    replay = await pull(local_root)
+    assert replay["pull-Organization"]["written"] == 1
+    assert set(await resources(local_root, "Organization")) == {"org-us"}
