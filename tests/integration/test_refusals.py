@@ -132,7 +132,8 @@ async def test_a_referenced_type_without_a_push_stream_is_never_pushed_on_its_be
     local_root: AidboxClient,
     global_root: AidboxClient,
 ) -> None:
-    # Organization has no push stream: the clinic never sends it, even with the right to.
+    # Organization has no push stream (nor a pull stream: headquarters refuses to hand down a
+    # type a clinic may push): the clinic never sends it, even with the right to.
     await headquarters.register("clinic-a", types=["Patient", "Observation", "Organization"])
     await _put(local_root, {"resourceType": "Organization", "id": "org1", "name": "Lab"})
     await _put(local_root, patient("p1"))
@@ -142,6 +143,9 @@ async def test_a_referenced_type_without_a_push_stream_is_never_pushed_on_its_be
     await _put(local_root, performed)
     await _put(local_root, observation("o2", "p1"))
     async with headquarters.clinic_app(local_aidbox.url, **SMALL):
+        config = (await local_root.call("GET", "/SyncConfig/default")).body
+        config["streams"] = [s for s in config["streams"] if s["type"] != "Organization"]
+        await local_root.call("PUT", "/SyncConfig/default", json=config)
         pushed = await sync(local_root)
     assert await resources(global_root, "Organization") == {}
     assert pushed["push-Observation"]["written"] == 1  # o2; o1 waits for its profile rule
