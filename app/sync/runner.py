@@ -123,11 +123,15 @@ class SyncService:
         """The lock that keeps one run (or reset) of a stream at a time in this process."""
         return self._locks.setdefault(stream_id, asyncio.Lock())
 
-    def _ends(self, direction: Direction, in_force: InForce) -> Ends:
-        carried = frozenset(s.type for s in in_force.config.enabled_streams(direction))
-        if direction is Direction.PUSH:
+    def _ends(self, cfg: StreamConfig, in_force: InForce) -> Ends:
+        carried = frozenset(s.type for s in in_force.config.enabled_streams(cfg.direction))
+        if cfg.direction is Direction.PUSH:
             return Ends(Anonymize(in_force.plan, self.key), carried)
-        return Ends(Copy(), carried)
+
+        async def look_for_local_edits() -> None:
+            await self._look_for_local_edits(cfg.type)
+
+        return Ends(Copy(), carried, before_writing=look_for_local_edits)
 
     # -- running ---------------------------------------------------------------------------
 
@@ -136,9 +140,8 @@ class SyncService:
         # The stream's lock first: callers queued on one stream must not hold the slots that
         # other streams need.
         async with self.lock(stream.id), self._semaphore:
-            if cfg.direction is Direction.PULL:
-                await self._look_for_local_edits(cfg.type)
-            summary = await stream.run(bound, self._ends(cfg.direction, self.config.current))
+            ends = self._ends(cfg, self.config.current)
+            summary = await stream.run(bound, ends)
         self.metrics.observe_run(
             summary.stream, summary.version, summary.counters, summary.error is None, time.time()
         )
@@ -229,7 +232,7 @@ class SyncService:
             stream = self.stream(cfg.type, cfg.direction)
             if mine := [r for r in held if r.stream == stream.id]:
                 async with self.lock(stream.id), self._semaphore:
-                    ends = self._ends(cfg.direction, in_force)
+                    ends = self._ends(cfg, in_force)
                     summaries.append(await requeue(stream, mine, ends, self.local))
         for orphan in sorted({r.stream for r in held} - {s.stream for s in summaries}):
             error = "no enabled stream: enable it in SyncConfig to requeue its quarantine"
@@ -245,12 +248,12 @@ class SyncService:
         streams = await self._enabled(types, Direction.PUSH)
         await self.instance.require_active()
         in_force = await self.config.load()
-        ends = self._ends(Direction.PUSH, in_force)
         reconciler = Reconciler(self.local, self.global_, in_force.plan, self.key)
         reports: list[dict[str, object]] = []
         for cfg in streams:
             stream = self.stream(cfg.type)
             try:
+                ends = self._ends(cfg, in_force)
                 async with self.lock(stream.id), self._semaphore:
                     drift, repaired = await reconcile(stream, reconciler, ends, repair=repair)
             except Exception as exc:  # this type's report says why; the others go on

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -65,6 +66,9 @@ class Ends:
 
     transform: Transform
     carried: frozenset[str]
+    # Awaited before a run writes anything (only when there is something to carry): pull
+    # looks for the clinic's own edits there, before it overwrites them (local_edits.py).
+    before_writing: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -166,6 +170,9 @@ class Stream:
         if bound <= start:
             return RunSummary(self.id, start, Counters())
 
+        if ends.before_writing is not None:
+            await ends.before_writing()
+            info = await self._checkpoints.load(self.direction, self.resource_type)
         state = StreamState(self._checkpoints, self._runner, info)
         total = Counters()
         try:
@@ -198,6 +205,8 @@ class Stream:
         run but the way a run writes: claimed, fenced, quarantining what is refused. Each is
         sent whatever the memory of what was sent says; the checkpoint does not move. Returns
         the summary and the items the target now holds."""
+        if ends.before_writing is not None:
+            await ends.before_writing()
         info = await self._checkpoints.load(self.direction, self.resource_type)
         if held := held_elsewhere(info, self._runner.owner, datetime.now(UTC)):
             return RunSummary(self.id, info.version, Counters(), error=held), []
