@@ -34,6 +34,11 @@ class Pipeline(Generic[Payload]):
     - the two only overlap while the stream's lease, renewed by the last saved checkpoint, has
       at least `overlap_for` seconds left to run; after a slow write they go one after the other
       again, so no write starts on a lease that another runner may already have taken.
+
+    With `save_every`, a checkpoint is saved at most that often (seconds): the ones between are
+    folded into the next, and the last is always saved. A checkpoint saved later never passes
+    an unacknowledged write; it only means a longer replay after a crash. Pull wants it: its
+    checkpoints and its writes go to the same Aidbox, which does both on one machine.
     """
 
     def __init__(
@@ -42,10 +47,14 @@ class Pipeline(Generic[Payload]):
         save: Callable[[int, Counters], Awaitable[None]],
         *,
         overlap_for: float,
+        save_every: float = 0.0,
     ) -> None:
         self._write = write
         self._save = save
         self._overlap_for = overlap_for
+        self._save_every = save_every
+        self._last_save = -float("inf")
+        self._unsaved: tuple[int, Counters] | None = None  # acknowledged, its save folded
         self._writing: asyncio.Task[Counters] | None = None
         self._upper = 0
         self._saving: asyncio.Task[None] | None = None
@@ -91,17 +100,27 @@ class Pipeline(Generic[Payload]):
             await self._saving
         return upper, counters
 
-    def _checkpoint(self, written: tuple[int, Counters] | None) -> None:
-        if written is not None:
-            self._saving = asyncio.create_task(self._save(*written))
-            self._saving.add_done_callback(self._after_save)
+    def _checkpoint(self, written: tuple[int, Counters] | None, *, now: bool = False) -> None:
+        """Save the checkpoint of what was acknowledged (with what earlier folded saves
+        covered), unless it is folded into the next one (`save_every`); `now` saves it."""
+        if self._unsaved is not None:
+            upper, counters = written if written is not None else (self._unsaved[0], Counters())
+            written, self._unsaved = (upper, self._unsaved[1].add(counters)), None
+        if written is None:
+            return
+        if not now and time.monotonic() - self._last_save < self._save_every:
+            self._unsaved = written
+            return
+        self._last_save = time.monotonic()
+        self._saving = asyncio.create_task(self._save(*written))
+        self._saving.add_done_callback(self._after_save)
 
     async def submit(self, batch: Payload, upper: int) -> None:
         """Send `batch` once the batch before it is through; `upper` is the checkpoint to
         save once it is written."""
         written = await self._acknowledged()
         if written is not None and time.monotonic() - self._confirmed > self._overlap_for:
-            self._checkpoint(written)  # the lease is getting old: renew it before writing
+            self._checkpoint(written, now=True)  # the lease is getting old: renew it first
             written = None
             await self._saved()
         self._upper = upper
@@ -116,16 +135,20 @@ class Pipeline(Generic[Payload]):
 
     async def finish(self) -> None:
         """Wait until every submitted batch is written and checkpointed."""
-        self._checkpoint(await self._acknowledged())
+        self._checkpoint(await self._acknowledged(), now=True)
         await self._saved()
 
     async def drain(self) -> None:
         """After a failure: let what is in flight end, so every acknowledged write keeps its
         checkpoint. Errors met here are the caller's failure again, or a consequence of it."""
         with _dropped():
-            self._checkpoint(await self._acknowledged())
+            self._checkpoint(await self._acknowledged(), now=True)
         with _dropped():
             await self._saved()
+        if self._unsaved is not None:  # folded into a save that the failure stopped
+            with _dropped():
+                self._checkpoint(None, now=True)
+                await self._saved()
 
     def cancel(self) -> None:
         """Stop whatever is still in flight; failures nobody awaited are dropped here, so

@@ -56,6 +56,10 @@ class Limits:
     # refused stops the stream.
     breaker_ratio: float = 0.5
     breaker_min_entries: int = 20
+    # Pull: a checkpoint at most this often (seconds). Its checkpoints and its transactions
+    # go to the same Aidbox (the clinic), so each one saved costs the writes their time;
+    # push saves after every transaction, in the clinic while headquarters writes.
+    pull_checkpoint_every: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -253,7 +257,14 @@ class Stream:
             await state.advance(upper, self._fence_position(), counters, started)
             total = total.add(counters)
 
-        pipeline = Pipeline(write, save, overlap_for=self._limits.lease_seconds / 2)
+        pipeline = Pipeline(
+            write,
+            save,
+            overlap_for=self._limits.lease_seconds / 2,
+            save_every=self._limits.pull_checkpoint_every
+            if self.direction is Direction.PULL
+            else 0,
+        )
 
         async def send(batch: Batch) -> None:
             if pipeline.idle:

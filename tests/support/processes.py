@@ -20,21 +20,31 @@ async def app_process(
     port: int,
     secret: str,
     logs: list[bytes] | None = None,
+    *,
+    role: str = "local",
+    cpus: frozenset[int] | None = None,
     **extra: str,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """The App as its own OS process on `port`; yields once it has registered. Its runner is
-    off unless ``extra`` turns it on; what it logged is appended to ``logs``."""
+    """The App as its own OS process on `port` (registered with `local_url`, in `role`, on
+    `cpus` if given); yields once it has registered. Its runner is off unless ``extra`` turns
+    it on; what it logged is appended to ``logs``."""
     env = {
         **os.environ,
         **app_env(
             local_url,
             port,
+            role=role,
             global_url=global_url,
             **{"SYNC_RUNNER_ENABLED": "false", "SYNC_GLOBAL_CLIENT_SECRET": secret, **extra},
         ),
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.main", env=env, stderr=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "app.main",
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
     )
     assert proc.stderr is not None
     seen = []

@@ -49,8 +49,8 @@ class Sides:
         for name in names:
             self.gate(name).set()
 
-    def pipeline(self, overlap_for: float = 60) -> Pipeline[str]:
-        return Pipeline(self.write, self.save, overlap_for=overlap_for)
+    def pipeline(self, overlap_for: float = 60, save_every: float = 0) -> Pipeline[str]:
+        return Pipeline(self.write, self.save, overlap_for=overlap_for, save_every=save_every)
 
 
 async def b_beside_checkpoint_10(sides: Sides) -> Pipeline[str]:
@@ -198,3 +198,29 @@ async def test_cancel_leaves_no_unretrieved_failure_for_asyncio_to_log() -> None
     del pipeline
     gc.collect()
     assert reported == []
+
+
+async def test_checkpoints_saved_at_most_so_often_fold_into_the_next_and_the_last_is_saved() -> (
+    None
+):
+    sides = Sides()
+    sides.open("write a", "write b", "write c", "save 10", "save 30")
+    pipeline = sides.pipeline(save_every=3600)
+    for batch, upper in (("a", 10), ("b", 20), ("c", 30)):
+        await pipeline.submit(batch, upper)
+    await pipeline.finish()
+    assert sides.saved == [10, 30]  # the first, then the last, which covers the one between
+
+
+async def test_a_failure_still_saves_a_folded_checkpoint_of_acknowledged_writes() -> None:
+    sides = Sides()
+    sides.failing.add("write c")
+    sides.open("write a", "write b", "write c", "save 10", "save 20")
+    pipeline = sides.pipeline(save_every=3600)
+    await pipeline.submit("a", 10)
+    await pipeline.submit("b", 20)
+    with pytest.raises(RuntimeError, match="write c"):
+        await pipeline.submit("c", 30)
+        await pipeline.finish()
+    await pipeline.drain()
+    assert sides.saved == [10, 20]  # b was acknowledged: its checkpoint is kept, c's is not
