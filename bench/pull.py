@@ -12,7 +12,7 @@ round seeds headquarters with new Organizations of the clinic's country, then ti
 
 The ratio pull / direct is printed per round and as the median (target >= 0.9).
 
-Usage: python bench/pull.py [--resources 3000] [--rounds 3]
+Usage: python bench/pull.py [--resources 5000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -161,8 +161,8 @@ async def round_(
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resources", type=int, default=3000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--resources", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     clinic_cpus, hq_cpus = split_cpus()
     os.sched_setaffinity(0, clinic_cpus)  # this process runs the Apps and the direct poster
