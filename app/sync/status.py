@@ -54,7 +54,8 @@ async def sync_status(service: SyncService) -> dict[str, Any]:
         except AidboxUnavailable as exc:
             entry["error"] = f"head unknown: {exc}"
         else:
-            behind = max(0, head - info.version)
+            # From what the stream knows is sent, which may be past the saved checkpoint.
+            behind = max(0, head - service.stream(cfg.type, cfg.direction).position(info))
             since = info.lastSuccessAt or info.lastStartedAt
             entry["head"] = head
             entry["lag"] = {

@@ -155,6 +155,13 @@ class Stream:
         found = await self.read(self.resource_type, source_id)
         return found or Change("deleted", self.resource_type, source_id, version, {})
 
+    def position(self, info: ChangesInfo) -> int:
+        """Up to where nothing is unsent: the checkpoint `info`, or the bound of a later run of
+        this process that found only empty windows past it (kept in memory, see `_drain`)."""
+        if self._verified[0] == info.version_id:
+            return max(info.version, self._verified[1])
+        return info.version
+
     async def run(self, bound: int, ends: Ends) -> RunSummary:
         """Carry every change up to the settled `bound`; the checkpoint follows each write."""
         try:
@@ -168,9 +175,7 @@ class Stream:
         if info.version < self._saved:
             # Moved back behind this process (a reset in the console): replay even unchanged.
             self._sent.forget_type(self.resource_type)
-        start = info.version
-        if self._verified[0] == info.version_id:
-            start = max(start, self._verified[1])
+        start = self.position(info)
         if bound <= start:
             return RunSummary(self.id, start, Counters())
 

@@ -221,3 +221,20 @@ async def test_a_reset_pull_stream_replays_and_restores_what_the_clinic_deleted(
     replay = await pull(local_root)
     assert replay["pull-Organization"]["written"] == 1
     assert set(await resources(local_root, "Organization")) == {"org-us"}
+
+
+async def test_a_stream_with_nothing_new_past_its_checkpoint_shows_no_lag(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    # Headquarters' settled bound moves with every write there; a pull stream that finds only
+    # empty windows past its checkpoint keeps that in memory (no write, so no wake-up) and
+    # $sync-status must count its lag from there, not from the saved checkpoint.
+    await seed_headquarters(global_root)
+    await pull(local_root)
+    saved = (await local_root.call("GET", "/ChangesInfo/pull-Organization")).body["version"]
+    await put(global_root, area("US-NY", "New York", "US"))  # another type moves the bound
+    await pull(local_root)
+    status = (await local_root.call("GET", "/$sync-status")).body
+    org = next(s for s in status["streams"] if s["stream"] == "pull-Organization")
+    assert org["checkpoint"] == saved < org["head"]
+    assert org["lag"] == {"versions": 0, "seconds": 0}
