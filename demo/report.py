@@ -221,7 +221,12 @@ async def check_refusals(demo: Demo) -> Check:
 async def report(demo: Demo) -> tuple[list[str], list[Check]]:
     """The report's lines and its checks."""
     status = await statuses(demo.clinics)
-    lines = ["", "Streams (counters since each stream began; lag in versions):"]
+    lines = [
+        "",
+        "Streams (counters since each stream began; lag in versions). A pull change out of the",
+        "clinic's scope arrives as a deletion (the resource may have moved out: docs/pull.md),",
+        "so pull counts those under deleted.",
+    ]
     for direction in ("push", "pull"):
         lines += ["", *table(HEADER, stream_rows(status, direction))]
     lines += await show_records(demo, "clinic-us")
