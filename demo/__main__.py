@@ -14,7 +14,7 @@ import sys
 import time
 from contextlib import AsyncExitStack
 
-from demo.fleet import APP_SECRET, ROOT, Ports, open_fleet
+from demo.fleet import Ports, open_fleet
 from demo.live import follow_headquarters, instructions
 from demo.progress import Progress
 from demo.report import report
@@ -64,7 +64,7 @@ async def _main(args: argparse.Namespace) -> int:
         print("All checks passed." if ok else "SOME CHECKS FAILED.", flush=True)
         if args.once:
             return 0 if ok else 1
-        print("\n".join(instructions(demo, APP_SECRET, ROOT)), flush=True)
+        print("\n".join(instructions(demo)), flush=True)
         try:
             await follow_headquarters(demo)
         except asyncio.CancelledError:

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from app.sync.source import AidboxSource
+from demo.fleet import ROOT
 from demo.scenario import Demo
 
 PUSHED = (
@@ -19,10 +20,24 @@ PUSHED = (
 )
 
 
-def instructions(demo: Demo, app_secret: str, root: tuple[str, str]) -> list[str]:
-    """What is running and a curl line to try."""
-    user = ":".join(root)
-    us = demo.fleet.urls["clinic-us"]
+def create_patient(demo: Demo, pid: str) -> str:
+    """A curl command that creates a Patient in the US clinic (run by the demo's last check,
+    printed for the user to run)."""
+    user = ":".join(ROOT)
+    body = (
+        f'{{"resourceType": "Patient", "id": "{pid}", "name": [{{"family": "Doe"}}], '
+        '"birthDate": "1961-07-04", "gender": "male"}'
+    )
+    url = demo.fleet.urls["clinic-us"]
+    return (
+        f"curl -sS --fail-with-body -u {user} -X PUT {url}/Patient/{pid} "
+        f"-H 'content-type: application/json' -d '{body}'"
+    )
+
+
+def instructions(demo: Demo) -> list[str]:
+    """What is running, and curl lines to try."""
+    user = ":".join(ROOT)
     lines = ["", "Running (every Aidbox's root client is " + user + "):"]
     for name, url in demo.fleet.urls.items():
         app = demo.fleet.ports.apps[name]
@@ -33,10 +48,8 @@ def instructions(demo: Demo, app_secret: str, root: tuple[str, str]) -> list[str
         f"  logs: {demo.fleet.logs}",
         "",
         "Create a patient in the US clinic and watch it arrive at headquarters:",
-        f"  curl -u {user} -X PUT {us}/Patient/my-patient -H 'content-type: application/json' \\",
-        '    -d \'{"resourceType": "Patient", "id": "my-patient", "name": [{"family": "Doe"}],'
-        ' "birthDate": "1961-07-04", "gender": "male"}\'',
-        f"  curl -u {user} {us}/\\$sync-status",
+        f"  {create_patient(demo, 'my-patient')}",
+        f"  curl -u {user} {demo.fleet.urls['clinic-us']}/\\$sync-status",
         f"  curl -u {user} '{demo.fleet.urls['global']}/Patient?_count=5'",
         "",
         "Ctrl-C stops every process. Arrivals at headquarters:",

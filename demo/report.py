@@ -9,8 +9,10 @@ clinics' pulled lists against what headquarters should have sent each one, the c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
+import time
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -19,6 +21,7 @@ from aidbox_python_sdk.db import parse_psql_response
 
 from app.aidbox.client import AidboxClient
 from demo.data import CLINICS, ORGANIZATION_OF, expected_pulled
+from demo.live import create_patient
 from demo.progress import HEADER, statuses, stream_rows, table
 from demo.scenario import SUSPENDED, Demo
 from tests.phi.scanner import find_planted
@@ -218,6 +221,29 @@ async def check_refusals(demo: Demo) -> Check:
     )
 
 
+async def check_arrival(demo: Demo, within: float = 10.0) -> Check:
+    """The curl command the demo prints creates a Patient in a clinic: it reaches
+    headquarters (anonymized) on its own, woken by the clinic's subscription."""
+    pid = "demo-check"
+    shell = await asyncio.create_subprocess_exec(
+        "bash", "-c", create_patient(demo, pid), stdout=asyncio.subprocess.DEVNULL
+    )
+    if await shell.wait() != 0:
+        return Check("a patient created with curl reaches headquarters", False, "curl failed")
+    written = time.monotonic()
+    params = {"resourceType": "Patient", "id": pid}
+    preview = await demo.clinics["clinic-us"].call("POST", "/$anonymize", params=params)
+    global_id = preview.body["resource"]["id"]
+    while time.monotonic() - written < within:
+        found = await demo.hq.call("GET", f"/Patient/{global_id}", accept=(404, 410))
+        if found.status == 200:
+            seconds = time.monotonic() - written
+            detail = f"Patient/{pid} arrived as Patient/{global_id} in {seconds:.2f} s"
+            return Check("a patient created with curl reaches headquarters", True, detail)
+        await asyncio.sleep(0.02)
+    return Check("a patient created with curl reaches headquarters", False, f"not in {within} s")
+
+
 async def report(demo: Demo) -> tuple[list[str], list[Check]]:
     """The report's lines and its checks."""
     status = await statuses(demo.clinics)
@@ -253,6 +279,7 @@ async def report(demo: Demo) -> tuple[list[str], list[Check]]:
         pulled,
         await check_references(demo),
         await check_refusals(demo),
+        await check_arrival(demo),
     ]
     lines += ["", "Checks:"]
     lines += [
