@@ -103,9 +103,7 @@ class Progress:
             elif done or elapsed - last_line >= 1:
                 last_line = elapsed
                 print(f"   [{elapsed:4.1f} s] {self._summary(status, direction)}", flush=True)
-            if done:
-                if not self.tty:
-                    print("\n".join(f"   {line}" for line in lines), flush=True)
+            if done:  # the report shows the final table
                 return status
             if elapsed > within:
                 shown = "\n".join(lines)
