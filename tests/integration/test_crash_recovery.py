@@ -15,7 +15,7 @@ import pytest
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from tests.integration.test_push import TYPES, seed_clinic, sync
-from tests.support.apps import RunningApp, _free_socket
+from tests.support.apps import RunningApp, free_port
 from tests.support.clinic import expected_global, global_state
 from tests.support.headquarters import CLINIC, Headquarters
 from tests.support.processes import app_process
@@ -83,9 +83,7 @@ async def test_sigkilled_process_replays_without_gap_or_duplicate(
 ) -> None:
     # The restarted service keeps its address, as a restarted deployment does: it is then the
     # same runner and resumes its streams without waiting for its lease to expire.
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     secret = headquarters.secrets[CLINIC]
     async with app_process(local_aidbox.url, global_aidbox.url, port, secret) as proc:
         hold = await _hold_at(

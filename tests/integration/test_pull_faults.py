@@ -12,7 +12,7 @@ from typing import Any
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient, AidboxError, AidboxUnavailable
 from tests.integration.test_pull import organization, pull
-from tests.support.apps import RunningApp, _free_socket
+from tests.support.apps import RunningApp, free_port
 from tests.support.clinic import resources
 from tests.support.headquarters import CLINIC, Headquarters
 from tests.support.processes import app_process, kill_at_random
@@ -56,9 +56,7 @@ async def test_random_sigkills_faults_and_a_writer_at_headquarters_end_exactly_e
     rng = random.Random(20261203)
     global_aidbox.faults.set_random(error_rate=0.1, drop_rate=0.05, seed=rng.randrange(1000))
     secret = headquarters.secrets[CLINIC]
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     stop = asyncio.Event()
     writer = asyncio.create_task(_headquarters_writer(global_root, rng, stop))
     await kill_at_random(

@@ -12,7 +12,7 @@ from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from tests.integration.test_push import PHI
 from tests.phi.scanner import find_planted
-from tests.support.apps import _free_socket
+from tests.support.apps import free_port
 from tests.support.clinic import expected_global, global_state, observation, patient, resources
 from tests.support.headquarters import CLINIC, Headquarters
 from tests.support.processes import app_process, kill_at_random
@@ -56,9 +56,7 @@ async def test_random_sigkills_faults_and_a_concurrent_writer_end_exactly_equal(
     global_aidbox.faults.set_random(error_rate=0.1, drop_rate=0.05, seed=rng.randrange(1000))
     secret = headquarters.secrets[CLINIC]
     logs: list[bytes] = []
-    sock = _free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     stop = asyncio.Event()
     writer = asyncio.create_task(_writer(local_root, rng, stop))
     # the runner pushes on its own; it dies wherever it is at a random moment

@@ -40,6 +40,27 @@ def _free_socket() -> socket.socket:
     return sock
 
 
+def free_port() -> int:
+    """A loopback port that was free a moment ago, for a process that binds it next."""
+    with _free_socket() as sock:
+        return sock.getsockname()[1]
+
+
+def sdk_env(aidbox_url: str, port: int, app_secret: str = APP_SECRET) -> dict[str, str]:
+    """aidbox-python-sdk's variables: register with `aidbox_url` as root, serve on `port`."""
+    return {
+        "APP_INIT_URL": aidbox_url,
+        "APP_INIT_CLIENT_ID": "root",
+        "APP_INIT_CLIENT_SECRET": "secret",
+        "APP_ID": "aidbox-sync",
+        "APP_URL": f"http://127.0.0.1:{port}",
+        "APP_PORT": str(port),
+        "APP_SECRET": app_secret,
+        "AIO_HOST": "127.0.0.1",
+        "AIO_PORT": str(port),
+    }
+
+
 def app_env(
     aidbox_url: str,
     port: int,
@@ -51,15 +72,7 @@ def app_env(
 ) -> dict[str, str]:
     """Environment of an App process registered with `aidbox_url` as root."""
     env = {
-        "APP_INIT_URL": aidbox_url,
-        "APP_INIT_CLIENT_ID": "root",
-        "APP_INIT_CLIENT_SECRET": "secret",
-        "APP_ID": "aidbox-sync",
-        "APP_URL": f"http://127.0.0.1:{port}",
-        "APP_PORT": str(port),
-        "APP_SECRET": APP_SECRET,
-        "AIO_HOST": "127.0.0.1",
-        "AIO_PORT": str(port),
+        **sdk_env(aidbox_url, port),
         "SYNC_ROLE": role,
         # The suite starts many Apps in one process: none may freeze the suite's objects.
         "SYNC_GC_FREEZE": "false",
