@@ -8,6 +8,23 @@ its type only.
 
 from __future__ import annotations
 
+from pydantic import SecretStr, ValidationError
+
 
 class SyncError(Exception):
     """Base of every error the App raises on purpose."""
+
+
+def validation_problems(exc: ValidationError, root: str) -> list[tuple[str, str]]:
+    """(where, message) for each problem pydantic found: the dotted location (`root` when it
+    has none) and pydantic's message, without its "Value error, " prefix. Values are never
+    echoed: they may be PHI or secrets."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in err["loc"]) or root
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "too_short" and isinstance(err.get("input"), str | SecretStr):
+            # pydantic counts a secret string's length in "items": they are characters
+            message = f"should have at least {err['ctx']['min_length']} characters"
+        problems.append((where, message))
+    return problems

@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.anonymize.pseudonym import MIN_SECRET_BYTES
-from app.errors import SyncError
+from app.errors import SyncError, validation_problems
 from app.model import INSTANCE_ID_PATTERN
 
 
@@ -150,10 +150,10 @@ def load_settings(**overrides: Any) -> AppSettings:
         return AppSettings(**overrides)
     except ValidationError as exc:
         problems = []
-        for err in exc.errors():
-            loc = err["loc"][0] if err["loc"] else ""
-            name = _ENV_NAMES.get(str(loc), str(loc))
-            problems.append(f"{name}: {err['msg']}" if name else err["msg"])
+        for where, message in validation_problems(exc, ""):
+            field = where.split(".", 1)[0]
+            name = _ENV_NAMES.get(field, field)
+            problems.append(f"{name}: {message}" if name else message)
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
 
 

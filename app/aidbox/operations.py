@@ -75,9 +75,8 @@ def _outcomes(handler: Handler) -> Handler:
             return OperationError(409, "invalid", f"configuration: {exc}").response()
         except pull.Unsettled as exc:
             return OperationError(422, "business-rule", str(exc), ["version"]).response()
-        except WatermarkError as exc:
-            return OperationError(503, "transient", str(exc)).response()
-        except (PsqlError, FeedError) as exc:
+        except (WatermarkError, PsqlError, FeedError) as exc:
+            # The App's own Aidbox refused what the App needs: a setting to fix, not a wait.
             return OperationError(502, "exception", str(exc)).response()
         except AidboxUnavailable as exc:
             return OperationError(503, "transient", f"Aidbox unreachable: {exc}").response()

@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from app.errors import SyncError
+from app.errors import SyncError, validation_problems
 
 
 class OperationError(SyncError):
@@ -46,7 +46,7 @@ def operation_outcome(
 
 def invalid_input(exc: ValidationError, where: str) -> OperationError:
     """400 naming each invalid parameter (values are not echoed: they may be PHI)."""
-    problems = [(".".join(str(p) for p in err["loc"]) or where, err["msg"]) for err in exc.errors()]
+    problems = validation_problems(exc, where)
     text = "; ".join(f"{loc}: {msg}" for loc, msg in problems)
     return OperationError(400, "invalid", text, [loc for loc, _ in problems])
 

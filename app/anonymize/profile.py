@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 from app.anonymize.fhir_types import FhirType, datatype_names, fhir_type
 from app.anonymize.paths import PathError, Segment, format_path, parse_path
 from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE
-from app.errors import SyncError
+from app.errors import SyncError, validation_problems
 
 MethodName = Literal[
     "keep", "redact", "pseudonymize", "generalize-date", "zip3", "age", "replace", "state",
@@ -311,12 +311,8 @@ class ProfileError(SyncError, ValueError):
     def from_validation_error(cls, exc: ValidationError) -> ProfileError:
         """Translate pydantic's errors (location + message) into issues."""
         issues = [
-            {
-                "expression": ".".join(str(part) for part in error["loc"])
-                or "AnonymizationProfile",
-                "diagnostics": error["msg"].removeprefix("Value error, "),
-            }
-            for error in exc.errors(include_url=False)
+            {"expression": where, "diagnostics": message}
+            for where, message in validation_problems(exc, "AnonymizationProfile")
         ]
         return cls(issues)
 

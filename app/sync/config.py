@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from app.aidbox.client import AidboxClient
 from app.anonymize import Plan, ProfileError, compile_profile, parse_profile
-from app.errors import SyncError
+from app.errors import SyncError, validation_problems
 from app.model import Direction, SyncConfig
 
 log = logging.getLogger("aidbox_sync.config")
@@ -31,9 +31,7 @@ class InForce:
 
 def validation_message(exc: ValidationError) -> str:
     """`path: message` for each problem (values are not echoed)."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-    )
+    return "; ".join(f"{where}: {message}" for where, message in validation_problems(exc, "(root)"))
 
 
 class ConfigSource:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
-from app.aidbox.client import AidboxClient
+from app.aidbox.client import AidboxClient, AidboxError
 from app.anonymize import PseudonymKey
 from app.errors import SyncError
 from app.model import ChangesInfo, Counters, Direction, StreamConfig
@@ -83,6 +83,7 @@ class SyncService:
         self._settle_timeout = settle_timeout
         self._watermark = Watermark(local)
         self._hq_bound = HeadquartersBound(self.headquarters)
+        self.bound_errors: dict[Direction, str] = {}  # why a source's bound is unknown now
         self._edits = LocalEditScan(self.clinic, self.checkpoints)
         # Per direction: push and pull write to different Aidboxes.
         self._sent = {d: SentCache() for d in Direction}
@@ -173,13 +174,39 @@ class SyncService:
         async with self._progress:
             await self._progress.wait_for(lambda: self._reached.get(sid, 0) >= version)
 
-    async def _bound(self, direction: Direction, streams: list[StreamConfig], settle: bool) -> int:
-        """The settled bound of the direction's source (see watermark.py, source.py)."""
-        if direction is Direction.PUSH:
-            if settle:
-                return await self._watermark.settle(self._settle_timeout)
-            return await self._watermark.advance()
-        return await self._hq_bound.ask(streams[0].type, settle=settle)
+    async def _push_bound(self, settle: bool) -> int:
+        """The clinic's settled bound (watermark.py); a failure is kept for `$sync-status`."""
+        try:
+            bound = await (
+                self._watermark.settle(self._settle_timeout)
+                if settle
+                else self._watermark.advance()
+            )
+        except SyncError as exc:
+            self.bound_errors[Direction.PUSH] = failure_reason(exc)
+            raise
+        self.bound_errors.pop(Direction.PUSH, None)
+        return bound
+
+    async def _pull_bound(
+        self, streams: list[StreamConfig], settle: bool
+    ) -> tuple[int | None, dict[str, str]]:
+        """Headquarters' settled bound, asked through the pull streams' types in turn (one
+        bound covers every type, source.py), and the streams whose type headquarters refused
+        (not offered, or pushed by this clinic): one such type must not hold back the others.
+        The bound is None when headquarters did not answer it for any type."""
+        refused: dict[str, str] = {}
+        for cfg in streams:
+            try:
+                bound = await self._hq_bound.ask(cfg.type, settle=settle)
+            except AidboxError as exc:
+                if exc.transient:
+                    raise
+                refused[cfg.type] = failure_reason(exc)
+                continue
+            self.bound_errors.pop(Direction.PULL, None)
+            return bound, refused
+        return None, refused
 
     async def sync(
         self,
@@ -202,16 +229,25 @@ class SyncService:
             streams = [s for s in chosen if s.direction is way]
             if not streams:
                 continue
-            try:
-                bound = await self._bound(way, streams, wait_settled)
-            except SyncError as exc:
-                if way is Direction.PUSH:
-                    raise  # the clinic's own Aidbox: the operation answers why (503)
-                # Headquarters did not give its bound: the pull waits, the push stands.
-                reason = failure_reason(exc)
-                log.error("pull: headquarters' settled bound unknown: %s", reason)
-                summaries += [self._unreached(s, reason) for s in streams]
-                continue
+            if way is Direction.PUSH:
+                # The clinic's own Aidbox: a failure stops the call (the operation says why).
+                bound: int | None = await self._push_bound(wait_settled)
+            else:
+                try:
+                    bound, refused = await self._pull_bound(streams, wait_settled)
+                except SyncError as exc:
+                    refused = {s.type: failure_reason(exc) for s in streams}
+                    bound = None
+                if bound is None:
+                    # Headquarters gave no bound: the pull waits, the push stands.
+                    reason = next(iter(refused.values()))
+                    self.bound_errors[Direction.PULL] = reason
+                    log.error("pull: headquarters' settled bound unknown: %s", reason)
+                summaries += [
+                    self._unreached(s, refused[s.type]) for s in streams if s.type in refused
+                ]
+                streams = [s for s in streams if s.type not in refused]
+            assert bound is not None or not streams
             for _, group in itertools.groupby(streams, key=lambda s: s.order):
                 summaries += await asyncio.gather(*(self._run_one(s, bound) for s in group))
         return summaries
@@ -269,6 +305,10 @@ class SyncService:
             reports.append(report)
         return reports
 
+    def held_elsewhere(self, info: ChangesInfo) -> str | None:
+        """Why this service may not run the stream now (another runner's lease), if so."""
+        return state.held_elsewhere(info, self._runner.owner, datetime.now(UTC))
+
     def watermark_status(self) -> dict[str, object]:
         """The clinic's settled bound, and what holds it back (an open transaction) if any;
         headquarters' settled bound as last learned."""
@@ -280,6 +320,9 @@ class SyncService:
                 datetime.fromtimestamp(since / 1e6, UTC).isoformat() if since else None
             ),
             "headquartersSettled": self._hq_bound.settled,
+            # Why the last attempt to learn a bound failed (None once one succeeds again).
+            "error": self.bound_errors.get(Direction.PUSH),
+            "headquartersError": self.bound_errors.get(Direction.PULL),
         }
 
     def wake(self, resource_type: str) -> None:

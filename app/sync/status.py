@@ -42,6 +42,8 @@ async def sync_status(service: SyncService) -> dict[str, Any]:
             "lastFinishedAt": info.lastFinishedAt,
             "lastSuccessAt": info.lastSuccessAt,
             "lastError": info.lastError.model_dump(mode="json") if info.lastError else None,
+            # Another service running this stream (one runner per stream, docs/push.md).
+            "heldElsewhere": service.held_elsewhere(info),
         }
         if info.localEdits is not None:
             entry["localEdits"] = info.localEdits.model_dump(mode="json", exclude={"checked"})

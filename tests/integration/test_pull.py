@@ -238,3 +238,20 @@ async def test_a_stream_with_nothing_new_past_its_checkpoint_shows_no_lag(
     org = next(s for s in status["streams"] if s["stream"] == "pull-Organization")
     assert org["checkpoint"] == saved < org["head"]
     assert org["lag"] == {"versions": 0, "seconds": 0}
+
+
+async def test_a_pull_type_headquarters_refuses_does_not_hold_back_the_other_pull_streams(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    # Headquarters' bound is asked through a pull stream's type (one bound covers every type);
+    # a type it does not offer, run first, must fail alone.
+    config = (await local_root.call("GET", "/SyncConfig/default")).body
+    config["streams"].append({"type": "Medication", "direction": "pull", "order": 0})
+    await local_root.call("PUT", "/SyncConfig/default", json=config)
+    await put(global_root, organization("org-us", "US"))
+    resp = await local_root.call("POST", "/$sync", json={"direction": "pull"}, accept=(207,))
+    streams = {s["stream"]: s for s in resp.body["streams"]}
+    assert resp.status == 207
+    assert "Medication is not offered for pull" in streams["pull-Medication"]["error"]
+    assert streams["pull-Organization"].get("error") is None
+    assert set(await resources(local_root, "Organization")) == {"org-us"}

@@ -404,7 +404,11 @@ async def test_a_second_service_for_the_same_clinic_does_not_push_the_same_strea
     await local_root.call("PUT", "/Patient/p2", json=patient("p2"))
     async with headquarters.clinic_app(local_aidbox.url, SYNC_RUNNER_ENABLED="false") as second:
         [refused] = await second.service.sync(["Patient"])
+        # The second service registered last: Aidbox now asks it, and it says who runs what.
+        status = (await local_root.call("GET", "/$sync-status")).body
     assert refused.error and "held by runner" in refused.error
+    [patients] = [s for s in status["streams"] if s["stream"] == "push-Patient"]
+    assert patients["heldElsewhere"].startswith("held by runner")
     assert KEY.resource_id("Patient", "p2") not in await resources(global_root, "Patient")
     [resumed] = await sync_app.service.sync(["Patient"])  # the holder goes on
     assert resumed.error is None and resumed.counters.written == 1

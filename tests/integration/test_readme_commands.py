@@ -125,6 +125,8 @@ async def test_every_curl_command_of_the_readme_answers_as_the_readme_shows(
                     hq.clinic_app(local_aidbox.url, CLINIC, SYNC_RUNNER_ENABLED="false")
                 )
                 started = True
+            # The clinic's .env holds the secret its registration (or rotation) answered last.
+            env["CLINIC_A_GLOBAL_SECRET"] = hq.secrets.get(CLINIC, "")
             run = await run_block(block, env, hosts, tmp_path)
             assert run.returncode == 0, run.explain()
             _check_answers(run)

@@ -7,7 +7,9 @@ import asyncio
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from app.sync.watermark import Watermark
+from tests.support.apps import RunningApp
 from tests.support.clinic import last_txid, patient
+from tests.support.headquarters import Headquarters
 
 
 async def test_bound_stops_below_an_open_transaction_and_moves_after_it(
@@ -56,3 +58,50 @@ async def test_older_observations_settle_while_newer_ones_wait(
     second.release()
     await writes[1]
     assert await watermark.advance() >= second_txid
+
+
+async def test_an_app_client_without_psql_is_told_by_sync_and_by_sync_status(
+    local_aidbox: Emulator, headquarters: Headquarters, local_root: AidboxClient
+) -> None:
+    # The App registered with a Client that may do anything but $psql (README, "What the
+    # local side needs from its Aidbox"): the push cannot prove a settled bound.
+    await local_root.call(
+        "PUT", "/Client/app-init", json={"secret": "app-init-secret", "grant_types": ["basic"]}
+    )
+    policy = {
+        "engine": "sql",
+        "sql": {"query": "SELECT {{uri}} <> '/$psql'"},
+        "link": [{"resourceType": "Client", "id": "app-init"}],
+    }
+    await local_root.call("PUT", "/AccessPolicy/app-init-no-psql", json=policy)
+    async with headquarters.clinic_app(
+        local_aidbox.url,
+        SYNC_RUNNER_ENABLED="false",
+        APP_INIT_CLIENT_ID="app-init",
+        APP_INIT_CLIENT_SECRET="app-init-secret",
+    ):
+        resp = await local_root.request("POST", "/$sync", json={"direction": "push"})
+        assert resp.status == 502, resp.body  # a setting to fix, not a wait (503)
+        assert "the App's client needs $psql" in resp.body["issue"][0]["diagnostics"]
+        status = (await local_root.call("GET", "/$sync-status")).body
+        assert "needs $psql" in status["watermark"]["error"]
+
+
+async def test_a_cached_txid_sequence_stops_the_push_until_fixed_and_sync_status_says_why(
+    sync_app: RunningApp, local_root: AidboxClient
+) -> None:
+    # With CACHE > 1 a later txid can commit below an earlier one's cached block: no bound is
+    # safe (README, "What the local side needs from its Aidbox").
+    async def alter(cache: int) -> None:
+        sql = f"ALTER SEQUENCE transaction_id_seq CACHE {cache}"
+        await local_root.call("POST", "/$psql", params={"execute": "true"}, json={"query": sql})
+
+    await alter(2)
+    resp = await local_root.request("POST", "/$sync", json={"direction": "push"})
+    assert resp.status == 502, resp.body
+    status = (await local_root.call("GET", "/$sync-status")).body
+    assert "transaction_id_seq caches values" in status["watermark"]["error"]
+    await alter(1)
+    await local_root.call("POST", "/$sync", json={"direction": "push"})
+    status = (await local_root.call("GET", "/$sync-status")).body
+    assert status["watermark"]["error"] is None

@@ -81,3 +81,11 @@ def test_manifest_of_each_role_loads(role: Role) -> None:
     for schema in manifest.schemas:
         assert schema["resourceType"] == "FHIRSchema"
         assert schema["name"] == schema["type"] == schema["id"]
+
+
+def test_a_short_pseudonym_key_is_measured_in_characters() -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(**{**LOCAL, "SYNC_PSEUDONYM_KEY": "too-short"})
+    assert str(err.value) == (
+        "invalid configuration: SYNC_PSEUDONYM_KEY: should have at least 32 characters"
+    )
