@@ -2,18 +2,25 @@
 own Aidbox for push, headquarters through the global App for pull).
 
 Only settled windows (lo, hi] are read (see watermark.py), so a window's content can shrink
-(a resource updated again moves to a later txid) but never grow. A window that fills a whole
-page is split by txid, and the parts are counted with id-only probes (`omit-resources`)
-until each fits a page, then read once; this needs no assumption about the order of `changes`
-in a page, which the documentation does not state (api/other/changes-api.md: `version=lo,hi`
-is lo-exclusive, hi-inclusive; 304 when nothing changed).
+(a resource updated again moves to a later txid) but never grow. A window that holds more than
+a page is split by txid until each part fits a page, then read once; this needs no assumption
+about the order of `changes` in a page, which the documentation does not state
+(api/other/changes-api.md: `version=lo,hi` is lo-exclusive, hi-inclusive; 304 when nothing
+changed). How many changes a window holds is learned as the feed goes: while it knows nothing
+(at the start, after an empty window or a large transaction) it counts with an id-only probe
+(`omit-resources`); once it has read a window, it cuts the next from the density it saw and
+reads it at once, and only a page that overflows (read again, split) costs a second request.
+So a backlog is read in about one request per page, and no request covers more of the
+remaining range than the next page's share of it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 from app.errors import SyncError
 
@@ -126,6 +133,45 @@ async def read_current(source: ChangeSource, resource_type: str, resource_id: st
     return Change("updated", resource_type, resource_id, version, resource)
 
 
+T = TypeVar("T")
+
+
+async def read_ahead(items: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+    """`items`, with the next one fetched while the caller works on the current one.
+
+    The source serves the next page in its own process while this one anonymizes and writes the
+    last: the two overlap instead of taking turns. One item is held ahead, no more (a page of
+    bodies: memory stays bounded). An error of the source reaches the caller in order, after
+    the items before it; when the caller stops early, the fetch under way is cancelled."""
+    queue: asyncio.Queue[tuple[bool, Any]] = asyncio.Queue(maxsize=1)
+
+    async def fetch() -> None:
+        try:
+            async for item in items:
+                await queue.put((True, item))
+        except Exception as exc:
+            await queue.put((False, exc))
+            return
+        finally:
+            await items.aclose()  # also when cancelled while it waits for the caller
+        await queue.put((False, None))
+
+    fetcher = asyncio.create_task(fetch())
+    try:
+        while True:
+            more, item = await queue.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+            del item  # the caller may free what it was given (a page of bodies)
+    finally:
+        fetcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetcher
+
+
 class ChangeFeed:
     """Changes of one resource type in the local Aidbox."""
 
@@ -206,31 +252,43 @@ class ChangeFeed:
         """
         windows = [(lo, hi)] if hi > lo else []
         density: float | None = None  # changes per txid in the last window read
+        measured = False  # density was measured by a page read (not a bound, nor a guess)
         while windows:
             a, b = windows.pop()
-            size = await self._size(a, b) if b - a > 1 else None
-            if size is not None and size > self.page_size:
-                # More than a page: split by txid, counting with cheap id-only probes, so
-                # that bodies are read once (a window's content never grows once settled).
-                cut = split_point(a, b, self.page_size, density)
-                windows += [(cut, b), (a, cut)]
-                continue
-            if size == 0:
-                density = 0.0  # settled and empty: it stays empty, no page to read
-                yield b, []
-                continue
+            if density and measured:  # a window it says is too large is cut unread
+                if b - a > 1 and density * (b - a) > self.page_size:
+                    cut = split_point(a, b, self.page_size, density)
+                    windows += [(cut, b), (a, cut)]
+                    continue
+            else:  # nothing known: count first, with a cheap id-only probe
+                size = await self._size(a, b) if b - a > 1 else None
+                if size is not None and size > self.page_size:
+                    cut = split_point(a, b, self.page_size, density)
+                    windows += [(cut, b), (a, cut)]
+                    continue
+                if size == 0:
+                    density = 0.0  # settled and empty: it stays empty, no page to read
+                    yield b, []
+                    continue
             count = self.page_size + 1  # one more than a page: "full" means "more than a page"
             page = await self._page(a, b, count)
             if len(page) >= count:
-                # One transaction wrote more resources of this type than a page holds (a
-                # window the probe found small can only have shrunk since): a single txid
-                # cannot be split by version, so it is read in parts of a page each.
                 page.clear()
+                if b - a > 1:
+                    # Denser than the last window: split with the density this one showed at
+                    # least, and count the parts before reading them (ids only: an
+                    # overflowing page of bodies costs more than a probe).
+                    density, measured = count / (b - a), False
+                    cut = split_point(a, b, self.page_size, density)
+                    windows += [(cut, b), (a, cut)]
+                    continue
+                # One transaction wrote more resources of this type than a page holds: a
+                # single txid cannot be split by version, so it is read in parts of a page.
                 async for part in self._large_transaction(a, b):
                     yield part
                 density = None
                 continue
-            density = len(page) / (b - a)
+            density, measured = len(page) / (b - a), True
             changes = await self._collapse(page, b)
             page.clear()  # from here the bodies are only in `changes`, which the caller owns
             yield b, changes

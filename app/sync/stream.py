@@ -28,7 +28,7 @@ from app.sync.backlog import Backlog, Batch
 from app.sync.breaker import Breaker
 from app.sync.bundle import Outgoing
 from app.sync.checkpoint import CheckpointStore
-from app.sync.feed import Change, ChangeFeed, ChangeId, ChangeSource, read_current
+from app.sync.feed import Change, ChangeFeed, ChangeId, ChangeSource, read_ahead, read_current
 from app.sync.fence import Fence
 from app.sync.local_edits import witness
 from app.sync.pipeline import Pipeline
@@ -284,7 +284,8 @@ class Stream:
         backlog = Backlog(start)
         full = self._limits.max_entries
         try:
-            async for upper, changes in self._feed.windows(start, bound):
+            # The next window is read while this one is anonymized and written.
+            async for upper, changes in read_ahead(self._feed.windows(start, bound)):
                 backlog.add(upper, changes)
                 changes.clear()  # the backlog holds them now, and nothing else may
                 while len(backlog) >= full:
