@@ -36,6 +36,11 @@ from app.sync.sent import SentCache
 # concurrent writes (api/rest-api/crud/update.md) or the fence (fence.py), never from content.
 CONTENT_REFUSALS = frozenset({400, 413, 422})
 
+# Every transaction the sink writes touches only resources no other writer shares (a clinic's
+# namespace, or pulled resources in a clinic): SERIALIZABLE would only abort clinics writing
+# the same tables at once (docs/push.md, "Isolation"; api/batch-transaction.md).
+READ_COMMITTED = {"x-max-isolation-level": "read-committed"}
+
 _MISSING_REF = re.compile(r"Referenced resource ([A-Za-z][A-Za-z0-9]*)/([A-Za-z0-9\-.]+) does not")
 
 
@@ -152,7 +157,9 @@ class TransactionSink:
         for _ in range(_FENCE_RETRIES):
             first = fence.entries(digest, items) if fence is not None else []
             try:
-                resp = await self._client.call("POST", "/", json=transaction(items, first))
+                resp = await self._client.call(
+                    "POST", "/", json=transaction(items, first), headers=READ_COMMITTED
+                )
             except AidboxError as err:
                 if fence is None or err.status != 409:
                     raise

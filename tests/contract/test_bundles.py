@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 # One emulator for the module, as a shared real Aidbox would be: every test touches only what
@@ -441,6 +443,30 @@ async def test_a_create_of_an_existing_id_fails_the_whole_transaction_409(box, u
     assert again.status == 409, again.body
     assert again.body["resourceType"] == "OperationOutcome"
     assert (await box.get(f"/Patient/content-{uid}")).status == 404
+
+
+@pytest.mark.emulator_only
+async def test_two_concurrent_creates_of_one_id_at_read_committed_one_commits_one_409(box, uid):
+    # Uniqueness of an id holds at any isolation (PostgreSQL: the second insert waits for the
+    # first, then fails); the fence relies on it at read-committed (docs/push.md, "Isolation").
+    rc = {"x-max-isolation-level": "read-committed"}
+
+    def attempt(n: int) -> dict:
+        return bundle(
+            "transaction",
+            entry("POST", "/Patient", {"id": f"tok-{uid}"}),
+            entry("PUT", f"/Patient/write{n}-{uid}", {"gender": "male"}),
+        )
+
+    hold = box.emulator.faults.hold_next_write("Patient")
+    first = asyncio.create_task(box.post("/", attempt(1), headers=rc))
+    await hold.txid_taken()
+    second = asyncio.create_task(box.post("/", attempt(2), headers=rc))
+    hold.release()
+    answers = sorted([(await first).status, (await second).status])
+    assert answers == [200, 409]
+    written = [(await box.get(f"/Patient/write{n}-{uid}")).status for n in (1, 2)]
+    assert sorted(written) == [200, 404]  # the refused attempt wrote nothing
 
 
 async def test_an_entry_that_is_itself_a_bundle_is_refused_with_an_outcome(box, uid):
