@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/anonymize.py
 	$(BIN)/python bench/push.py
 	$(BIN)/python bench/pull.py
+	$(BIN)/python bench/ceiling.py
+	$(BIN)/python bench/fleet.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -31,7 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +66,12 @@ class EmulatorProcess:
     def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
         self.proc = proc
         self.url = url
-        self.secret = ""
+        self.secrets: dict[str, str] = {}  # at headquarters: each registered clinic's
+
+    @property
+    def secret(self) -> str:
+        """clinic-a's secret at this headquarters."""
+        return self.secrets[CLINIC]
 
     async def stop(self) -> None:
         """Terminate and reap the process."""
@@ -97,7 +102,9 @@ def pg_site(cpus: frozenset[int]) -> Iterator[Site]:
             server.cleanup()
 
 
-async def start_emulator(site: Site, prefix: str, *, headquarters: bool = False) -> EmulatorProcess:
+async def start_emulator(
+    site: Site, prefix: str, *, headquarters: bool = False, clinics: Sequence[str] = (CLINIC,)
+) -> EmulatorProcess:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -124,9 +131,10 @@ async def start_emulator(site: Site, prefix: str, *, headquarters: bool = False)
             # App runs at this global.
             policy = manifest.policies["aidbox-sync-clinics"]
             await root.call("PUT", "/AccessPolicy/aidbox-sync-clinics", json=policy)
-            done = await register(root, Registration(id=CLINIC, name="Clinic A"))
-            assert done.secret is not None
-            emu.secret = done.secret
+            for clinic in clinics:
+                done = await register(root, Registration(id=clinic, name=clinic))
+                assert done.secret is not None
+                emu.secrets[clinic] = done.secret
     return emu
 
 
