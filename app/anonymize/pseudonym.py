@@ -18,8 +18,9 @@ _SHA256_BLOCK = 64
 # brute force; NIST SP 800-107 asks an HMAC key to carry at least the security strength wanted,
 # and 32 bytes match SHA-256's (SYNC_PSEUDONYM_KEY is checked against this, app/settings.py).
 MIN_SECRET_BYTES = 32
-# Bounded memo of resource ids: the same patient is referenced by most resources of a page.
-_CACHE_LIMIT = 65_536
+# Bounded memo of resource ids: the same patient is referenced by most resources of a page,
+# so a few pages' worth is enough; more only holds memory through a backfill (bench/ceiling.py).
+_CACHE_LIMIT = 8_192
 
 # Domain separation, so that a value's pseudonym never equals a resource id's digest.
 _VALUE_DOMAIN = b"value\x00"

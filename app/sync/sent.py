@@ -4,44 +4,64 @@ A clinic edit that only touches removed elements (a phone number) anonymizes to 
 global already has; re-sending it would only add a version on the global. The memory is
 bounded (LRU) and in-process: after a restart the first change of each resource is sent again,
 which is harmless (PUT of the same body).
+
+It keeps two 64-bit numbers per resource, not the ids and digests themselves: a backfill of
+100,000 resources then holds a few megabytes, not tens (bench/ceiling.py prints the App's
+memory). The key is a hash of the resource's id with its type's number in the top byte (so a
+type can be forgotten); the value, 64 bits of the body's SHA-256. "Unchanged" wrongly needs
+both numbers of two different states to collide, about one chance in 2^64 per comparison;
+any other collision only sends a body again.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 
 from app.sync.bundle import Outgoing, Ref
 
-_DELETED = "deleted"
+_DELETED = 0  # the value of a deletion (no body)
+_ID_BITS = 56
 
 
 class SentCache:
-    """Last digest sent per global resource."""
+    """Last body sent per global resource, as numbers."""
 
     def __init__(self, capacity: int = 200_000) -> None:
         self._capacity = capacity
-        self._items: OrderedDict[Ref, str] = OrderedDict()
+        self._items: OrderedDict[int, int] = OrderedDict()
+        self._types: dict[str, int] = {}  # type → its number in the keys' top byte
+
+    def _key(self, ref: Ref) -> int:
+        number = self._types.setdefault(ref[0], len(self._types) % 256)
+        hashed = hashlib.blake2b(ref[1].encode(), digest_size=7).digest()
+        return (number << _ID_BITS) | int.from_bytes(hashed, "big")
 
     @staticmethod
-    def _fingerprint(item: Outgoing) -> str:
-        return item.body_digest or _DELETED
+    def _fingerprint(item: Outgoing) -> int:
+        digest = item.body_digest
+        return int(digest[:16], 16) | 1 if digest else _DELETED  # never 0 for a body
 
     def unchanged(self, item: Outgoing) -> bool:
         """The global already holds exactly this state."""
-        return self._items.get(item.key) == self._fingerprint(item)
+        return self._items.get(self._key(item.key)) == self._fingerprint(item)
 
     def remember(self, item: Outgoing) -> None:
         """Record a successful write."""
-        self._items[item.key] = self._fingerprint(item)
-        self._items.move_to_end(item.key)
+        key = self._key(item.key)
+        self._items[key] = self._fingerprint(item)
+        self._items.move_to_end(key)
         while len(self._items) > self._capacity:
             self._items.popitem(last=False)
 
     def forget(self, ref: Ref) -> None:
         """Drop what is known of one resource (it is to be sent whatever the memory says)."""
-        self._items.pop(ref, None)
+        self._items.pop(self._key(ref), None)
 
     def forget_type(self, resource_type: str) -> None:
         """Drop what is known of one type (its stream replays)."""
-        for ref in [ref for ref in self._items if ref[0] == resource_type]:
-            del self._items[ref]
+        number = self._types.get(resource_type)
+        if number is None:
+            return
+        for key in [k for k in self._items if k >> _ID_BITS == number]:
+            del self._items[key]

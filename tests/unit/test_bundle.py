@@ -194,3 +194,15 @@ def test_a_queued_write_holds_no_body_only_the_anonymized_entry_bytes() -> None:
     assert entry["resource"] == anonymize(body, safe_harbor(), KEY)
     assert outgoing.body_digest == digest(entry["resource"])
     assert b"Zabriskie" not in outgoing.encoded
+
+
+def test_sent_cache_forgets_one_type_and_keeps_the_others() -> None:
+    cache = SentCache()
+    patient, encounter = put("Patient", "x"), put("Encounter", "x")  # the same id, two types
+    cache.remember(patient)
+    cache.remember(encounter)
+    cache.forget_type("Patient")
+    assert not cache.unchanged(patient)
+    assert cache.unchanged(encounter)
+    cache.forget(encounter.key)
+    assert not cache.unchanged(encounter)
