@@ -45,7 +45,7 @@ from app.sync.source import AidboxSource
 from bench.push import BATCH, DEPLOYED, Site, pg_site, split_cpus, start_emulator
 from tests.support.apps import free_port
 from tests.support.clinic import last_txid
-from tests.support.processes import app_process
+from tests.support.processes import app_process, port_open
 
 # A Patient as an EHR writes it, in Aidbox's storage format (no id, resourceType or meta).
 _BODY = """jsonb_build_object(
@@ -101,13 +101,7 @@ async def _zero_global(cpus: frozenset[int]) -> AsyncIterator[tuple[str, int]]:
         preexec_fn=lambda: os.sched_setaffinity(0, cpus),
     )
     try:
-        while True:  # up once its port answers
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.02)
+        await port_open(port)
         yield f"http://127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()

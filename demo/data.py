@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.phi.corpus import Planted, generate_corpus
+from tests.support.headquarters import area, location, organization
 
 # Clinics, their country and the Organization headquarters keeps for each.
 CLINICS = {
@@ -24,52 +25,24 @@ ORGANIZATION_OF = {"clinic-us": "org-us-boston", "clinic-de": "org-de-berlin"}
 PATIENTS = 20  # per clinic: 20 give 350 resources, two of them patients over 89
 
 
-def _area(code: str, name: str, country: str | None = None) -> dict[str, Any]:
-    area = {"resourceType": "AdministrativeArea", "id": code, "code": code, "name": name}
-    area["kind"] = "subdivision" if country else "country"
-    if country:
-        area["country"] = country
-    return {**area, "status": "active"}
-
-
-def _organization(oid: str, name: str, country: str | None) -> dict[str, Any]:
-    org: dict[str, Any] = {"resourceType": "Organization", "id": oid, "name": name, "active": True}
-    if country:
-        org["address"] = [{"country": country}]
-    return org
-
-
-def _location(lid: str, name: str, org: str, country: str | None) -> dict[str, Any]:
-    loc: dict[str, Any] = {
-        "resourceType": "Location",
-        "id": lid,
-        "name": name,
-        "status": "active",
-        "managingOrganization": {"resourceType": "Organization", "id": org},
-    }
-    if country:
-        loc["address"] = {"country": country}
-    return loc
-
-
 def headquarters_data() -> list[dict[str, Any]]:
     """Headquarters' administrative resources, referenced ones first. Countries and what
     names no country belong to every clinic; the rest to their country's clinics only
     (manifest/global.yaml's SyncScope seeds)."""
     return [
-        _area("US", "United States"),
-        _area("DE", "Germany"),
-        _area("US-MA", "Massachusetts", "US"),
-        _area("US-NY", "New York", "US"),
-        _area("DE-BE", "Berlin", "DE"),
-        _area("DE-BY", "Bavaria", "DE"),
-        _organization("org-hq", "Group Headquarters", None),
-        _organization("org-us-boston", "Boston Clinic", "US"),
-        _organization("org-de-berlin", "Berlin Clinic", "DE"),
-        _location("loc-telehealth", "Telehealth", "org-hq", None),
-        _location("loc-us-boston-main", "Boston, main building", "org-us-boston", "US"),
-        _location("loc-us-boston-annex", "Boston, annex (closing)", "org-us-boston", "US"),
-        _location("loc-de-berlin-mitte", "Berlin Mitte", "org-de-berlin", "DE"),
+        area("US", "United States"),
+        area("DE", "Germany"),
+        area("US-MA", "Massachusetts", "US"),
+        area("US-NY", "New York", "US"),
+        area("DE-BE", "Berlin", "DE"),
+        area("DE-BY", "Bavaria", "DE"),
+        organization("org-hq", None, "Group Headquarters"),
+        organization("org-us-boston", "US", "Boston Clinic"),
+        organization("org-de-berlin", "DE", "Berlin Clinic"),
+        location("loc-telehealth", "org-hq", None, "Telehealth"),
+        location("loc-us-boston-main", "org-us-boston", "US", "Boston, main building"),
+        location("loc-us-boston-annex", "org-us-boston", "US", "Boston, annex (closing)"),
+        location("loc-de-berlin-mitte", "org-de-berlin", "DE", "Berlin Mitte"),
     ]
 
 

@@ -9,53 +9,14 @@ from typing import Any
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from tests.support.apps import RunningApp
-from tests.support.clinic import encounter, patient, resources
-from tests.support.headquarters import CLINIC
+from tests.support.clinic import encounter, patient, pull, resources
+from tests.support.headquarters import CLINIC, area, location, organization
 
 PULLED = ["AdministrativeArea", "Organization", "Location"]
 
 
-def organization(oid: str, country: str | None, name: str = "Org") -> dict[str, Any]:
-    body: dict[str, Any] = {"resourceType": "Organization", "id": oid, "name": name}
-    if country:
-        body["address"] = [{"city": "Capital", "country": country}]
-    return body
-
-
-def location(lid: str, org: str, country: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Location",
-        "id": lid,
-        "name": f"Site of {org}",
-        "address": {"country": country},
-        "managingOrganization": {"resourceType": "Organization", "id": org},
-    }
-
-
-def area(code: str, name: str, country: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "resourceType": "AdministrativeArea",
-        "id": code,
-        "code": code,
-        "name": name,
-        "kind": "subdivision" if country else "country",
-        "status": "active",
-    }
-    if country:
-        body["country"] = country
-    return body
-
-
 async def put(client: AidboxClient, body: dict[str, Any]) -> None:
     await client.call("PUT", f"/{body['resourceType']}/{body['id']}", json=body)
-
-
-async def pull(local_root: AidboxClient) -> dict[str, dict[str, Any]]:
-    """Run the clinic's pull streams through its operation; fail on any stream error."""
-    resp = await local_root.call("POST", "/$sync", json={"direction": "pull"})
-    errors = [s for s in resp.body["streams"] if s.get("error")]
-    assert not errors, errors
-    return {s["stream"]: s for s in resp.body["streams"]}
 
 
 async def held(client: AidboxClient) -> dict[str, set[str]]:

@@ -11,10 +11,9 @@ from typing import Any
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient, AidboxError, AidboxUnavailable
-from tests.integration.test_pull import organization, pull
 from tests.support.apps import RunningApp, free_port
-from tests.support.clinic import resources
-from tests.support.headquarters import CLINIC, Headquarters
+from tests.support.clinic import pull, resources
+from tests.support.headquarters import CLINIC, Headquarters, organization
 from tests.support.processes import app_process, kill_at_random
 
 KILLS = 5

@@ -158,3 +158,11 @@ async def bulk_load(client: AidboxClient, resource_type: str, ids: list[str]) ->
     )
     resp = await client.call("POST", "/$psql", json={"query": sql})
     assert "error" not in str(resp.body).lower(), resp.body
+
+
+async def pull(local_root: AidboxClient) -> dict[str, dict[str, Any]]:
+    """Run the clinic's pull streams through its operation; fail on any stream error."""
+    resp = await local_root.call("POST", "/$sync", json={"direction": "pull"})
+    errors = [s for s in resp.body["streams"] if s.get("error")]
+    assert not errors, errors
+    return {s["stream"]: s for s in resp.body["streams"]}

@@ -13,6 +13,17 @@ from collections.abc import AsyncIterator, Callable
 from tests.support.apps import app_env
 
 
+async def port_open(port: int) -> None:
+    """Return once something listens on the loopback `port` (a process just started)."""
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.02)
+
+
 @contextlib.asynccontextmanager
 async def app_process(
     local_url: str,
@@ -52,13 +63,7 @@ async def app_process(
         assert line, "the App exited before registering"
         seen.append(line)
     # The port is open right after registration (aiohttp starts the site next); wait for it.
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            break
-        except OSError:
-            await asyncio.sleep(0.02)
+    await port_open(port)
     drain = asyncio.create_task(proc.stderr.read())
     try:
         yield proc
