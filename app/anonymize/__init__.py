@@ -7,7 +7,7 @@ Typical use::
     out = anonymize(resource, plan, key)                  # pure; input untouched
 """
 
-from app.anonymize.engine import Change, Explanation, anonymize, explain
+from app.anonymize.engine import Change, Explanation, anonymize, anonymize_with_targets, explain
 from app.anonymize.plan import Plan, compile_profile
 from app.anonymize.profile import Profile, ProfileError, parse_profile
 from app.anonymize.profiles import load_profile, shipped_profiles
@@ -21,6 +21,7 @@ __all__ = [
     "ProfileError",
     "PseudonymKey",
     "anonymize",
+    "anonymize_with_targets",
     "compile_profile",
     "explain",
     "load_profile",

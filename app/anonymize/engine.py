@@ -73,6 +73,10 @@ class Explanation:
         }
 
 
+# A reference's target as sent, (resourceType, pseudonymous id), and its local id.
+Targets = dict[tuple[str, str], str]
+
+
 @dataclass(slots=True)
 class _Context:
     key: PseudonymKey
@@ -80,11 +84,22 @@ class _Context:
     local_ids: dict[str, str]
     trace: list[Change] | None
     shared_types: frozenset[str]
+    targets: Targets | None = None
 
 
 def anonymize(resource: dict[str, Any], plan: Plan, key: PseudonymKey) -> dict[str, Any]:
     """The resource to send to the global: a new dict; the input is never modified."""
     return _resource(resource, plan, key, None)
+
+
+def anonymize_with_targets(
+    resource: dict[str, Any], plan: Plan, key: PseudonymKey
+) -> tuple[dict[str, Any], Targets]:
+    """``anonymize``, and the targets of the pseudonymized references it sends, each with its
+    local id (what the global must hold before it accepts the resource; references to
+    headquarters' own resources, kept as they are, are not among them). One walk does both."""
+    targets: Targets = {}
+    return _resource(resource, plan, key, None, targets), targets
 
 
 def explain(resource: dict[str, Any], plan: Plan, key: PseudonymKey) -> Explanation:
@@ -95,7 +110,11 @@ def explain(resource: dict[str, Any], plan: Plan, key: PseudonymKey) -> Explanat
 
 
 def _resource(
-    resource: dict[str, Any], plan: Plan, key: PseudonymKey, trace: list[Change] | None
+    resource: dict[str, Any],
+    plan: Plan,
+    key: PseudonymKey,
+    trace: list[Change] | None,
+    targets: Targets | None = None,
 ) -> dict[str, Any]:
     resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
     if not isinstance(resource_type, str):
@@ -111,7 +130,7 @@ def _resource(
         for position, item in enumerate(contained):
             if _sendable(item) and isinstance(item.get("id"), str):
                 local_ids.setdefault(item["id"], f"c{position}")
-    ctx = _Context(key, today, local_ids, trace, plan.shared_types)
+    ctx = _Context(key, today, local_ids, trace, plan.shared_types, targets)
     new_id = None
     if "id" in resource:
         new_id = key.resource_id(resource_type, str(resource["id"]))
@@ -437,10 +456,10 @@ def _reference(
             # Headquarters' own resource, pulled here: its id means the same there.
             result, kept = {"resourceType": resource_type, "id": local_id}, True
         elif is_resource_type(resource_type) and isinstance(local_id, str | int):
-            result = {
-                "resourceType": resource_type,
-                "id": ctx.key.resource_id(resource_type, str(local_id)),
-            }
+            target_id = ctx.key.resource_id(resource_type, str(local_id))
+            result = {"resourceType": resource_type, "id": target_id}
+            if ctx.targets is not None:
+                ctx.targets[(resource_type, target_id)] = str(local_id)
         else:
             result = DROP
     if path is not None and ctx.trace is not None:

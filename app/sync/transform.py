@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.anonymize import Plan, PseudonymKey, anonymize
+from app.anonymize import Plan, PseudonymKey, anonymize_with_targets
 from app.sync.bundle import Outgoing, find_references
 from app.sync.feed import Change
 
@@ -45,13 +45,9 @@ class Anonymize:
         if change.deleted:
             target = self.key.resource_id(change.resource_type, change.id)
             return _deletion(change, target, if_absent)
-        body = anonymize(change.resource, self.plan, self.key)
-        shared = self.plan.shared_types
-        depends_on = {
-            (rtype, self.key.resource_id(rtype, local_id)): local_id
-            for rtype, local_id in find_references(change.resource)
-            if rtype not in shared  # headquarters' own: never pushed on a referrer's behalf
-        }
+        # What the body references (but headquarters' own resources, never pushed on a
+        # referrer's behalf), as sent: a reference the profile drops needs no target.
+        body, depends_on = anonymize_with_targets(change.resource, self.plan, self.key)
         return Outgoing(
             change.identity(),
             "PUT",

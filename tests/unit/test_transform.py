@@ -46,3 +46,29 @@ def test_a_pushed_reference_to_a_pulled_type_keeps_headquarters_id_and_no_other_
     assert ("Organization", "org-1") not in out.depends_on
     plain = _entry(Anonymize(safe_harbor(), KEY)(change))["resource"]
     assert plain["serviceProvider"]["id"] == KEY.resource_id("Organization", "org-1")
+    assert out.depends_on == {("Patient", KEY.resource_id("Patient", "p1")): "p1"}
+
+
+def test_a_push_depends_only_on_the_references_it_sends() -> None:
+    # The safe-harbor profile sends an Encounter's subject and drops what it does not name
+    # (here a made-up `sponsor` element): only a reference that is sent needs its target
+    # at headquarters first; contained resources' references count too.
+    body = encounter("e1", "p1") | {
+        "sponsor": {"resourceType": "Practitioner", "id": "dr-1"},
+        "contained": [
+            {
+                "resourceType": "Observation",
+                "id": "o",
+                "status": "final",
+                "subject": {"resourceType": "Patient", "id": "p2"},
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            }
+        ],
+    }
+    out = Anonymize(safe_harbor(), KEY)(Change("updated", "Encounter", "e1", 3, body))
+    sent = _entry(out)["resource"]
+    assert "sponsor" not in sent
+    assert out.depends_on == {
+        ("Patient", KEY.resource_id("Patient", "p1")): "p1",
+        ("Patient", KEY.resource_id("Patient", "p2")): "p2",
+    }
