@@ -14,7 +14,7 @@ from app.aidbox.client import AidboxClient, AidboxError, AidboxUnavailable
 from tests.support.apps import RunningApp, free_port
 from tests.support.clinic import pull, resources
 from tests.support.headquarters import CLINIC, Headquarters, organization
-from tests.support.processes import app_process, kill_at_random
+from tests.support.processes import app_process, kill_at_random, seeded
 
 KILLS = 5
 COUNTRIES = ["US", "DE", None]  # clinic-a is in the US; None: every clinic's
@@ -52,7 +52,7 @@ async def test_random_sigkills_faults_and_a_writer_at_headquarters_end_exactly_e
     local_root: AidboxClient,
     global_root: AidboxClient,
 ) -> None:
-    rng = random.Random(20261203)
+    rng = seeded(20261203)
     global_aidbox.faults.set_random(error_rate=0.1, drop_rate=0.05, seed=rng.randrange(1000))
     secret = headquarters.secrets[CLINIC]
     port = free_port()

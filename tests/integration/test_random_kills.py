@@ -15,7 +15,7 @@ from tests.phi.scanner import find_planted
 from tests.support.apps import free_port
 from tests.support.clinic import expected_global, global_state, observation, patient, resources
 from tests.support.headquarters import CLINIC, Headquarters
-from tests.support.processes import app_process, kill_at_random
+from tests.support.processes import app_process, kill_at_random, seeded
 
 TYPES = ["Patient", "Observation"]
 ANCHORS = [f"anchor{i}" for i in range(3)]  # Patients the Observations refer to: never deleted
@@ -50,7 +50,7 @@ async def test_random_sigkills_faults_and_a_concurrent_writer_end_exactly_equal(
     local_root: AidboxClient,
     global_root: AidboxClient,
 ) -> None:
-    rng = random.Random(20261202)
+    rng = seeded(20261202)
     for anchor in ANCHORS:
         await local_root.call("PUT", f"/Patient/{anchor}", json=patient(anchor))
     global_aidbox.faults.set_random(error_rate=0.1, drop_rate=0.05, seed=rng.randrange(1000))

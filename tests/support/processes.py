@@ -76,6 +76,12 @@ async def app_process(
             logs.append(b"".join(seen) + rest)
 
 
+def seeded(default: int) -> random.Random:
+    """The random source of a randomized end-to-end test: its fixed seed, so that CI replays
+    the same run, unless AIDBOX_SYNC_SEED asks for another (to explore more runs locally)."""
+    return random.Random(int(os.environ.get("AIDBOX_SYNC_SEED", default)))
+
+
 async def kill_at_random(
     local_url: str,
     global_url: str,
