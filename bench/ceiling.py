@@ -19,7 +19,7 @@ Printed per round and as medians, with targets:
 - the App's CPU seconds per 1,000 resources (<= 0.095);
 - the App's resident memory: at the start of the drain, its peak, and at the end.
 
-Usage: python bench/ceiling.py [--resources 20000] [--rounds 3]
+Usage: python bench/ceiling.py [--resources 20000] [--rounds 3] [--batch 200]
 """
 
 from __future__ import annotations
@@ -84,9 +84,9 @@ async def _plain(root: AidboxClient, lo: int, hi: int, count: int) -> float:
     return time.perf_counter() - started
 
 
-async def _the_apps_way(root: AidboxClient, lo: int, hi: int) -> float:
+async def _the_apps_way(root: AidboxClient, lo: int, hi: int, batch: int) -> float:
     started = time.perf_counter()
-    async for _ in ChangeFeed(AidboxSource(root), "Patient", page_size=BATCH).windows(lo, hi):
+    async for _ in ChangeFeed(AidboxSource(root), "Patient", page_size=batch).windows(lo, hi):
         pass
     return time.perf_counter() - started
 
@@ -128,14 +128,21 @@ async def _sample_rss(proc: psutil.Process, peak: list[float], stop: asyncio.Eve
             await asyncio.wait_for(stop.wait(), 0.05)
 
 
-async def one_round(clinic: Site, hq_cpus: frozenset[int], n: int, no: int) -> Round:
+async def one_round(
+    clinic: Site, hq_cpus: frozenset[int], n: int, no: int, batch: int = BATCH
+) -> Round:
     local = await start_emulator(clinic, f"cl{no}")
     try:
         async with (
             _zero_global(hq_cpus) as (global_url, global_pid),
             AidboxClient(local.url, "root", "secret") as root,
             app_process(
-                local.url, global_url, free_port(), "unused", cpus=hq_cpus, **DEPLOYED
+                local.url,
+                global_url,
+                free_port(),
+                "unused",
+                cpus=hq_cpus,
+                **{**DEPLOYED, "SYNC_BATCH_MAX_ENTRIES": str(batch)},
             ) as app,
         ):
             await root.call("POST", "/ChangesInfo/push-Patient/$sync")  # warm-up, checkpoint
@@ -157,9 +164,9 @@ async def one_round(clinic: Site, hq_cpus: frozenset[int], n: int, no: int) -> R
             end_rss = proc.memory_info().rss
             [summary] = resp.body["streams"]
             assert summary.get("error") is None and summary["written"] == n, summary
-            plain_page = await _plain(root, before, after, BATCH)
+            plain_page = await _plain(root, before, after, batch)
             plain_1000 = await _plain(root, before, after, 1000)
-            apps_way = await _the_apps_way(root, before, after)
+            apps_way = await _the_apps_way(root, before, after, batch)
     finally:
         await local.stop()
     mb = 1024 * 1024
@@ -178,17 +185,20 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resources", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--batch", type=int, default=BATCH, help="entries per transaction (and per page read)"
+    )
     args = parser.parse_args()
     clinic_cpus, hq_cpus = split_cpus()
     os.sched_setaffinity(0, clinic_cpus)  # the bench's own reader is a clinic-side client
     with pg_site(clinic_cpus) as clinic:
         rounds = []
         for no in range(args.rounds):
-            r = await one_round(clinic, hq_cpus, args.resources, no)
+            r = await one_round(clinic, hq_cpus, args.resources, no, args.batch)
             rounds.append(r)
             print(
                 f"  round {no + 1}: drain {r.drain:,.0f}/s, App CPU {r.cpu_per_1000:.3f} s per "
-                f"1,000 (the zero-cost global {r.hq_per_1000:.3f}), plain pages of {BATCH} "
+                f"1,000 (the zero-cost global {r.hq_per_1000:.3f}), plain pages of {args.batch} "
                 f"{r.plain_page:,.0f}/s, of 1,000 {r.plain_1000:,.0f}/s, the App's feed alone "
                 f"{r.apps_way:,.0f}/s, RSS {r.rss[0]:.0f}/{r.rss[1]:.0f}/{r.rss[2]:.0f} MB",
                 flush=True,
@@ -201,7 +211,7 @@ async def main() -> None:
     ratio = med([r.drain / r.plain_page for r in rounds])
     print(
         f"drain into a near-zero-cost global: {drain:,.0f} resources/s of a {args.resources:,} "
-        f"backlog; the clinic serves plain pages of {BATCH} at "
+        f"backlog; the clinic serves plain pages of {args.batch} at "
         f"{med([r.plain_page for r in rounds]):,.0f}/s: ratio {ratio:.2f} (median of "
         f"{len(rounds)} rounds; target >= 0.9)"
     )
