@@ -107,6 +107,19 @@ def latest_per_resource(changes: list[Change]) -> list[Change]:
     return sorted(latest.values(), key=lambda c: c.version)
 
 
+def _reach(page_size: int, density: float | None, quiet: int) -> int | None:
+    """How many txids a probe may cover while nothing is known of the density: as many as
+    should hold nine tenths of a page at one change per txid (as writes of one resource at a
+    time give), or after an empty window twice its width (a quiet stretch is crossed in a
+    few probes, each no wider than needed). None once a window overflowed: its parts are
+    counted as they are."""
+    if density is None:
+        return max(1, int(page_size * 0.9))
+    if density == 0:
+        return max(1, 2 * quiet)
+    return None
+
+
 def split_point(lo: int, hi: int, page_size: int, density: float | None) -> int:
     """Where to cut a window (lo, hi] that holds more than a page: after as many txids as
     should hold nine tenths of a page at the density last seen, so that windows come close
@@ -253,6 +266,7 @@ class ChangeFeed:
         windows = [(lo, hi)] if hi > lo else []
         density: float | None = None  # changes per txid in the last window read
         measured = False  # density was measured by a page read (not a bound, nor a guess)
+        quiet = 0  # txids of the last empty window
         while windows:
             a, b = windows.pop()
             if density and measured:  # a window it says is too large is cut unread
@@ -261,13 +275,19 @@ class ChangeFeed:
                     windows += [(cut, b), (a, cut)]
                     continue
             else:  # nothing known: count first, with a cheap id-only probe
+                # ... of no more txids than it can use: a count covers its whole window at the
+                # source, so a probe of the whole backlog would cost as much as reading it.
+                reach = _reach(self.page_size, density, quiet)
+                if reach is not None and b - a > reach:
+                    windows += [(a + reach, b), (a, a + reach)]
+                    continue
                 size = await self._size(a, b) if b - a > 1 else None
                 if size is not None and size > self.page_size:
                     cut = split_point(a, b, self.page_size, density)
                     windows += [(cut, b), (a, cut)]
                     continue
                 if size == 0:
-                    density = 0.0  # settled and empty: it stays empty, no page to read
+                    density, quiet = 0.0, b - a  # settled and empty: it stays so, no page
                     yield b, []
                     continue
             count = self.page_size + 1  # one more than a page: "full" means "more than a page"
@@ -289,6 +309,8 @@ class ChangeFeed:
                 density = None
                 continue
             density, measured = len(page) / (b - a), True
+            if not page:
+                quiet = b - a
             changes = await self._collapse(page, b)
             page.clear()  # from here the bodies are only in `changes`, which the caller owns
             yield b, changes

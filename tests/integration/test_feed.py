@@ -118,3 +118,38 @@ async def test_a_backlog_is_read_in_about_one_request_per_page(
     # 750 / (0.9 x 50) = 17 pages; probes at the start, across the quiet stretch between the
     # two and where the density changes (31 here); a probe before every page took 62.
     assert client.sent <= 34, client.sent
+
+
+class _WindowRecorder(AidboxClient):
+    """A client that records how many txids each $changes request covers."""
+
+    widths: list[int]
+
+    async def request(self, *args: Any, **kwargs: Any) -> Response:
+        version = (kwargs.get("params") or {}).get("version", "")
+        if "," in version:
+            lo, hi = map(int, version.split(","))
+            self.widths.append(hi - lo)
+        return await super().request(*args, **kwargs)
+
+
+async def test_no_request_covers_more_of_a_backlog_than_a_few_pages(
+    local_aidbox: Emulator, local_root: AidboxClient
+) -> None:
+    # The source's work for a request grows with the txids it covers (it sorts the window's
+    # rows): a probe of the whole backlog would cost as much as reading it, once per run, and
+    # a probe of all that remains after each page would make a backfill quadratic.
+    start = await last_txid(local_root)
+    sql = (
+        "INSERT INTO patient (id, txid, ts, cts, resource_type, status, resource) "
+        "SELECT 'p' || g, nextval('transaction_id_seq'), now(), now(), 'Patient', 'created', "
+        """'{"gender": "female"}'::jsonb FROM generate_series(1, 2000) AS g"""
+    )
+    await local_root.call("POST", "/$psql", params={"execute": "true"}, json={"query": sql})
+    end = await last_txid(local_root)
+    async with _WindowRecorder(local_aidbox.url, "root", "secret") as client:
+        client.widths = []
+        feed = ChangeFeed(AidboxSource(client), "Patient", page_size=50)
+        seen = [c.id async for _, cs in feed.windows(start, end) for c in cs]
+    assert len(seen) == 2000
+    assert max(client.widths) <= 100, max(client.widths)  # a page's worth, never the backlog
