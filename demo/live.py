@@ -5,19 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from app.registry.instances import default_types
 from app.sync.source import AidboxSource
 from demo.fleet import ROOT
 from demo.scenario import Demo
-
-PUSHED = (
-    "Practitioner",
-    "Patient",
-    "Encounter",
-    "Appointment",
-    "Condition",
-    "Observation",
-    "QuestionnaireResponse",
-)
 
 
 def create_patient(demo: Demo, pid: str) -> str:
@@ -60,9 +51,10 @@ def instructions(demo: Demo) -> list[str]:
 async def follow_headquarters(demo: Demo, every: float = 0.2) -> None:
     """Print each change of a pushed type at headquarters as it commits (until cancelled)."""
     source = AidboxSource(demo.hq)
-    seen = {rtype: await source.head(rtype) for rtype in PUSHED}
+    pushed = default_types()  # the shipped SyncConfig's push types
+    seen = {rtype: await source.head(rtype) for rtype in pushed}
     while True:
-        for rtype in PUSHED:
+        for rtype in pushed:
             head = await source.head(rtype)
             if head <= seen[rtype]:
                 continue
