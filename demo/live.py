@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from typing import Any
 
 from app.registry.instances import default_types
 from app.sync.source import AidboxSource
@@ -11,18 +13,25 @@ from demo.fleet import ROOT
 from demo.scenario import Demo
 
 
+def new_patient(pid: str) -> dict[str, Any]:
+    """The Patient the demo's curl line creates."""
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "name": [{"family": "Doe"}],
+        "birthDate": "1961-07-04",
+        "gender": "male",
+    }
+
+
 def create_patient(demo: Demo, pid: str) -> str:
     """A curl command that creates a Patient in the US clinic (run by the demo's last check,
     printed for the user to run)."""
     user = ":".join(ROOT)
-    body = (
-        f'{{"resourceType": "Patient", "id": "{pid}", "name": [{{"family": "Doe"}}], '
-        '"birthDate": "1961-07-04", "gender": "male"}'
-    )
     url = demo.fleet.urls["clinic-us"]
     return (
         f"curl -sS --fail-with-body -u {user} -X PUT {url}/Patient/{pid} "
-        f"-H 'content-type: application/json' -d '{body}'"
+        f"-H 'content-type: application/json' -d '{json.dumps(new_patient(pid))}'"
     )
 
 
