@@ -162,6 +162,7 @@ async def read_ahead(items: AsyncGenerator[T, None]) -> AsyncIterator[T]:
         try:
             async for item in items:
                 await queue.put((True, item))
+                await queue.join()  # the next is fetched once the caller has taken this one
         except Exception as exc:
             await queue.put((False, exc))
             return
@@ -173,6 +174,7 @@ async def read_ahead(items: AsyncGenerator[T, None]) -> AsyncIterator[T]:
     try:
         while True:
             more, item = await queue.get()
+            queue.task_done()
             if not more:
                 if item is not None:
                     raise item
@@ -267,11 +269,14 @@ class ChangeFeed:
         density: float | None = None  # changes per txid in the last window read
         measured = False  # density was measured by a page read (not a bound, nor a guess)
         quiet = 0  # txids of the last empty window
+        width = 0  # txids of the last window read
         while windows:
             a, b = windows.pop()
             if density and measured:  # a window it says is too large is cut unread
-                if b - a > 1 and density * (b - a) > self.page_size:
-                    cut = split_point(a, b, self.page_size, density)
+                # ... and one more than twice as wide as the last is cut too: a density seen
+                # on a sparse stretch says nothing of a bulk load that may follow it.
+                if b - a > 1 and (density * (b - a) > self.page_size or b - a > 2 * width):
+                    cut = min(split_point(a, b, self.page_size, density), a + 2 * width)
                     windows += [(cut, b), (a, cut)]
                     continue
             else:  # nothing known: count first, with a cheap id-only probe
@@ -304,11 +309,12 @@ class ChangeFeed:
                     continue
                 # One transaction wrote more resources of this type than a page holds: a
                 # single txid cannot be split by version, so it is read in parts of a page.
-                async for part in self._large_transaction(a, b):
-                    yield part
+                async with contextlib.aclosing(self._large_transaction(a, b)) as parts:
+                    async for part in parts:
+                        yield part
                 density = None
                 continue
-            density, measured = len(page) / (b - a), True
+            density, measured, width = len(page) / (b - a), True, b - a
             if not page:
                 quiet = b - a
             changes = await self._collapse(page, b)

@@ -15,6 +15,7 @@ the last checkpoint; the writes are idempotent PUT/DELETE on deterministic ids, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -284,12 +285,14 @@ class Stream:
         backlog = Backlog(start)
         full = self._limits.max_entries
         try:
-            # The next window is read while this one is anonymized and written.
-            async for upper, changes in read_ahead(self._feed.windows(start, bound)):
-                backlog.add(upper, changes)
-                changes.clear()  # the backlog holds them now, and nothing else may
-                while len(backlog) >= full:
-                    await send(backlog.take(full))
+            # The next window is read while this one is anonymized and written; closed at
+            # once when the run stops, so no read goes on holding bodies.
+            async with contextlib.aclosing(read_ahead(self._feed.windows(start, bound))) as ws:
+                async for upper, changes in ws:
+                    backlog.add(upper, changes)
+                    changes.clear()  # the backlog holds them now, and nothing else may
+                    while len(backlog) >= full:
+                        await send(backlog.take(full))
             if len(backlog):
                 await send(backlog.take(len(backlog)))
             await pipeline.finish()

@@ -124,12 +124,16 @@ class _WindowRecorder(AidboxClient):
     """A client that records how many txids each $changes request covers."""
 
     widths: list[int]
+    reads: list[tuple[int, int]]  # the windows read with bodies (not id-only probes)
 
     async def request(self, *args: Any, **kwargs: Any) -> Response:
-        version = (kwargs.get("params") or {}).get("version", "")
+        params = kwargs.get("params") or {}
+        version = params.get("version", "")
         if "," in version:
             lo, hi = map(int, version.split(","))
             self.widths.append(hi - lo)
+            if "omit-resources" not in params:
+                self.reads.append((lo, hi))
         return await super().request(*args, **kwargs)
 
 
@@ -148,8 +152,38 @@ async def test_no_request_covers_more_of_a_backlog_than_a_few_pages(
     await local_root.call("POST", "/$psql", params={"execute": "true"}, json={"query": sql})
     end = await last_txid(local_root)
     async with _WindowRecorder(local_aidbox.url, "root", "secret") as client:
-        client.widths = []
+        client.widths, client.reads = [], []
         feed = ChangeFeed(AidboxSource(client), "Patient", page_size=50)
         seen = [c.id async for _, cs in feed.windows(start, end) for c in cs]
     assert len(seen) == 2000
     assert max(client.widths) <= 100, max(client.widths)  # a page's worth, never the backlog
+
+
+async def test_a_bulk_load_after_a_sparse_stretch_is_not_read_in_one_sweep(
+    local_aidbox: Emulator, local_root: AidboxClient
+) -> None:
+    # 3,000 txids of other types, one Patient, 7,000 more, then 2,000 Patients one per txid: the
+    # density seen on the sparse stretch promises one change in thousands of txids, but no
+    # read of bodies may cover much more than a few pages' rows (probes, ids only, gallop).
+    start = await last_txid(local_root)
+    jump = f"SELECT setval('transaction_id_seq', {start} + 3000)"  # other types' txids
+    await local_root.call("POST", "/$psql", json={"query": jump})
+    await local_root.call("PUT", "/Patient/first", json=patient("first"))
+    base = start + 10001
+    insert = (
+        "INSERT INTO patient (id, txid, ts, cts, resource_type, status, resource) "
+        f"SELECT 'p' || g, {base} + g, now(), now(), 'Patient', 'created', "
+        """'{"gender": "female"}'::jsonb FROM generate_series(1, 2000) AS g"""
+    )
+    for sql in (insert, f"SELECT setval('transaction_id_seq', {base} + 2000)"):
+        await local_root.call("POST", "/$psql", params={"execute": "true"}, json={"query": sql})
+    end = await last_txid(local_root)
+    async with _WindowRecorder(local_aidbox.url, "root", "secret") as client:
+        client.widths, client.reads = [], []
+        feed = ChangeFeed(AidboxSource(client), "Patient", page_size=50)
+        seen = [c.id async for _, cs in feed.windows(start, end) for c in cs]
+    assert len(seen) == 2001
+    rows = [max(0, min(hi, base + 2000) - max(lo, base)) for lo, hi in client.reads]
+    # A read is at most twice as wide as the last one: where the bulk begins, it may overflow
+    # by a few pages' rows (and is then split), never by the whole bulk.
+    assert max(rows) <= 10 * 50, max(rows)
