@@ -5,12 +5,13 @@ global already has; re-sending it would only add a version on the global. The me
 bounded (LRU) and in-process: after a restart the first change of each resource is sent again,
 which is harmless (PUT of the same body).
 
-It keeps two 64-bit numbers per resource, not the ids and digests themselves: a backfill of
+It keeps two numbers per resource, not the ids and digests themselves: a backfill of
 100,000 resources then holds a few megabytes, not tens (bench/ceiling.py prints the App's
-memory). The key is a hash of the resource's id with its type's number in the top byte (so a
-type can be forgotten); the value, 64 bits of the body's SHA-256. "Unchanged" wrongly needs
-both numbers of two different states to collide, about one chance in 2^64 per comparison;
-any other collision only sends a body again.
+memory). The key is a 48-bit hash of the resource's id under its type's number (16 bits, so a
+type can be forgotten); the value, 64 bits of the body's SHA-256, or for a deletion 64 bits of
+another hash of the id. "Unchanged" wrongly needs the key and the value of two different
+states to collide, about one chance in 2^64 per comparison; a collision of keys alone only
+sends a body again.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from collections import OrderedDict
 
 from app.sync.bundle import Outgoing, Ref
 
-_DELETED = 0  # the value of a deletion (no body)
-_ID_BITS = 56
+_ID_BITS = 48
+_TYPES = 1 << 16
 
 
 class SentCache:
@@ -33,14 +34,20 @@ class SentCache:
         self._types: dict[str, int] = {}  # type → its number in the keys' top byte
 
     def _key(self, ref: Ref) -> int:
-        number = self._types.setdefault(ref[0], len(self._types) % 256)
-        hashed = hashlib.blake2b(ref[1].encode(), digest_size=7).digest()
+        number = self._types.setdefault(ref[0], len(self._types))
+        if number >= _TYPES:
+            raise ValueError("more resource types than the memory of what was sent can tell")
+        hashed = hashlib.blake2b(ref[1].encode(), digest_size=6).digest()
         return (number << _ID_BITS) | int.from_bytes(hashed, "big")
 
     @staticmethod
     def _fingerprint(item: Outgoing) -> int:
-        digest = item.body_digest
-        return int(digest[:16], 16) | 1 if digest else _DELETED  # never 0 for a body
+        if item.body_digest:
+            return int(item.body_digest[:16], 16)
+        # A deletion has no body: a hash of the id, other than the key's, so that two
+        # deletions whose keys collide still differ.
+        hashed = hashlib.blake2b(item.target_id.encode(), digest_size=8, person=b"deleted")
+        return int.from_bytes(hashed.digest(), "big")
 
     def unchanged(self, item: Outgoing) -> bool:
         """The global already holds exactly this state."""

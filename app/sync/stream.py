@@ -143,7 +143,6 @@ class Stream:
         # (checkpoint versionId, bound): nothing unsent up to bound while the checkpoint is
         # unchanged. An edit of the checkpoint (a reset, in the console too) invalidates it.
         self._verified: tuple[str | None, int] = (None, 0)
-        self._saved = 0  # highest checkpoint this process wrote
         self._fence: Fence | None = None  # the current run's, once it claimed the stream
 
     async def read(self, resource_type: str, source_id: str) -> Change | None:
@@ -173,8 +172,10 @@ class Stream:
             return RunSummary(self.id, 0, Counters(), error=reason)
         if held := held_elsewhere(info, self._runner.owner, datetime.now(UTC)):
             return RunSummary(self.id, info.version, Counters(), error=held)
-        if info.version < self._saved:
-            # Moved back behind this process (a reset in the console): replay even unchanged.
+        if info.version_id != self._verified[0]:
+            # Written by someone else since this process's last run (a reset, another service
+            # that held the stream meanwhile): what this process remembers sending may no
+            # longer be what the target holds, so it sends even what looks unchanged.
             self._sent.forget_type(self.resource_type)
         start = self.position(info)
         if bound <= start:
@@ -259,7 +260,6 @@ class Stream:
 
         async def save(upper: int, counters: Counters) -> None:
             nonlocal total
-            self._saved = max(self._saved, upper)
             await state.advance(upper, self._fence_position(), counters, started)
             total = total.add(counters)
 

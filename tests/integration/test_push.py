@@ -438,3 +438,38 @@ async def test_a_run_renews_its_own_lapsing_lease_before_writing(
     hold.release()
     [done] = await first
     assert done.error is None and done.counters.written == 1
+
+
+async def _expire_lease(local_root: AidboxClient, stream: str) -> None:
+    info = (await local_root.call("GET", f"/ChangesInfo/{stream}")).body
+    info["lease"]["until"] = "2000-01-01T00:00:00+00:00"  # its runner stopped long ago
+    await local_root.call("PUT", f"/ChangesInfo/{stream}", json=info)
+
+
+async def test_a_service_that_gets_its_stream_back_does_not_trust_what_it_sent_before(
+    sync_app: RunningApp,
+    local_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # Service A sends p1 as female; service B, holding the stream meanwhile, sends it as male;
+    # when p1 turns female again and A has the stream back, A's memory says "female was sent"
+    # and it must send it all the same: headquarters holds male.
+    gid = KEY.resource_id("Patient", "p1")
+
+    async def held() -> str:
+        return (await resources(global_root, "Patient"))[gid]["gender"]
+
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="female"))
+    await sync_app.service.sync(["Patient"])
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="male"))
+    await _expire_lease(local_root, "push-Patient")
+    async with headquarters.clinic_app(local_aidbox.url, SYNC_RUNNER_ENABLED="false") as b:
+        [run] = await b.service.sync(["Patient"])
+        assert run.error is None and await held() == "male"
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="female"))
+    await _expire_lease(local_root, "push-Patient")
+    [back] = await sync_app.service.sync(["Patient"])
+    assert back.error is None
+    assert await held() == "female"
