@@ -172,10 +172,12 @@ class Stream:
             return RunSummary(self.id, 0, Counters(), error=reason)
         if held := held_elsewhere(info, self._runner.owner, datetime.now(UTC)):
             return RunSummary(self.id, info.version, Counters(), error=held)
-        if info.version_id != self._verified[0]:
-            # Written by someone else since this process's last run (a reset, another service
-            # that held the stream meanwhile): what this process remembers sending may no
-            # longer be what the target holds, so it sends even what looks unchanged.
+        if self._verified[0] is not None and info.version_id != self._verified[0]:
+            # Written by someone else since this process's last run of it (a reset, another
+            # service that held the stream meanwhile): what this process remembers sending
+            # may no longer be what the target holds, so it sends even what looks unchanged.
+            # (Before its first run, the memory holds only what other streams of this
+            # process wrote on its behalf, which the target does hold.)
             self._sent.forget_type(self.resource_type)
         start = self.position(info)
         if bound <= start:
