@@ -169,6 +169,11 @@ class TransactionSink:
                 if settled:
                     # An earlier attempt landed: its answer, and what it created, is lost.
                     return set()
+                if any(item.if_absent for item in items):
+                    # Not the token: a create-if-absent raced the target's own stream, which
+                    # created it first (read-committed: docs/push.md, "Isolation"). Sent
+                    # again, the create finds it there and writes nothing.
+                    continue
                 raise
             if fence is not None:
                 fence.landed()

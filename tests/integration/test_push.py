@@ -8,6 +8,7 @@ import logging
 
 import aiohttp
 import pytest
+from aidbox_python_sdk.db import parse_psql_response
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
@@ -473,3 +474,41 @@ async def test_a_service_that_gets_its_stream_back_does_not_trust_what_it_sent_b
     [back] = await sync_app.service.sync(["Patient"])
     assert back.error is None
     assert await held() == "female"
+
+
+async def _a_transaction_waits_on_a_lock(root: AidboxClient) -> None:
+    """Return once a transaction of this Aidbox's database waits on a lock (PostgreSQL has no
+    event for it: pg_stat_activity is looked at until it shows one)."""
+    query = "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    while True:
+        rows = parse_psql_response((await root.call("POST", "/$psql", json={"query": query})).body)
+        if int(rows[0][0]["n"]):
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_a_dependency_push_racing_the_targets_own_write_is_sent_again(
+    sync_app: RunningApp,
+    global_aidbox: Emulator,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # The Observation stream creates its missing Patient if absent while the Patient is being
+    # created at headquarters by another transaction: at read-committed the create waits for
+    # it and fails with 409 (docs/push.md, "Isolation"); sent again, it finds the Patient.
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p1"))
+    gid = KEY.resource_id("Patient", "p1")
+    hold = global_aidbox.faults.hold_next_write("Patient")
+    rc = {"x-max-isolation-level": "read-committed"}
+    other = asyncio.create_task(
+        global_root.call("PUT", f"/Patient/{gid}", json={"gender": "female"}, headers=rc)
+    )
+    await hold.txid_taken()
+    run = asyncio.create_task(sync_app.service.sync(["Observation"]))
+    await _a_transaction_waits_on_a_lock(global_root)  # the create, on the Patient's row
+    hold.release()
+    await other
+    [summary] = await run
+    assert summary.error is None and summary.counters.written == 1
+    assert KEY.resource_id("Observation", "o1") in await resources(global_root, "Observation")
