@@ -50,12 +50,20 @@ async def _scripted(demo: Demo) -> bool:
 async def _main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     ports = Ports.anywhere() if args.once else Ports.fixed(args.port)
-    # Ctrl-C (or a SIGTERM) cancels the run wherever it is; the stack then stops every process.
+    # Ctrl-C (or SIGTERM, or the terminal closing) cancels the run wherever it is; the stack
+    # then stops every process. A second signal while it stops them is ignored.
     main = asyncio.current_task()
     assert main is not None
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, main.cancel)
+    stopping: list[bool] = []
+
+    def stop() -> None:
+        if not stopping:
+            stopping.append(True)
+            main.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, stop)
     async with AsyncExitStack() as stack:
         fleet = await open_fleet(stack, ports)
         demo = await start(stack, fleet, print)

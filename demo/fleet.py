@@ -115,15 +115,21 @@ class Fleet:
         await self._wait_for(f"app-{name}", path, f"Running on http://127.0.0.1:{port}")
 
     async def stop(self) -> None:
-        """Stop the Apps, then the Aidboxes (SIGTERM, then SIGKILL after 10 s)."""
-        for _, proc in sorted(self._procs, key=lambda p: not p[0].startswith("app-")):
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), 10)
-                except TimeoutError:
+        """Stop the Apps, then the Aidboxes: SIGTERM to each group at once, SIGKILL to what
+        has not exited 10 s later. Nothing is left running, even if this is cancelled."""
+        apps = [proc for name, proc in self._procs if name.startswith("app-")]
+        aidboxes = [proc for name, proc in self._procs if not name.startswith("app-")]
+        try:
+            for group in (apps, aidboxes):
+                running = [proc for proc in group if proc.returncode is None]
+                for proc in running:
+                    proc.send_signal(signal.SIGTERM)
+                if running:
+                    await asyncio.wait([asyncio.create_task(p.wait()) for p in running], timeout=10)
+        finally:
+            for _, proc in self._procs:
+                if proc.returncode is None:
                     proc.kill()
-                    await proc.wait()
 
 
 def _read(path: Path) -> str:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from app.registry.instances import default_types
+from app.sync.feed import ChangeFeed
 from app.sync.source import AidboxSource
 from demo.fleet import ROOT
 from demo.scenario import Demo
@@ -30,7 +31,7 @@ def create_patient(demo: Demo, pid: str) -> str:
     user = ":".join(ROOT)
     url = demo.fleet.urls["clinic-us"]
     return (
-        f"curl -sS --fail-with-body -u {user} -X PUT {url}/Patient/{pid} "
+        f"curl -sS --fail-with-body --max-time 10 -u {user} -X PUT {url}/Patient/{pid} "
         f"-H 'content-type: application/json' -d '{json.dumps(new_patient(pid))}'"
     )
 
@@ -67,13 +68,9 @@ async def follow_headquarters(demo: Demo, every: float = 0.2) -> None:
             head = await source.head(rtype)
             if head <= seen[rtype]:
                 continue
-            changes = await source.changes(rtype, seen[rtype], head, 1000, probe=False)
-            for change in changes:
-                resource = change.get("resource") or {}
-                stamp = time.strftime("%H:%M:%S")
-                print(
-                    f"  {stamp} {change.get('event', '?'):<8} {rtype}/{resource.get('id')}",
-                    flush=True,
-                )
+            async for _, changes in ChangeFeed(source, rtype).windows(seen[rtype], head):
+                for change in changes:
+                    stamp = time.strftime("%H:%M:%S")
+                    print(f"  {stamp} {change.event:<8} {rtype}/{change.id}", flush=True)
             seen[rtype] = head
         await asyncio.sleep(every)

@@ -280,13 +280,13 @@ async def report(demo: Demo) -> tuple[list[str], list[Check]]:
             counted["push"] > 0 and counted["pull"] > 0 and quarantined == 0,
             f"pushed {counted['push']}, pulled {counted['pull']}, quarantined {quarantined}",
         ),
-        await check_phi(demo),
         await check_reconciled(demo),
         pulled,
         await check_references(demo),
         await check_refusals(demo),
         await check_arrival(demo),
     ]
+    checks.insert(1, await check_phi(demo))  # last, so it scans the logs of all the above
     lines += ["", "Checks:"]
     lines += [
         f"  {'PASS' if c.ok else 'FAIL'}  {c.name}{': ' if c.detail else ''}{c.detail}"
