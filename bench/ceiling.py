@@ -131,6 +131,8 @@ async def _sample_rss(proc: psutil.Process, peak: list[float], stop: asyncio.Eve
 async def one_round(
     clinic: Site, hq_cpus: frozenset[int], n: int, no: int, batch: int = BATCH
 ) -> Round:
+    """One round: a fresh clinic seeded with `n` Patients, drained by the App into a
+    zero-cost global; the drain, the App's costs and the clinic's own serving rates."""
     local = await start_emulator(clinic, f"cl{no}")
     try:
         async with (
@@ -182,6 +184,7 @@ async def one_round(
 
 
 async def main() -> None:
+    """Run the rounds and print every figure with its target."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resources", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)

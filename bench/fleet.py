@@ -93,6 +93,8 @@ class Round:
 
 
 async def one_round(clinic_site: Site, hq_site: Site, clinics: list[str], n: int, no: int) -> Round:
+    """One round: `clinics` push `n` Patients each at once, then the same bundles are posted
+    straight to a second headquarters by as many clients at once."""
     hq = await start_emulator(hq_site, f"fg{no}", headquarters=True, clinics=clinics)
     direct = await start_emulator(hq_site, f"fd{no}", headquarters=True, clinics=clinics)
     locals_: list[EmulatorProcess] = []
@@ -141,6 +143,7 @@ async def one_round(clinic_site: Site, hq_site: Site, clinics: list[str], n: int
 
 
 async def main() -> None:
+    """Run the rounds for each fleet size and print its figures with their targets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resources", type=int, default=2000, help="Patients per clinic")
     parser.add_argument("--rounds", type=int, default=3)
