@@ -137,6 +137,16 @@ class _WindowRecorder(AidboxClient):
         return await super().request(*args, **kwargs)
 
 
+async def _read_recorded(
+    aidbox: Emulator, start: int, end: int
+) -> tuple[list[str], _WindowRecorder]:
+    """The Patient ids of (start, end] read by the feed in pages of 50, and what it asked."""
+    async with _WindowRecorder(aidbox.url, "root", "secret") as client:
+        client.widths, client.reads = [], []
+        feed = ChangeFeed(AidboxSource(client), "Patient", page_size=50)
+        return [c.id async for _, cs in feed.windows(start, end) for c in cs], client
+
+
 async def test_no_request_covers_more_of_a_backlog_than_a_few_pages(
     local_aidbox: Emulator, local_root: AidboxClient
 ) -> None:
@@ -151,10 +161,7 @@ async def test_no_request_covers_more_of_a_backlog_than_a_few_pages(
     )
     await local_root.call("POST", "/$psql", params={"execute": "true"}, json={"query": sql})
     end = await last_txid(local_root)
-    async with _WindowRecorder(local_aidbox.url, "root", "secret") as client:
-        client.widths, client.reads = [], []
-        feed = ChangeFeed(AidboxSource(client), "Patient", page_size=50)
-        seen = [c.id async for _, cs in feed.windows(start, end) for c in cs]
+    seen, client = await _read_recorded(local_aidbox, start, end)
     assert len(seen) == 2000
     assert max(client.widths) <= 100, max(client.widths)  # a page's worth, never the backlog
 
@@ -178,10 +185,7 @@ async def test_a_bulk_load_after_a_sparse_stretch_is_not_read_in_one_sweep(
     for sql in (insert, f"SELECT setval('transaction_id_seq', {base} + 2000)"):
         await local_root.call("POST", "/$psql", params={"execute": "true"}, json={"query": sql})
     end = await last_txid(local_root)
-    async with _WindowRecorder(local_aidbox.url, "root", "secret") as client:
-        client.widths, client.reads = [], []
-        feed = ChangeFeed(AidboxSource(client), "Patient", page_size=50)
-        seen = [c.id async for _, cs in feed.windows(start, end) for c in cs]
+    seen, client = await _read_recorded(local_aidbox, start, end)
     assert len(seen) == 2001
     rows = [max(0, min(hi, base + 2000) - max(lo, base)) for lo, hi in client.reads]
     # A read is at most twice as wide as the last one: where the bulk begins, it may overflow

@@ -415,6 +415,12 @@ async def test_a_second_service_for_the_same_clinic_does_not_push_the_same_strea
     assert resumed.error is None and resumed.counters.written == 1
 
 
+async def _expire_lease(local_root: AidboxClient, stream: str) -> None:
+    info = (await local_root.call("GET", f"/ChangesInfo/{stream}")).body
+    info["lease"]["until"] = "2000-01-01T00:00:00+00:00"  # its runner stopped long ago
+    await local_root.call("PUT", f"/ChangesInfo/{stream}", json=info)
+
+
 async def test_a_run_renews_its_own_lapsing_lease_before_writing(
     sync_app: RunningApp,
     local_aidbox: Emulator,
@@ -426,9 +432,7 @@ async def test_a_run_renews_its_own_lapsing_lease_before_writing(
     # its first write, or a second service could take the stream while that write is on its way.
     await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
     await sync_app.service.sync(["Patient"])
-    info = (await local_root.call("GET", "/ChangesInfo/push-Patient")).body
-    info["lease"]["until"] = "2000-01-01T00:00:00+00:00"
-    await local_root.call("PUT", "/ChangesInfo/push-Patient", json=info)
+    await _expire_lease(local_root, "push-Patient")
     await local_root.call("PUT", "/Patient/p2", json=patient("p2"))
     hold = global_aidbox.faults.hold_next_write("Patient")
     first = asyncio.create_task(sync_app.service.sync(["Patient"]))
@@ -439,12 +443,6 @@ async def test_a_run_renews_its_own_lapsing_lease_before_writing(
     hold.release()
     [done] = await first
     assert done.error is None and done.counters.written == 1
-
-
-async def _expire_lease(local_root: AidboxClient, stream: str) -> None:
-    info = (await local_root.call("GET", f"/ChangesInfo/{stream}")).body
-    info["lease"]["until"] = "2000-01-01T00:00:00+00:00"  # its runner stopped long ago
-    await local_root.call("PUT", f"/ChangesInfo/{stream}", json=info)
 
 
 async def test_a_service_that_gets_its_stream_back_does_not_trust_what_it_sent_before(
