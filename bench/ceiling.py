@@ -44,7 +44,7 @@ from app.sync.feed import ChangeFeed
 from app.sync.source import AidboxSource
 from bench.push import BATCH, DEPLOYED, Site, pg_site, split_cpus, start_emulator
 from tests.support.apps import free_port
-from tests.support.clinic import last_txid
+from tests.support.clinic import NEXT_TXID, last_txid, store_rows
 from tests.support.processes import app_process, port_open
 
 # A Patient as an EHR writes it, in Aidbox's storage format (no id, resourceType or meta).
@@ -60,13 +60,8 @@ _BODY = """jsonb_build_object(
 
 async def _seed(root: AidboxClient, first: int, n: int) -> None:
     """`n` new Patients, each its own transaction id, as n single writes would give."""
-    sql = (
-        "INSERT INTO patient (id, txid, ts, cts, resource_type, status, resource) "
-        f"SELECT 'p' || g, nextval('transaction_id_seq'), now(), now(), 'Patient', 'created', "
-        f"{_BODY} FROM generate_series({first}, {first + n - 1}) AS g"
-    )
-    resp = await root.call("POST", "/$psql", params={"execute": "true"}, json={"query": sql})
-    assert "error" not in str(resp.body).lower(), resp.body
+    rows = f"SELECT 'p' || g, {NEXT_TXID}, {_BODY} FROM generate_series({first}, {first + n - 1}) g"
+    await store_rows(root, "Patient", rows)
 
 
 async def _plain(root: AidboxClient, lo: int, hi: int, count: int) -> float:

@@ -36,7 +36,7 @@ from app.sync.sink import READ_COMMITTED
 from app.sync.transform import Anonymize
 from bench.push import BATCH, DEPLOYED, EmulatorProcess, Site, pg_site, split_cpus, start_emulator
 from tests.support.apps import running_app
-from tests.support.clinic import clinic_key, patient, safe_harbor
+from tests.support.clinic import NEXT_TXID, clinic_key, patient, safe_harbor, store_rows
 
 
 class _Conflicts(logging.Handler):
@@ -60,14 +60,13 @@ async def _seed(root: AidboxClient, bodies: list[dict]) -> None:
     rows = [{k: v for k, v in b.items() if k not in ("id", "resourceType")} for b in bodies]
     ids = orjson.dumps([b["id"] for b in bodies]).decode().replace("'", "''")
     data = orjson.dumps(rows).decode().replace("'", "''")
-    sql = (
-        "INSERT INTO patient (id, txid, ts, cts, resource_type, status, resource) "
-        "SELECT i.id, nextval('transaction_id_seq'), now(), now(), 'Patient', 'created', r.body "
+    await store_rows(
+        root,
+        "Patient",
+        f"SELECT i.id, {NEXT_TXID}, r.body "
         f"FROM jsonb_array_elements_text('{ids}'::jsonb) WITH ORDINALITY AS i(id, n) "
-        f"JOIN jsonb_array_elements('{data}'::jsonb) WITH ORDINALITY AS r(body, n) USING (n)"
+        f"JOIN jsonb_array_elements('{data}'::jsonb) WITH ORDINALITY AS r(body, n) USING (n)",
     )
-    resp = await root.call("POST", "/$psql", params={"execute": "true"}, json={"query": sql})
-    assert "error" not in str(resp.body).lower(), resp.body
 
 
 def _bundles(clinic: str, bodies: list[dict]) -> list[dict]:

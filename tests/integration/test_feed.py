@@ -8,7 +8,7 @@ from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient, Response
 from app.sync.feed import ChangeFeed
 from app.sync.source import AidboxSource
-from tests.support.clinic import bulk_load, last_txid, patient
+from tests.support.clinic import FEMALE, NEXT_TXID, bulk_load, last_txid, patient, store_rows
 
 
 async def test_windows_larger_than_a_page_yield_every_change_once_in_order(
@@ -95,17 +95,15 @@ async def test_a_backlog_is_read_in_about_one_request_per_page(
     # tables, database/overview.md): the feed learns the density from each page it reads and
     # cuts the next window from it; the denser stretch overflows a page once, which is split.
     start = await last_txid(local_root)
-    insert = "INSERT INTO patient (id, txid, ts, cts, resource_type, status, resource) "
-    body = """'{"gender": "female"}'::jsonb"""
-    statements = [
-        f"{insert} SELECT 'p' || g, nextval('transaction_id_seq'), now(), now(), 'Patient', "
-        f"'created', {body} FROM generate_series(1, 600) AS g",
-        f"{insert} SELECT 'd' || g, {start} + 1000 + (g - 1) / 3, now(), now(), 'Patient', "
-        f"'created', {body} FROM generate_series(1, 150) AS g",
-        f"SELECT setval('transaction_id_seq', {start} + 1049)",
-    ]
-    for sql in statements:
-        await local_root.call("POST", "/$psql", params={"execute": "true"}, json={"query": sql})
+    singles = f"SELECT 'p' || g, {NEXT_TXID}, {FEMALE} FROM generate_series(1, 600) AS g"
+    await store_rows(local_root, "Patient", singles)
+    dense = (
+        f"SELECT 'd' || g, {start} + 1000 + (g - 1) / 3, {FEMALE} FROM generate_series(1, 150) g"
+    )
+    await store_rows(local_root, "Patient", dense)
+    await local_root.call(
+        "POST", "/$psql", json={"query": f"SELECT setval('transaction_id_seq', {start} + 1049)"}
+    )
     end = await last_txid(local_root)
     seen: list[str] = []
     async with _CountingClient(local_aidbox.url, "root", "secret") as client:
@@ -154,12 +152,8 @@ async def test_no_request_covers_more_of_a_backlog_than_a_few_pages(
     # rows): a probe of the whole backlog would cost as much as reading it, once per run, and
     # a probe of all that remains after each page would make a backfill quadratic.
     start = await last_txid(local_root)
-    sql = (
-        "INSERT INTO patient (id, txid, ts, cts, resource_type, status, resource) "
-        "SELECT 'p' || g, nextval('transaction_id_seq'), now(), now(), 'Patient', 'created', "
-        """'{"gender": "female"}'::jsonb FROM generate_series(1, 2000) AS g"""
-    )
-    await local_root.call("POST", "/$psql", params={"execute": "true"}, json={"query": sql})
+    rows = f"SELECT 'p' || g, {NEXT_TXID}, {FEMALE} FROM generate_series(1, 2000) AS g"
+    await store_rows(local_root, "Patient", rows)
     end = await last_txid(local_root)
     seen, client = await _read_recorded(local_aidbox, start, end)
     assert len(seen) == 2000
@@ -177,13 +171,10 @@ async def test_a_bulk_load_after_a_sparse_stretch_is_not_read_in_one_sweep(
     await local_root.call("POST", "/$psql", json={"query": jump})
     await local_root.call("PUT", "/Patient/first", json=patient("first"))
     base = start + 10001
-    insert = (
-        "INSERT INTO patient (id, txid, ts, cts, resource_type, status, resource) "
-        f"SELECT 'p' || g, {base} + g, now(), now(), 'Patient', 'created', "
-        """'{"gender": "female"}'::jsonb FROM generate_series(1, 2000) AS g"""
-    )
-    for sql in (insert, f"SELECT setval('transaction_id_seq', {base} + 2000)"):
-        await local_root.call("POST", "/$psql", params={"execute": "true"}, json={"query": sql})
+    rows = f"SELECT 'p' || g, {base} + g, {FEMALE} FROM generate_series(1, 2000) AS g"
+    await store_rows(local_root, "Patient", rows)
+    jump = f"SELECT setval('transaction_id_seq', {base} + 2000)"
+    await local_root.call("POST", "/$psql", json={"query": jump})
     end = await last_txid(local_root)
     seen, client = await _read_recorded(local_aidbox, start, end)
     assert len(seen) == 2001

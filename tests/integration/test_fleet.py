@@ -14,20 +14,15 @@ import pytest
 
 from app.aidbox.client import AidboxClient
 from tests.support.apps import RunningApp
-from tests.support.clinic import clinic_key, resources
+from tests.support.clinic import FEMALE, NEXT_TXID, clinic_key, resources, store_rows
 
 BACKLOG = 150  # Patients per clinic: 30 transactions of the tests' 5 entries each
 
 
 async def _backlog(root: AidboxClient, prefix: str) -> None:
     """Single writes, one txid each (Aidbox's storage tables, database/overview.md)."""
-    sql = (
-        "INSERT INTO patient (id, txid, ts, cts, resource_type, status, resource) "
-        f"SELECT '{prefix}' || g, nextval('transaction_id_seq'), now(), now(), 'Patient', "
-        """'created', '{"gender": "female"}'::jsonb """
-        f"FROM generate_series(1, {BACKLOG}) AS g"
-    )
-    await root.call("POST", "/$psql", params={"execute": "true"}, json={"query": sql})
+    rows = f"SELECT '{prefix}' || g, {NEXT_TXID}, {FEMALE} FROM generate_series(1, {BACKLOG}) g"
+    await store_rows(root, "Patient", rows)
 
 
 async def test_two_clinics_pushing_at_once_never_abort_each_other(

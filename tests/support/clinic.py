@@ -145,19 +145,34 @@ async def last_txid(client: AidboxClient) -> int:
     return int(parse_psql_response(resp.body)[0][0]["last_value"])
 
 
+# A minimal stored body (Aidbox's `resource` column), and the next txid, for store_rows.
+FEMALE = """'{"gender": "female"}'::jsonb"""
+NEXT_TXID = "nextval('transaction_id_seq')"
+
+
+async def store_rows(client: AidboxClient, resource_type: str, rows: str) -> None:
+    """Create resources straight in Aidbox's storage table, as an import does
+    (database/overview.md): `rows` is a SQL query of (id, txid, resource) columns, the
+    resource without id, resourceType and meta."""
+    sql = (
+        f"INSERT INTO {resource_type.lower()} "
+        "(id, txid, ts, cts, resource_type, status, resource) "
+        f"SELECT r.id, r.txid, now(), now(), '{resource_type}', 'created', r.resource "
+        f"FROM ({rows}) AS r(id, txid, resource)"
+    )
+    resp = await client.call("POST", "/$psql", params={"execute": "true"}, json={"query": sql})
+    assert "error" not in str(resp.body).lower(), resp.body
+
+
 async def bulk_load(client: AidboxClient, resource_type: str, ids: list[str]) -> None:
     """Write resources in one database transaction, all with one txid, as a bulk load does
     (database/overview.md: a transaction's rows share its txid)."""
     values = ", ".join(f"('{i}')" for i in ids)
-    sql = (
-        "WITH tx AS (SELECT nextval('transaction_id_seq') AS txid) "
-        f"INSERT INTO {resource_type.lower()} (id, txid, ts, cts, resource_type, status, resource) "
-        f"SELECT v.id, tx.txid, now(), now(), '{resource_type}', 'created', "
-        """'{"gender": "female"}'::jsonb FROM tx, (VALUES """
-        f"{values}) AS v(id) RETURNING id"
+    rows = (
+        f"SELECT v.id, tx.txid, {FEMALE} "
+        f"FROM (SELECT {NEXT_TXID} AS txid) AS tx, (VALUES {values}) AS v(id)"
     )
-    resp = await client.call("POST", "/$psql", json={"query": sql})
-    assert "error" not in str(resp.body).lower(), resp.body
+    await store_rows(client, resource_type, rows)
 
 
 async def pull(local_root: AidboxClient) -> dict[str, dict[str, Any]]:
