@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from aidbox_python_sdk.db import parse_psql_response
-
 from app.aidbox.client import AidboxClient
+from app.aidbox.psql import rows
 from demo.data import CLINICS, ORGANIZATION_OF, expected_pulled
 from demo.live import create_patient, new_patient
 from demo.progress import HEADER, statuses, stream_rows, table
 from demo.scenario import SUSPENDED, Demo
 from tests.phi.scanner import find_planted
 from tests.phi.structure import age_violations
+from tests.support.clinic import resources
 
 PULLED = ("AdministrativeArea", "Organization", "Location")
 
@@ -38,11 +38,6 @@ class Check:
     name: str
     ok: bool
     detail: str
-
-
-async def _psql(client: AidboxClient, query: str) -> list[dict[str, Any]]:
-    resp = await client.call("POST", "/$psql", json={"query": query})
-    return parse_psql_response(resp.body)[0]
 
 
 async def written_by_clinics(client: AidboxClient) -> list[str]:
@@ -59,13 +54,8 @@ async def written_by_clinics(client: AidboxClient) -> list[str]:
             f"SELECT resource::text AS r FROM {table} "
             f"UNION ALL SELECT resource::text FROM {table}_history"
         )
-        found.extend(r["r"] for r in await _psql(client, query))
+        found.extend(r["r"] for r in await rows(client, query))
     return found
-
-
-async def _held(client: AidboxClient, resource_type: str) -> list[dict[str, Any]]:
-    resp = await client.call("GET", f"/{resource_type}", params={"_count": "1000"})
-    return [e["resource"] for e in resp.body.get("entry", [])]
 
 
 def side_by_side(left: dict[str, Any], right: dict[str, Any], width: int = 58) -> list[str]:
@@ -152,7 +142,7 @@ async def check_pulled(demo: Demo) -> tuple[Check, list[str]]:
     for clinic, client in demo.clinics.items():
         want = expected_pulled(clinic)
         for rtype in PULLED:
-            held = {r["id"]: r for r in await _held(client, rtype)}
+            held = await resources(client, rtype)
             ok &= set(held) == want.get(rtype, set())
             names = ", ".join(f"{i} ({held[i].get('name')})" for i in sorted(held))
             lines.append(f"  {clinic} {rtype}: {names}")
@@ -161,11 +151,11 @@ async def check_pulled(demo: Demo) -> tuple[Check, list[str]]:
 
 async def check_references(demo: Demo) -> Check:
     """Pushed Encounters keep headquarters' own Organization id."""
-    encounters = await _held(demo.hq, "Encounter")
+    encounters = (await resources(demo.hq, "Encounter")).values()
     details, ok = [], True
     for clinic in CLINICS:
         org = ORGANIZATION_OF[clinic]
-        local = await _held(demo.clinics[clinic], "Encounter")
+        local = (await resources(demo.clinics[clinic], "Encounter")).values()
         naming = sum("serviceProvider" in e for e in local)
         mine = [e for e in encounters if e["id"].startswith(f"{clinic}-")]
         kept = sum((e.get("serviceProvider") or {}).get("id") == org for e in mine)

@@ -31,7 +31,7 @@ class SentCache:
     def __init__(self, capacity: int = 200_000) -> None:
         self._capacity = capacity
         self._items: OrderedDict[int, int] = OrderedDict()
-        self._types: dict[str, int] = {}  # type → its number in the keys' top byte
+        self._types: dict[str, int] = {}  # type → its number in the keys' top 16 bits
 
     def _key(self, ref: Ref) -> int:
         number = self._types.setdefault(ref[0], len(self._types))

@@ -46,7 +46,9 @@ class Anonymize:
             target = self.key.resource_id(change.resource_type, change.id)
             return _deletion(change, target, if_absent)
         # What the body references (but headquarters' own resources, never pushed on a
-        # referrer's behalf), as sent: a reference the profile drops needs no target.
+        # referrer's behalf), from the anonymizer's walk: a reference the profile removes
+        # needs no target (one removed later with its element may still be listed, which
+        # only orders the batch).
         body, depends_on = anonymize_with_targets(change.resource, self.plan, self.key)
         return Outgoing(
             change.identity(),

@@ -8,10 +8,10 @@ import logging
 
 import aiohttp
 import pytest
-from aidbox_python_sdk.db import parse_psql_response
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
+from app.aidbox.psql import rows
 from tests.phi.scanner import find_planted
 from tests.support.apps import RunningApp
 from tests.support.clinic import (
@@ -479,8 +479,7 @@ async def _a_transaction_waits_on_a_lock(root: AidboxClient) -> None:
     event for it: pg_stat_activity is looked at until it shows one)."""
     query = "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
     while True:
-        rows = parse_psql_response((await root.call("POST", "/$psql", json={"query": query})).body)
-        if int(rows[0][0]["n"]):
+        if int((await rows(root, query))[0]["n"]):
             return
         await asyncio.sleep(0.01)
 
