@@ -51,7 +51,7 @@ from app.sync.feed import Change, ChangeFeed
 from app.sync.source import AidboxSource
 from app.sync.transform import Anonymize
 from tests.support.apps import running_app
-from tests.support.clinic import CLINIC, KEY, last_txid, patient, safe_harbor
+from tests.support.clinic import CLINIC, KEY, last_txid, patient, put_all, safe_harbor
 from tests.support.postgres import create_database
 
 BATCH = 200
@@ -142,15 +142,6 @@ def _bodies(n: int) -> list[dict]:
     return [patient(f"p{i}", family=f"Family{i}") for i in range(n)]
 
 
-async def _seed(local: AidboxClient, bodies: list[dict]) -> None:
-    for start in range(0, len(bodies), BATCH):
-        entries = [
-            {"request": {"method": "PUT", "url": f"/Patient/{b['id']}"}, "resource": b}
-            for b in bodies[start : start + BATCH]
-        ]
-        await local.call("POST", "/", json={"type": "transaction", "entry": entries})
-
-
 async def _push(local: EmulatorProcess, global_: EmulatorProcess, n: int) -> tuple[float, float]:
     """Seconds the App takes to push `n` new Patients, and the clinic to serve their changes."""
     async with (
@@ -166,7 +157,7 @@ async def _push(local: EmulatorProcess, global_: EmulatorProcess, n: int) -> tup
         # Warm-up on the empty clinic: checkpoints created, emulator tables in place.
         await app.service.sync(["Patient"])
         before = await last_txid(local_root)
-        await _seed(local_root, _bodies(n))
+        await put_all(local_root, _bodies(n), BATCH)
         after = await last_txid(local_root)
         started = time.perf_counter()
         [summary] = await app.service.sync(["Patient"])

@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
 
 from app.aidbox.client import AidboxClient
 from demo.data import (
@@ -25,6 +24,7 @@ from demo.data import (
 )
 from demo.fleet import PSEUDONYM_KEYS, ROOT, Fleet
 from demo.progress import Progress
+from tests.support.clinic import put_all
 
 SUSPENDED = "clinic-closed"  # registered, then suspended: its credentials must get nothing
 CATCH_UP_TIMEOUT = float(os.environ.get("DEMO_CATCH_UP", "90"))
@@ -52,7 +52,7 @@ async def start(stack: AsyncExitStack, fleet: Fleet, say: Callable[[str], None])
     demo = Demo(fleet, hq, {}, say=say)
 
     say("Headquarters enters its administrative data (countries, states, organizations, sites)")
-    await _transaction(hq, headquarters_data())
+    await put_all(hq, headquarters_data())
 
     for clinic, fields in CLINICS.items():
         resp = await hq.call("POST", "/$register-instance", json={"id": clinic, **fields})
@@ -88,18 +88,6 @@ async def _register_suspended(hq: AidboxClient, demo: Demo) -> None:
     demo.say(f"Registered {SUSPENDED}, then suspended it")
 
 
-async def _transaction(
-    client: AidboxClient, resources: list[dict[str, Any]], size: int = 100
-) -> None:
-    """PUT the resources in transactions of `size` (Aidbox format, api/batch-transaction.md)."""
-    for start_at in range(0, len(resources), size):
-        entries = [
-            {"request": {"method": "PUT", "url": f"/{r['resourceType']}/{r['id']}"}, "resource": r}
-            for r in resources[start_at : start_at + size]
-        ]
-        await client.call("POST", "/", json={"type": "transaction", "entry": entries})
-
-
 async def pull_phase(demo: Demo, progress: Progress) -> None:
     """Headquarters' lists reach the clinics; then a site closes and a state is renamed, and
     those changes follow."""
@@ -121,7 +109,7 @@ async def push_phase(demo: Demo, progress: Progress) -> None:
     for seed, (clinic, client) in enumerate(demo.clinics.items(), start=1):
         data = clinic_data(clinic, seed=seed)
         demo.data[clinic] = data
-        await _transaction(client, data.resources)
+        await put_all(client, data.resources)
         await _later_edits(client, data)
         demo.say(f"   {clinic}: {len(data.resources)} resources written by its EHR")
     await progress.until_caught_up("push", CATCH_UP_TIMEOUT)

@@ -145,6 +145,17 @@ async def last_txid(client: AidboxClient) -> int:
     return int(parse_psql_response(resp.body)[0][0]["last_value"])
 
 
+async def put_all(client: AidboxClient, resources: list[dict[str, Any]], size: int = 100) -> None:
+    """PUT the resources in transactions of `size`, in order (Aidbox format,
+    api/batch-transaction.md), as an EHR or an import writes them."""
+    for start in range(0, len(resources), size):
+        entries = [
+            {"request": {"method": "PUT", "url": f"/{r['resourceType']}/{r['id']}"}, "resource": r}
+            for r in resources[start : start + size]
+        ]
+        await client.call("POST", "/", json={"type": "transaction", "entry": entries})
+
+
 # A minimal stored body (Aidbox's `resource` column), and the next txid, for store_rows.
 FEMALE = """'{"gender": "female"}'::jsonb"""
 NEXT_TXID = "nextval('transaction_id_seq')"
