@@ -1,11 +1,11 @@
 """How each element is handled: the decisions of the rules and the datatypes, made once.
 
-The walker (``engine.py``) asks a ``Frame`` (the children of one kind of element: its FHIR
-type, its node in the rule tree, the rule it inherits, its datatype's entry) for the ``Step`` of
-each child name. A step is decided the first time its name is met and memoized; frames are
-interned per type plan, so recursive elements (QuestionnaireResponse items) reuse them. Nothing
-here sees a value: decisions depend on names, types and rules only (item filters aside, which
-read the filtered key of each item).
+A walker (``compiled.py``, ``traced.py``) asks a ``Frame`` (the children of one kind of
+element: its FHIR type, its node in the rule tree, the rule it inherits, its datatype's entry)
+for the ``Step`` of each child name. A step is decided the first time its name is met and
+memoized; frames are interned per type plan, so recursive elements (QuestionnaireResponse
+items) reuse them. Nothing here sees a value: decisions depend on names, types and rules only
+(item filters aside, which read the filtered key of each item).
 
 The order in which one element is decided (``docs/anonymization.md`` tells it to users):
 
@@ -66,6 +66,7 @@ class Step:
     select: Callable[[Any], Step] | None = None  # SELECT
     accepts: Callable[[Any], bool] = _anything  # KEEP: is the value valid for its datatype
     apply: Leaf | None = None  # APPLY: the method's result, when valid for the datatype
+    handle: Any = None  # the step as a closure, built by compiled.handler
 
 
 SKIP_STEP = Step(SKIP)
@@ -105,16 +106,7 @@ class Frame:
     finishing: bool = False  # one of the three above: the walker checks the object's output
     ages: bool = False  # has code and value, and the profile lists age codes
     _age_step: Step | None = None
-    # The walker's fast path, for an element whose children are all primitives: by name, the
-    # test of each child sent as it is and the method of each child transformed; children
-    # named in neither are removed. None when some child needs more (an object, a reference, a
-    # filter) or the element's datatype is unknown; UNKNOWN until decide_leaves() is called.
-    leaves: Any = None
-
-    def decide_leaves(self) -> Leaves | None:
-        """Decide ``leaves`` (once; it needs the steps of every child)."""
-        self.leaves = _leaves(self)
-        return self.leaves
+    walk: Any = None  # the frame as a closure, built by compiled.walker
 
     def step(self, name: str) -> Step:
         """The step of the child ``name`` (decided once)."""
@@ -135,35 +127,6 @@ class Frame:
 
 
 Leaf = Callable[[Any, Any, Any], Any]  # (value, pseudonym key, today) -> value or DROP
-UNKNOWN = object()
-_NOT_AN_ELEMENT = "\0"  # a name no FHIR element has: how a frame treats names it does not know
-
-
-@dataclass(frozen=True, slots=True)
-class Leaves:
-    """The children of an element whose children are all primitives (see Frame.leaves)."""
-
-    kept: dict[str, Callable[[Any], bool]]  # sent as they are when the test passes
-    applied: dict[str, Leaf]  # sent as the method makes them
-
-
-def _leaves(frame: Frame) -> Leaves | None:
-    if frame.owner is None or frame.ages or frame.retain:
-        return None
-    if frame.step(_NOT_AN_ELEMENT).kind not in (SKIP, DROP):
-        return None
-    leaves = Leaves({}, {})
-    named = frame.node.children if frame.node is not None else {}
-    for name in {**frame.owner.elements, **named}:  # a rule may name a part (Reference.uri)
-        step = frame.step(name)
-        if step.kind == KEEP:
-            leaves.kept[name] = step.accepts
-        elif step.kind == APPLY:
-            assert step.apply is not None
-            leaves.applied[name] = step.apply
-        elif step.kind not in (SKIP, DROP):
-            return None
-    return leaves
 
 
 def _applying(rule: CompiledRule, element: ElementType | None) -> Step:
@@ -201,7 +164,7 @@ def _frame(
     key = (id(owner), id(node), id(cover), id(entry))
     found = plan.frames.get(key)
     if found is None:
-        found = Frame(plan, owner, node, cover, entry, leaves=UNKNOWN)
+        found = Frame(plan, owner, node, cover, entry)
         if node is not None:
             found.retain = node.retain
         if owner is not None:

@@ -2,7 +2,7 @@
 
 Each function takes a primitive (or, for ``age``, a Quantity) and returns the value to send or
 ``DROP`` when nothing may be sent. Walking composite elements and references is the engine's job
-(``engine.py``); these functions never see a whole resource.
+(``compiled.py``, ``traced.py``, ``elements.py``); these functions never see a whole resource.
 """
 
 from __future__ import annotations

@@ -1,0 +1,219 @@
+"""What a walker does to one element beyond its step: references, values of unknown datatype,
+and the checks an object gets once its children are done. Shared by both walkers
+(``compiled.py`` for ``anonymize``, ``traced.py`` for ``explain``), so that they cannot
+disagree on any of it.
+
+The engine owns what no profile can change: every Reference (by its FHIR type, or by its shape
+where the type is unknown) is reduced to ``{resourceType, id}`` with a pseudonymous id
+(headquarters' own id for a type the clinic pulls, docs/pull.md), or removed when it has none
+or its ``resourceType`` is not an R4 resource type (``display``, ``identifier`` and the rest
+never survive); local references follow their renamed contained resources; an element missing
+a child FHIR requires is removed; an age over 89 in any time unit is aggregated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from app.anonymize.fhir_types import is_resource_type
+from app.anonymize.frames import Frame
+from app.anonymize.methods import DROP, aggregated, is_number, over_age
+from app.anonymize.pseudonym import PseudonymKey
+from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE
+from app.anonymize.tree import CompiledRule, Node
+
+# An absolute reference in Aidbox format is {"uri": ...}; a choice-type URI (value.uri) has the
+# same shape, and Safe Harbor treats both as URLs: removed unless a rule names their uri. A
+# logical reference ({"identifier": ...}, no id) carries an identifier and is always removed.
+_LOOSE_REFERENCE_KEYS = frozenset({"uri", "display", "type", "identifier", "extension"})
+
+# A reference's target as sent, (resourceType, pseudonymous id), and its local id.
+Targets = dict[tuple[str, str], str]
+Target = tuple[tuple[str, str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One element the plan changed: where (FHIRPath-like, with indexes), how, and which rule."""
+
+    path: str
+    action: str
+    rule: str
+
+
+@dataclass(slots=True)
+class Context:
+    """What one call to the engine carries through the walk of one resource."""
+
+    key: PseudonymKey
+    today: date
+    local_ids: dict[str, str]  # contained resource id -> the id it is sent with
+    trace: list[Change] | None  # explain: every change, with its path and rule
+    shared_types: frozenset[str]  # types pulled from headquarters (``Plan.shared_types``)
+    # anonymize_with_targets: the references sent, in order (an object removed after its
+    # children were walked takes its own back, see ``finish``)
+    targets: list[Target] | None = None
+
+    def record(self, path: str | None, action: str, rule: str) -> None:
+        """Note one change, when tracing (and the walker knows where it is)."""
+        if self.trace is not None and path is not None:
+            self.trace.append(Change(path, action, rule))
+
+
+def finish(
+    obj: dict, out: dict[str, Any], frame: Frame, ctx: Context, path: str | None, mark: int
+) -> Any:
+    """What an object's datatype requires of it once its children are decided: an age over 89
+    aggregated, an extension with no value removed, an element missing a child FHIR requires
+    removed. ``mark``: how many targets were noted before its children were walked (those
+    noted since are not sent when it is removed)."""
+    if frame.quantity and "value" in out and over_age(obj, in_years=frame.is_age):
+        ctx.record(path, "age", "engine: an age over 89 is aggregated")
+        return aggregated(MAX_REPORTABLE_AGE)
+    if frame.extension and "value" not in out and "extension" not in out:
+        ctx.record(path, "removed", "engine: an extension without its value")
+    elif frame.required and not frame.required <= out.keys():
+        ctx.record(path, "removed", "engine: an element FHIR requires in it was removed")
+    else:
+        return out
+    if ctx.targets is not None:
+        del ctx.targets[mark:]
+    return DROP
+
+
+def mark(ctx: Context, frame: Frame) -> int:
+    """Where the targets of an object's children begin (``finish``)."""
+    return len(ctx.targets) if frame.finishing and ctx.targets is not None else 0
+
+
+def is_age(code: Any, codes: frozenset[tuple[str, str]]) -> bool:
+    """True when a CodeableConcept carries one of the age codes."""
+    codings = code.get("coding") if type(code) is dict else None
+    if type(codings) is not list:
+        return False
+    return any(
+        type(coding) is dict and (coding.get("system"), coding.get("code")) in codes
+        for coding in codings
+    )
+
+
+def apply_loose(
+    value: Any, rule: CompiledRule, ctx: Context, path: str | None, node: Node | None = None
+) -> Any:
+    """Apply one rule to a whole element whose datatype is unknown (references by shape)."""
+    if rule.whole is not None:
+        result = rule.whole(value)
+    elif type(value) is dict:
+        result = _object(value, rule, ctx, node)
+    elif type(value) is list:
+        result = _list(value, rule, ctx, node)
+    else:
+        result = rule.leaf(value, ctx.key, ctx.today)
+    if ctx.trace is not None and (result is DROP or result != value):
+        if result is DROP:
+            action = "removed"
+        elif rule.is_keep:
+            action = "references rewritten"
+        else:
+            action = rule.method
+        ctx.record(path, action, rule.label)
+    return result
+
+
+def _object(obj: dict, rule: CompiledRule, ctx: Context, node: Node | None = None) -> Any:
+    if _is_reference(obj):
+        return reference(obj, rule, ctx, None, node)
+    if rule.takes_quantity and is_number(obj.get("value")):
+        return rule.leaf(obj, ctx.key, ctx.today)
+    out = {}
+    leaf = rule.leaf
+    for name, value in obj.items():
+        kind = type(value)
+        if kind is dict:
+            result = _object(value, rule, ctx)
+        elif kind is list:
+            result = _list(value, rule, ctx)
+        else:
+            result = leaf(value, ctx.key, ctx.today)
+        if result is not DROP:
+            out[name] = result
+    return out if out else DROP
+
+
+def _list(values: list, rule: CompiledRule, ctx: Context, node: Node | None = None) -> Any:
+    out = []
+    leaf = rule.leaf
+    for value in values:
+        kind = type(value)
+        if kind is dict:
+            result = _object(value, rule, ctx, node)
+        elif kind is list:
+            result = _list(value, rule, ctx)
+        else:
+            result = leaf(value, ctx.key, ctx.today)
+        if result is not DROP:
+            out.append(result)
+    return out if out else DROP
+
+
+def _is_reference(obj: dict) -> bool:
+    """A reference by its shape, where the datatype is unknown (first-class attributes)."""
+    if "resourceType" in obj:
+        return "id" in obj
+    if "localRef" in obj:
+        return True
+    return ("uri" in obj or "identifier" in obj) and obj.keys() <= _LOOSE_REFERENCE_KEYS
+
+
+def reference(
+    ref: dict, rule: CompiledRule, ctx: Context, path: str | None, node: Node | None = None
+) -> Any:
+    """A reference as a whole: rewritten to a pseudonymous {resourceType, id} (kept as it is
+    for a type the clinic pulls from headquarters, ``Plan.shared_types``) or removed.
+
+    ``node`` is the reference's place in the rule tree; only there can a rule name its
+    ``uri`` element. Nothing but the target survives: display, identifier, type, extensions
+    and element ids are dropped, and a reference with no target (display or identifier only,
+    or a ``resourceType`` that is not an R4 resource type) is removed.
+    """
+    kept = False  # a reference to headquarters' own resource, sent as it is
+    if "resourceType" not in ref and "localRef" not in ref:
+        result = _uri_reference(ref, rule, node)
+    elif rule.whole is not None:
+        result = rule.whole(ref)
+    elif not rule.rewrites_references:
+        result = DROP
+    elif "localRef" in ref:
+        target = ctx.local_ids.get(ref["localRef"]) if isinstance(ref["localRef"], str) else None
+        result = DROP if target is None else {"localRef": target}
+    else:
+        resource_type, local_id = ref["resourceType"], ref.get("id")
+        # The type is sent as it is: only an R4 resource type's name, never a string typed there
+        shared = isinstance(resource_type, str) and resource_type in ctx.shared_types
+        if shared and isinstance(local_id, str):
+            # Headquarters' own resource, pulled here: its id means the same there.
+            result, kept = {"resourceType": resource_type, "id": local_id}, True
+        elif is_resource_type(resource_type) and isinstance(local_id, str | int):
+            target_id = ctx.key.resource_id(resource_type, str(local_id))
+            result = {"resourceType": resource_type, "id": target_id}
+            if ctx.targets is not None:
+                ctx.targets.append(((resource_type, target_id), str(local_id)))
+        else:
+            result = DROP
+    if ctx.trace is not None:
+        action = "reference kept" if kept else "reference rewritten"
+        ctx.record(path, "removed" if result is DROP else action, rule.label)
+    return result
+
+
+def _uri_reference(ref: dict, rule: CompiledRule, node: Node | None) -> Any:
+    """An absolute URL (Safe Harbor (N)) survives only a keep rule naming its ``uri`` element
+    (``subject.uri``, ``value.uri``) that comes before whatever rule covers the reference; a
+    logical reference (identifier only) never does."""
+    edge = node.children.get("uri") if node is not None and "uri" in ref else None
+    named = edge.plain.rule if edge is not None and edge.plain is not None else None
+    if named is not None and (named.index < rule.index or rule.is_keep):
+        return {"uri": ref["uri"]} if named.method == "keep" else DROP
+    return rule.whole(ref) if rule.whole is not None else DROP
