@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.anonymize.elements import Context, apply_loose, finish, is_age, mark, reference
+from app.anonymize.elements import Context, apply_loose, finish, is_age, reference
 from app.anonymize.frames import (
     APPLY,
     DESCEND,
@@ -33,7 +33,6 @@ from app.anonymize.methods import DROP as REMOVED
 Handler = Callable[[Any, Context], Any]  # one value (not an array) -> its output or REMOVED
 
 _TABLE_LIMIT = 4096  # names a frame remembers (frames.py memoizes its steps as far)
-_UNSEEN = object()
 
 
 def walker(frame: Frame) -> Handler:
@@ -85,34 +84,33 @@ def _handler(step: Step) -> Handler:
     return lambda value, ctx: REMOVED  # SKIP, DROP: only reached for items of a selection
 
 
-class _Tables:
-    """A frame's children by name: the test of each primitive sent as it is, the handler of
-    every other child (None: removed)."""
+Entry = tuple[Callable[[Any], bool] | None, Handler | None]  # (test, None), (None, handler)
+_REMOVED_ENTRY: Entry = (None, None)
 
-    __slots__ = ("aged", "frame", "handlers", "kept")
+
+class _Table:
+    """A frame's children by name: (the test of a primitive sent as it is, None), (None, the
+    handler of any other child), or (None, None) for a child that is removed."""
+
+    __slots__ = ("aged", "entries", "frame")
 
     def __init__(self, frame: Frame, aged: bool) -> None:
         self.frame = frame
         self.aged = aged  # ``value`` holds the patient's age (the code says so)
-        self.kept: dict[str, Callable[[Any], bool]] = {}
-        self.handlers: dict[str, Handler | None] = {}
+        self.entries: dict[str, Entry] = {}
 
-    def learn(self, name: str) -> tuple[Callable[[Any], bool] | None, Handler | None]:
-        """Decide the child ``name``: (its test, None) or (None, its handler or None)."""
+    def learn(self, name: str) -> Entry:
+        """Decide the child ``name``."""
         step = self.frame.step(name)
         if step.kind in (SKIP, DROP):
-            accepts, handle = None, None
+            entry = _REMOVED_ENTRY
         else:
             if self.aged and name == "value":
                 step = self.frame.age_step()
-            accepts = step.accepts if step.kind == KEEP else None
-            handle = None if accepts is not None else handler(step)
-        if len(self.handlers) + len(self.kept) < _TABLE_LIMIT:
-            if accepts is not None:
-                self.kept[name] = accepts
-            else:
-                self.handlers[name] = handle
-        return accepts, handle
+            entry = (step.accepts, None) if step.kind == KEEP else (None, handler(step))
+        if len(self.entries) < _TABLE_LIMIT:
+            self.entries[name] = entry
+        return entry
 
 
 class _Walker:
@@ -120,56 +118,55 @@ class _Walker:
 
     def __init__(self, frame: Frame) -> None:
         self.frame = frame
-        self.plain = _Tables(frame, aged=False)
-        self.aged = _Tables(frame, aged=True) if frame.ages else None
+        self.plain = _Table(frame, aged=False)
+        self.aged = _Table(frame, aged=True) if frame.ages else None
         self.loose = frame.cover if frame.owner is None else None
 
     def run(self, obj: Any, ctx: Context) -> Any:
-        """The output of one object: its children by their tables, then its datatype's checks.
+        """The output of one object: its children by their table, then its datatype's checks.
 
         The walker's inner loop (bench/anonymize.py)."""
         if type(obj) is not dict:
             loose = self.loose
             return REMOVED if loose is None else apply_loose(obj, loose, ctx, None)
         frame = self.frame
-        tables = self.plain
+        table = self.plain
         if self.aged is not None and is_age(obj.get("code"), frame.plan.age_codes):
-            tables = self.aged
-        kept, handlers = tables.kept, tables.handlers
-        begin = mark(ctx, frame)
+            table = self.aged
+        entries = table.entries
+        finishing = frame.finishing
+        # elements.mark, inlined: this loop runs for every object of every pushed resource
+        begin = len(ctx.targets) if finishing and ctx.targets is not None else 0
         out: dict[str, Any] = {}
         for name, value in obj.items():
-            accepts = kept.get(name)
-            if accepts is None:
-                handle = handlers.get(name, _UNSEEN)
-                if handle is _UNSEEN:
-                    accepts, handle = tables.learn(name)
-                if accepts is None:
-                    if handle is None:
-                        continue
-                    if type(value) is list:
-                        results = []
-                        for item in value:
-                            result = handle(item, ctx)  # type: ignore[operator]
-                            if result is not REMOVED:
-                                results.append(result)
-                        if results:
-                            out[name] = results
-                    else:
-                        result = handle(value, ctx)  # type: ignore[operator]
+            entry = entries.get(name)
+            if entry is None:
+                entry = table.learn(name)
+            accepts, handle = entry
+            if accepts is not None:
+                if type(value) is not list:
+                    if accepts(value):
+                        out[name] = value
+                else:
+                    items = [item for item in value if accepts(item)]
+                    if items:
+                        out[name] = items
+            elif handle is not None:
+                if type(value) is list:
+                    results = []
+                    for item in value:
+                        result = handle(item, ctx)
                         if result is not REMOVED:
-                            out[name] = result
-                    continue
-            if type(value) is not list:
-                if accepts(value):
-                    out[name] = value
-            else:
-                items = [item for item in value if accepts(item)]
-                if items:
-                    out[name] = items
+                            results.append(result)
+                    if results:
+                        out[name] = results
+                else:
+                    result = handle(value, ctx)
+                    if result is not REMOVED:
+                        out[name] = result
         if not out:
             return REMOVED
         for name in frame.retain:  # the filter's own key (e.g. extension url) stays with the item
             if name in obj:
                 out.setdefault(name, obj[name])
-        return finish(obj, out, frame, ctx, None, begin) if frame.finishing else out
+        return finish(obj, out, frame, ctx, None, begin) if finishing else out
