@@ -62,6 +62,7 @@ _UNIT_WORDS: Final = {
     **{word: "s" for word in ("sec", "secs", "second", "seconds")},
 }
 _ISO_3166_2 = re.compile(ISO_3166_2_CODE)
+_COMPARATORS: Final = frozenset({"<", "<=", ">=", ">"})
 
 
 def _code_unit(quantity: dict[str, Any]) -> str | None:
@@ -219,7 +220,9 @@ def age(value: Any, max_age: int, today: date) -> Any:
             return aggregated(max_age)
         capped: dict[str, Any] = _age_units(value)
         capped["value"] = value["value"]
-        if isinstance(value.get("comparator"), str):
+        # Quantity.comparator is a required binding (FHIR R4 quantity-comparator): any other
+        # string is free text and may hold PHI.
+        if value.get("comparator") in _COMPARATORS:
             capped["comparator"] = value["comparator"]
         return capped
     return generalize_date(value, today, max_age)

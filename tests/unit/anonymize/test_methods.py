@@ -268,3 +268,13 @@ def test_country_keeps_iso_countries(value: str) -> None:
 @pytest.mark.parametrize("value", ["02139", "Boston", "Main St 1", "", 840, None])
 def test_country_removes_anything_else(value: object) -> None:
     assert country(value) is DROP
+
+
+def test_an_age_keeps_only_a_valid_comparator_never_free_text() -> None:
+    from datetime import date as _date
+
+    from app.anonymize.methods import age
+
+    today = _date(2025, 6, 1)
+    assert age({"value": 30, "comparator": "John Smith 555-1234"}, 89, today) == {"value": 30}
+    assert age({"value": 30, "comparator": "<"}, 89, today)["comparator"] == "<"
