@@ -1,13 +1,14 @@
 """The walker ``anonymize`` runs: each frame's steps (``frames.py``) turned into closures.
 
-A frame's walk keeps two tables, filled the first time each child name is met: the validity
-test of each primitive sent as it is (handled in the loop itself, without a call: most of what
-is sent), and a handler for every other child (a nested object, a method, a reference, an item
-filter), or None for a child that is removed. The handlers do what the steps say and nothing
-else: which step applies to an element is decided only in ``frames.py``, and what is done to a
-reference or a finished object only in ``elements.py``. ``traced.py`` walks the same steps one
-by one to record each change (``explain``); tests/unit/anonymize/test_properties.py shows the
-two walkers agree on random resources under several profiles.
+A frame's walk keeps a table (two for a frame whose ``value`` may be an age), filled the first
+time each child name is met: per name, the validity test of a primitive sent as it is (handled
+in the loop itself, without a call: most of what is sent), or a handler for any other child (a
+nested object, a method, a reference, an item filter), or neither for a child that is removed.
+The handlers do what the steps say and nothing else: which step applies to an element is
+decided only in ``frames.py``, and what is done to a reference or a finished object only in
+``elements.py``. ``traced.py`` walks the same steps one by one to record each change
+(``explain``); tests/unit/anonymize/test_properties.py shows the two walkers agree on random
+resources under several profiles.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.anonymize.elements import Context, apply_loose, finish, is_age, reference
+from app.anonymize.elements import Context, apply_loose, complete, is_age, reference
 from app.anonymize.frames import (
     APPLY,
     DESCEND,
@@ -164,9 +165,6 @@ class _Walker:
                     result = handle(value, ctx)
                     if result is not REMOVED:
                         out[name] = result
-        if not out:
-            return REMOVED
-        for name in frame.retain:  # the filter's own key (e.g. extension url) stays with the item
-            if name in obj:
-                out.setdefault(name, obj[name])
-        return finish(obj, out, frame, ctx, None, begin) if finishing else out
+        if out and not finishing and not frame.retain:
+            return out  # most objects: nothing more to do, without a call
+        return complete(obj, out, frame, ctx, None, begin)

@@ -83,6 +83,19 @@ def finish(
     return DROP
 
 
+def complete(
+    obj: dict, out: dict[str, Any], frame: Frame, ctx: Context, path: str | None, mark: int
+) -> Any:
+    """An object once its children are walked: removed when nothing of it is left; else with
+    the filter's own key kept (an extension's url) and what its datatype requires (``finish``)."""
+    if not out:
+        return DROP
+    for name in frame.retain:
+        if name in obj:
+            out.setdefault(name, obj[name])
+    return finish(obj, out, frame, ctx, path, mark) if frame.finishing else out
+
+
 def mark(ctx: Context, frame: Frame) -> int:
     """Where the targets of an object's children begin (``finish``)."""
     return len(ctx.targets) if frame.finishing and ctx.targets is not None else 0

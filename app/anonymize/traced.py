@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.anonymize.elements import Context, apply_loose, finish, is_age, mark, reference
+from app.anonymize.elements import Context, apply_loose, complete, is_age, mark, reference
 from app.anonymize.frames import APPLY, DESCEND, KEEP, LOOSE, REFERENCE, SELECT, SKIP, Frame, Step
 from app.anonymize.frames import DROP as DROP_STEP
 from app.anonymize.methods import DROP
@@ -36,12 +36,7 @@ def walk(obj: dict, frame: Frame, ctx: Context, path: str) -> Any:
             result = _one(step.select(value) if step.kind == SELECT else step, value, ctx, here)  # type: ignore[misc]
         if result is not DROP:
             out[name] = result
-    if not out:
-        return DROP
-    for name in frame.retain:  # the filter's own key (e.g. extension url) stays with the item
-        if name in obj:
-            out.setdefault(name, obj[name])
-    return finish(obj, out, frame, ctx, path, begin) if frame.finishing else out
+    return complete(obj, out, frame, ctx, path, begin)
 
 
 def _items(step: Step, values: list, ctx: Context, path: str) -> Any:
