@@ -16,7 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.anonymize.elements import Context, apply_loose, complete, is_age, reference
+from app.anonymize.elements import (
+    Context,
+    apply_loose,
+    complete,
+    is_age,
+    is_reference,
+    reference,
+    shaped,
+)
 from app.anonymize.frames import (
     APPLY,
     DESCEND,
@@ -121,16 +129,18 @@ class _Walker:
         self.frame = frame
         self.plain = _Table(frame, aged=False)
         self.aged = _Table(frame, aged=True) if frame.ages else None
-        self.loose = frame.cover if frame.owner is None else None
+        self.loose = shaped(frame)
 
     def run(self, obj: Any, ctx: Context) -> Any:
         """The output of one object: its children by their table, then its datatype's checks.
 
         The walker's inner loop (bench/anonymize.py)."""
+        loose = self.loose
         if type(obj) is not dict:
-            loose = self.loose
             return REMOVED if loose is None else apply_loose(obj, loose, ctx, None)
         frame = self.frame
+        if loose is not None and is_reference(obj):
+            return reference(obj, loose, ctx, None, frame.node)
         table = self.plain
         if self.aged is not None and is_age(obj.get("code"), frame.plan.age_codes):
             table = self.aged

@@ -101,6 +101,15 @@ def mark(ctx: Context, frame: Frame) -> int:
     return len(ctx.targets) if frame.finishing and ctx.targets is not None else 0
 
 
+def shaped(frame: Frame) -> CompiledRule | None:
+    """The rule an object of ``frame`` takes whole when it is shaped like a reference: the
+    frame's cover, where FHIR does not define the element (a first-class attribute or inside
+    one; never a resource's root, which has no cover). Whatever the rules name inside it,
+    such an object is a reference (``reference``), as it is where a rule takes it whole
+    (``apply_loose``)."""
+    return frame.cover if frame.owner is None else None
+
+
 def is_age(code: Any, codes: frozenset[tuple[str, str]]) -> bool:
     """True when a CodeableConcept carries one of the age codes."""
     codings = code.get("coding") if type(code) is dict else None
@@ -136,7 +145,7 @@ def apply_loose(
 
 
 def _object(obj: dict, rule: CompiledRule, ctx: Context, node: Node | None = None) -> Any:
-    if _is_reference(obj):
+    if is_reference(obj):
         return reference(obj, rule, ctx, None, node)
     if rule.takes_quantity and is_number(obj.get("value")):
         return rule.leaf(obj, ctx.key, ctx.today)
@@ -171,7 +180,7 @@ def _list(values: list, rule: CompiledRule, ctx: Context, node: Node | None = No
     return out if out else DROP
 
 
-def _is_reference(obj: dict) -> bool:
+def is_reference(obj: dict) -> bool:
     """A reference by its shape, where the datatype is unknown (first-class attributes)."""
     if "resourceType" in obj:
         return "id" in obj

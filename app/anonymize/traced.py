@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.anonymize.elements import Context, apply_loose, complete, is_age, mark, reference
+from app.anonymize.elements import (
+    Context,
+    apply_loose,
+    complete,
+    is_age,
+    is_reference,
+    mark,
+    reference,
+    shaped,
+)
 from app.anonymize.frames import APPLY, DESCEND, KEEP, LOOSE, REFERENCE, SELECT, SKIP, Frame, Step
 from app.anonymize.frames import DROP as DROP_STEP
 from app.anonymize.methods import DROP
@@ -18,6 +27,9 @@ from app.anonymize.methods import DROP
 
 def walk(obj: dict, frame: Frame, ctx: Context, path: str) -> Any:
     """An object's children, each by its step; then what the object's datatype requires."""
+    loose = shaped(frame)
+    if loose is not None and is_reference(obj):
+        return reference(obj, loose, ctx, path, frame.node)
     begin = mark(ctx, frame)
     out: dict[str, Any] = {}
     ages = frame.ages and is_age(obj.get("code"), frame.plan.age_codes)

@@ -706,3 +706,34 @@ def test_a_resource_of_no_r4_type_sends_only_what_its_own_entry_names(key: Pseud
     # an entry of its own is the profile author's description of the type
     own = plan_of([WILDCARD, rules("PatientNote", ("status", "keep"))])
     assert anonymize(note, own, key)["status"] == {"text": "Alice Smith"}
+
+
+def test_a_first_class_attribute_shaped_like_a_reference_is_one_whatever_names_inside_it(
+    key: PseudonymKey,
+) -> None:
+    # emergencyContact is no Patient element: its datatype is unknown, so its shape decides.
+    # A rule naming a child of it (phone) makes the walker go in; a reference-shaped value
+    # there is still reduced to its target, its display and identifier never sent.
+    referenced = {
+        "resourceType": "RelatedPerson",
+        "id": "rp1",
+        "display": "Alice Smith",
+        "identifier": {"value": "555-12-3456"},
+        "phone": "555-0100",
+    }
+    expected = {"resourceType": "RelatedPerson", "id": key.resource_id("RelatedPerson", "rp1")}
+    for order in (
+        [("emergencyContact", "keep"), ("emergencyContact.phone", "redact")],
+        [("emergencyContact.phone", "redact"), ("emergencyContact", "keep")],
+        [("emergencyContact.phone", "keep"), ("emergencyContact", "redact")],
+    ):
+        plan = plan_of([rules("Patient", *order)])
+        resource = {"resourceType": "Patient", "emergencyContact": referenced}
+        out = anonymize(resource, plan, key)
+        assert out.get("emergencyContact") in (expected, None), order
+        assert "Smith" not in str(explain(resource, plan, key)), order
+        # in an array, each item by its own shape
+        resource = {"resourceType": "Patient", "emergencyContact": [referenced, {"phone": "1"}]}
+        out = anonymize(resource, plan, key)
+        assert "Smith" not in str(out) and "555-12" not in str(out), order
+        assert "Smith" not in str(explain(resource, plan, key)), order
