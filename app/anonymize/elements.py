@@ -111,14 +111,22 @@ def shaped(frame: Frame) -> CompiledRule | None:
 
 
 def is_age(code: Any, codes: frozenset[tuple[str, str]]) -> bool:
-    """True when a CodeableConcept carries one of the age codes."""
-    codings = code.get("coding") if type(code) is dict else None
-    if type(codings) is not list:
-        return False
-    return any(
-        type(coding) is dict and (coding.get("system"), coding.get("code")) in codes
-        for coding in codings
-    )
+    """True when a CodeableConcept carries one of the age codes.
+
+    Read as the walker sends it, whatever its shape: an array where R4 has one concept, a
+    lone Coding where R4 has an array, are both sent, so an age code in them counts too."""
+    for concept in code if type(code) is list else (code,):
+        codings = concept.get("coding") if type(concept) is dict else None
+        if type(codings) is dict:
+            codings = (codings,)
+        elif type(codings) is not list:
+            continue
+        for coding in codings:
+            if type(coding) is dict:
+                system, value = coding.get("system"), coding.get("code")
+                if type(system) is str and type(value) is str and (system, value) in codes:
+                    return True
+    return False
 
 
 def apply_loose(

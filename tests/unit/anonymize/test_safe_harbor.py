@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.anonymize import PseudonymKey, anonymize, compile_profile, load_profile
+from app.anonymize import PseudonymKey, anonymize, compile_profile, explain, load_profile
 from tests.unit.anonymize.conftest import TODAY
 
 PLAN = compile_profile(load_profile("safe-harbor"), today=TODAY)
@@ -120,3 +120,19 @@ def test_an_age_coded_observation_over_89_is_aggregated(key: PseudonymKey, code:
         assert out["value"] in ({"integer": 90}, {"Quantity": AGGREGATED}), (code, value)
     young = anonymize(observation({"integer": 45}, code=coded), PLAN, key)
     assert young["value"] == {"integer": 45}
+
+
+def test_an_age_in_a_malformed_code_is_still_capped(key: PseudonymKey) -> None:
+    # code is one CodeableConcept and coding an array of Coding in R4; a clinic's store may hold
+    # either shape the other way, and the walker sends what it finds in both: the cap holds.
+    age = {"system": LOINC, "code": "30525-0"}
+    for code in (
+        [{"coding": [age]}],
+        {"coding": age},
+        [{"coding": age}],
+        {"coding": [{"system": LOINC, "code": ["30525-0"]}, age]},
+        {"coding": [{"system": [LOINC], "code": "30525-0"}, {"code": {"x": 1}}, age]},
+    ):
+        out = anonymize(observation({"integer": 104}, code=code), PLAN, key)
+        assert out.get("value") in (None, {"integer": 90}), code
+        assert explain(observation({"integer": 104}, code=code), PLAN, key).resource == out, code
