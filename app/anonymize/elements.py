@@ -68,19 +68,20 @@ def finish(
     """What an object's datatype requires of it once its children are decided: an age over 89
     aggregated, an extension with no value removed, an element missing a child FHIR requires
     removed. ``mark``: how many targets were noted before its children were walked (those
-    noted since are not sent when it is removed)."""
+    noted since are not sent when it is removed or replaced)."""
+    result: Any = DROP
     if frame.quantity and "value" in out and over_age(obj, in_years=frame.is_age):
         ctx.record(path, "age", "engine: an age over 89 is aggregated")
-        return aggregated(MAX_REPORTABLE_AGE)
-    if frame.extension and "value" not in out and "extension" not in out:
+        result = aggregated(MAX_REPORTABLE_AGE)
+    elif frame.extension and "value" not in out and "extension" not in out:
         ctx.record(path, "removed", "engine: an extension without its value")
     elif frame.required and not frame.required <= out.keys():
         ctx.record(path, "removed", "engine: an element FHIR requires in it was removed")
     else:
         return out
     if ctx.targets is not None:
-        del ctx.targets[mark:]
-    return DROP
+        del ctx.targets[mark:]  # what was walked inside it is not sent
+    return result
 
 
 def complete(

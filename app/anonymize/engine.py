@@ -92,6 +92,8 @@ def _resource(
     if "id" in resource:
         new_id = key.resource_id(resource_type, str(resource["id"]))
         ctx.record(f"{resource_type}.id", "pseudonymized", "engine: resource id")
+    if plan.security_label is not None:
+        resource = _without_security(resource)
     out = _body(resource, new_id, frames.root(type_plan, resource_type), ctx, resource_type)
     if isinstance(contained, list):
         items = _contained(contained, type_plan, plan, ctx, resource_type)
@@ -104,6 +106,15 @@ def _resource(
             "security": [dict(plan.security_label)],
         }
     return out
+
+
+def _without_security(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource without the clinic's ``meta.security``, which the profile's label replaces:
+    not walked, so that nothing inside it (a reference in an extension) counts as sent."""
+    meta = resource.get("meta")
+    if type(meta) is not dict or "security" not in meta:
+        return resource
+    return {**resource, "meta": {k: v for k, v in meta.items() if k != "security"}}
 
 
 _TODAY: list[Any] = [None, 0.0]  # the date, and until when (monotonic seconds) it is trusted

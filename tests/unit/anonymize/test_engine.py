@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from app.anonymize import Change, PseudonymKey, anonymize, explain
+from app.anonymize import Change, PseudonymKey, anonymize, anonymize_with_targets, explain
 from tests.unit.anonymize.conftest import plan_of
 
 
@@ -737,3 +737,35 @@ def test_a_first_class_attribute_shaped_like_a_reference_is_one_whatever_names_i
         out = anonymize(resource, plan, key)
         assert "Smith" not in str(out) and "555-12" not in str(out), order
         assert "Smith" not in str(explain(resource, plan, key)), order
+
+
+def test_the_targets_listed_are_the_references_sent(key: PseudonymKey) -> None:
+    # what the push makes sure the global holds first (anonymize_with_targets): a reference
+    # inside an element the engine then replaces is not sent, so it is no target
+    label = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "X"}
+    referring = [
+        {
+            "url": "http://x.example/by",
+            "value": {"Reference": {"resourceType": "Patient", "id": "p2"}},
+        }
+    ]
+    plan = plan_of(
+        [rules("Condition", ("onset", "keep"), ("meta", "keep"), ("subject", "keep"))],
+        securityLabel=label,
+    )
+    resource = {
+        "resourceType": "Condition",
+        "subject": {"resourceType": "Patient", "id": "p1"},
+        # an Age over 89 is aggregated whole: its extension is not sent
+        "onset": {"Age": {"value": 95, "unit": "a", "extension": referring}},
+        # the clinic's security labels are replaced by the profile's
+        "meta": {"security": [{"code": "R", "extension": referring}]},
+    }
+    out, targets = anonymize_with_targets(resource, plan, key)
+    assert out["meta"] == {"security": [label]}
+    assert out["onset"]["Age"]["value"] == 90
+    assert targets == {("Patient", key.resource_id("Patient", "p1")): "p1"}
+    # the same references, kept, are targets
+    kept = {**resource, "onset": {"Age": {"value": 45, "unit": "a", "extension": referring}}}
+    _, targets = anonymize_with_targets(kept, plan_of([rules("Condition", ("onset", "keep"))]), key)
+    assert targets == {("Patient", key.resource_id("Patient", "p2")): "p2"}
