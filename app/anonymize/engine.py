@@ -76,6 +76,8 @@ def _resource(
     resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
     if not isinstance(resource_type, str):
         raise ValueError("not a resource: no resourceType")
+    if type(resource) is not dict:
+        resource = dict(resource)  # the walkers take plain dicts only (what orjson gives)
     today = plan.today or _today()
     local_ids: dict[str, str] = {}
     contained = resource.get("contained")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 from typing import Any
 
@@ -769,3 +770,12 @@ def test_the_targets_listed_are_the_references_sent(key: PseudonymKey) -> None:
     kept = {**resource, "onset": {"Age": {"value": 45, "unit": "a", "extension": referring}}}
     _, targets = anonymize_with_targets(kept, plan_of([rules("Condition", ("onset", "keep"))]), key)
     assert targets == {("Patient", key.resource_id("Patient", "p2")): "p2"}
+
+
+def test_a_resource_given_as_a_dict_subclass_is_anonymized_as_a_dict(key: PseudonymKey) -> None:
+    plan = plan_of([rules("Patient", ("gender", "keep"))])
+    resource = {"resourceType": "Patient", "id": "p1", "gender": "female", "name": [{"text": "A"}]}
+    expected = anonymize(resource, plan, key)
+    assert expected["gender"] == "female"
+    assert anonymize(collections.OrderedDict(resource), plan, key) == expected
+    assert explain(collections.OrderedDict(resource), plan, key).resource == expected
