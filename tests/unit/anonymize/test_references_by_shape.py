@@ -1,0 +1,103 @@
+"""References where FHIR gives no datatype (first-class attributes, and anything inside them)
+are known by their shape (docs/anonymization.md, "What no profile changes"): whatever rules a
+custom profile sets on and inside such an attribute, a reference-shaped value leaves only as
+its pseudonymous target, never with its display, identifier or local id.
+
+Random trees of unknown elements holding references at any depth, under random rules at random
+paths below the attribute, searched the way an attacker would write a profile.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.anonymize import PseudonymKey, anonymize, anonymize_with_targets, compile_profile, explain
+from app.anonymize.profile import Profile
+
+KEY = PseudonymKey(secret=b"shape-test-secret-0123456789abcd", namespace="clinic-a")
+TOKEN = "Alice Smith 555-12-3456"
+LOCAL = "local-id-"  # every local id starts so: none may leave
+NAMES = ("a", "b", "phone")
+
+_REFERENCES = st.one_of(
+    st.builds(
+        lambda n: {
+            "resourceType": "RelatedPerson",
+            "id": f"{LOCAL}{n}",
+            "display": TOKEN,
+            "identifier": {"value": TOKEN},
+        },
+        st.integers(0, 9),
+    ),
+    st.just({"identifier": {"system": "urn:x", "value": TOKEN}, "display": TOKEN}),
+    st.just({"localRef": f"{LOCAL}c", "display": TOKEN}),
+    st.just({"uri": "https://clinic.example/p/1", "display": TOKEN}),
+)
+# Everything else in the tree is no PHI: kept elements may carry it out as they are.
+_VALUES = st.recursive(
+    st.one_of(_REFERENCES, st.just("v"), st.integers(0, 3)),
+    lambda inner: st.one_of(
+        st.dictionaries(st.sampled_from(NAMES), inner, min_size=1, max_size=3),
+        st.lists(inner, min_size=1, max_size=3),
+    ),
+    max_leaves=8,
+)
+_PATHS = st.lists(
+    st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map(
+        lambda names: ".".join(["emergencyContact", *names])
+    ),
+    max_size=3,
+)
+_METHODS = st.sampled_from(
+    [{"method": "keep"}, {"method": "redact"}, {"method": "pseudonymize"},
+     {"method": "replace", "value": "R"}]
+)  # fmt: skip
+
+
+@st.composite
+def _profiles(draw: st.DrawFn) -> Profile:
+    paths = ["emergencyContact", *draw(_PATHS)]
+    rules = []
+    for path in draw(st.permutations(list(dict.fromkeys(paths)))):
+        rules.append({"path": path, **draw(_METHODS)})
+    default = draw(st.sampled_from(["keep", "redact"]))
+    body = {"id": "p", "name": "p", "default": default,
+            "resources": [{"type": "Patient", "rules": rules}]}  # fmt: skip
+    return Profile.model_validate(body)
+
+
+def _references(node: Any) -> set[tuple[str, str]]:
+    if isinstance(node, list):
+        return {found for value in node for found in _references(value)}
+    if not isinstance(node, dict):
+        return set()
+    if set(node) == {"resourceType", "id"}:
+        return {(node["resourceType"], node["id"])}
+    return {found for value in node.values() for found in _references(value)}
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [s for value in node.values() for s in _strings(value)]
+    if isinstance(node, list):
+        return [s for value in node for s in _strings(value)]
+    return [node] if isinstance(node, str) else []
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(_profiles(), _VALUES)
+def test_no_reference_of_unknown_datatype_leaves_with_more_than_its_target(
+    profile: Profile, value: Any
+) -> None:
+    plan = compile_profile(profile, today=date(2025, 6, 1))
+    resource = {"resourceType": "Patient", "id": "p1", "emergencyContact": value}
+    sent, targets = anonymize_with_targets(resource, plan, KEY)
+    leaked = [s for s in _strings(sent) if TOKEN in s or s.startswith(LOCAL)]
+    assert leaked == [], sent
+    assert explain(resource, plan, KEY).resource == sent
+    assert set(targets) == _references(sent.get("emergencyContact"))
+    assert anonymize(resource, plan, KEY) == sent
