@@ -123,11 +123,21 @@ def is_age(code: Any, codes: frozenset[tuple[str, str]]) -> bool:
         elif type(codings) is not list:
             continue
         for coding in codings:
-            if type(coding) is dict:
-                system, value = coding.get("system"), coding.get("code")
-                if type(system) is str and type(value) is str and (system, value) in codes:
-                    return True
+            if type(coding) is dict and not codes.isdisjoint(_pairs(coding)):
+                return True
     return False
+
+
+def _pairs(coding: dict) -> list[tuple[str, str]]:
+    """A coding's (system, code), each read as the strings it is sent with: a list of them
+    where R4 has one is sent as it is, so each one counts."""
+    systems, values = coding.get("system"), coding.get("code")
+    return [
+        (system, value)
+        for system in (systems if type(systems) is list else (systems,))
+        for value in (values if type(values) is list else (values,))
+        if type(system) is str and type(value) is str
+    ]
 
 
 def apply_loose(

@@ -114,8 +114,10 @@ def _without_security(resource: dict[str, Any]) -> dict[str, Any]:
     """The resource without the clinic's ``meta.security``, which the profile's label replaces:
     not walked, so that nothing inside it (a reference in an extension) counts as sent."""
     meta = resource.get("meta")
-    if type(meta) is not dict or "security" not in meta:
+    if meta is None or (type(meta) is dict and "security" not in meta):
         return resource
+    if type(meta) is not dict:  # no Meta: replaced whole by the label
+        return {k: v for k, v in resource.items() if k != "meta"}
     return {**resource, "meta": {k: v for k, v in meta.items() if k != "security"}}
 
 

@@ -764,6 +764,12 @@ def test_the_targets_listed_are_the_references_sent(key: PseudonymKey) -> None:
     }
     out, targets = anonymize_with_targets(resource, plan, key)
     assert out["meta"] == {"security": [label]}
+    # a meta that is no Meta (an array) is replaced whole
+    malformed, malformed_targets = anonymize_with_targets(
+        {**resource, "meta": [{"extension": referring}]}, plan, key
+    )
+    assert malformed["meta"] == {"security": [label]}
+    assert malformed_targets == targets
     assert out["onset"]["Age"]["value"] == 90
     assert targets == {("Patient", key.resource_id("Patient", "p1")): "p1"}
     # the same references, kept, are targets

@@ -132,6 +132,9 @@ def test_an_age_in_a_malformed_code_is_still_capped(key: PseudonymKey) -> None:
         [{"coding": age}],
         {"coding": [{"system": LOINC, "code": ["30525-0"]}, age]},
         {"coding": [{"system": [LOINC], "code": "30525-0"}, {"code": {"x": 1}}, age]},
+        {"coding": [{"system": LOINC, "code": ["30525-0"]}]},  # sent as it is: it counts
+        {"coding": [{"system": [LOINC], "code": "30525-0"}]},
+        [{"coding": {"system": [LOINC], "code": ["x", "30525-0"]}}],
     ):
         out = anonymize(observation({"integer": 104}, code=code), PLAN, key)
         assert out.get("value") in (None, {"integer": 90}), code
