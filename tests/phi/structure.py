@@ -1,4 +1,5 @@
-"""Checks of what a text scan cannot see: ages over 89 and the years that reveal them.
+"""Checks of what a text scan cannot see: ages over 89 and the years that reveal them, and
+the references a resource sends.
 
 Ages and years are small numbers and four digits, which also occur as legitimate output, so
 they are checked on structure (45 CFR §164.514(b)(2)(i)(C)): no length of time over 89 years
@@ -23,6 +24,24 @@ _DATE_ELEMENTS = {
     "birthDate", "recordedDate", "authored", "created", "start", "end", "issued", "date",
     "dateTime",
 }  # fmt: skip
+
+
+def nodes(tree: Any) -> Iterator[Any]:
+    """Every object, array and value in ``tree``, the tree itself first."""
+    yield tree
+    children = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, list) else ()
+    for child in children:
+        yield from nodes(child)
+
+
+def references(tree: Any) -> set[tuple[str, str]]:
+    """The (resourceType, id) of every reference in ``tree`` reduced to those two alone, as the
+    engine sends a pseudonymized one."""
+    return {
+        (node["resourceType"], node["id"])
+        for node in nodes(tree)
+        if isinstance(node, dict) and set(node) == {"resourceType", "id"}
+    }
 
 
 def _values(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:

@@ -11,7 +11,7 @@ a default profile that keeps any other string is caught (the last test mutates i
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -34,6 +34,7 @@ from app.anonymize.plan import Plan
 from app.anonymize.profile import Profile
 from tests.phi.random_resources import Shape, Tracker, random_resource
 from tests.phi.scanner import find_planted
+from tests.phi.structure import nodes, references
 
 KEY = PseudonymKey(secret=b"property-test-secret-0123456789-", namespace="clinic-a")
 PROFILE = load_profile("safe-harbor")
@@ -92,16 +93,6 @@ def _kept_tops(profile: Profile, resource_type: str) -> tuple[set[str], bool]:
     return tops, any(r.datatype == "Reference" and r.method == "keep" for r in entry.rules)
 
 
-def _walk(node: Any) -> Iterator[Any]:
-    yield node
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from _walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk(value)
-
-
 def missing_utility(
     profile: Profile, resource: dict[str, Any], tracker: Tracker, out: dict
 ) -> list:
@@ -111,14 +102,14 @@ def missing_utility(
     for top, system, code in tracker.codings:
         if top in tops:
             found = {
-                (n.get("system"), n.get("code")) for n in _walk(out.get(top)) if isinstance(n, dict)
+                (n.get("system"), n.get("code")) for n in nodes(out.get(top)) if isinstance(n, dict)
             }
             if (system, code) not in found:
                 missing.append((top, system, code))
     for top, resource_type, local in tracker.targets:
         if top in tops or all_references:
             expected = {"resourceType": resource_type, "id": KEY.resource_id(resource_type, local)}
-            if expected not in list(_walk(out.get(top))):
+            if expected not in list(nodes(out.get(top))):
                 missing.append((top, resource_type))
     return missing
 
@@ -294,12 +285,7 @@ def test_the_compiled_walker_sends_what_the_traced_walker_sends(drawn: Drawn, in
         for name, value in body.items()
         if name not in ("resourceType", "id", "contained")
     ]
-    references = {
-        (node["resourceType"], node["id"])
-        for node in _walk(elements)
-        if isinstance(node, dict) and set(node) == {"resourceType", "id"}
-    }
-    assert set(targets) == references
+    assert set(targets) == references(elements)
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,13 @@ from hypothesis import strategies as st
 
 from app.anonymize import PseudonymKey, anonymize, anonymize_with_targets, compile_profile, explain
 from app.anonymize.profile import Profile
+from tests.phi.scanner import find_planted
+from tests.phi.structure import references
 
 KEY = PseudonymKey(secret=b"shape-test-secret-0123456789abcd", namespace="clinic-a")
 TOKEN = "Alice Smith 555-12-3456"
 LOCAL = "local-id-"  # every local id starts so: none may leave
+PLANTED = [TOKEN, f"{LOCAL}c", *(f"{LOCAL}{n}" for n in range(10))]
 NAMES = ("a", "b", "phone")
 
 _REFERENCES = st.one_of(
@@ -70,24 +73,6 @@ def _profiles(draw: st.DrawFn) -> Profile:
     return Profile.model_validate(body)
 
 
-def _references(node: Any) -> set[tuple[str, str]]:
-    if isinstance(node, list):
-        return {found for value in node for found in _references(value)}
-    if not isinstance(node, dict):
-        return set()
-    if set(node) == {"resourceType", "id"}:
-        return {(node["resourceType"], node["id"])}
-    return {found for value in node.values() for found in _references(value)}
-
-
-def _strings(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        return [s for value in node.values() for s in _strings(value)]
-    if isinstance(node, list):
-        return [s for value in node for s in _strings(value)]
-    return [node] if isinstance(node, str) else []
-
-
 @settings(max_examples=500, deadline=None, derandomize=True)
 @given(_profiles(), _VALUES)
 def test_no_reference_of_unknown_datatype_leaves_with_more_than_its_target(
@@ -96,8 +81,7 @@ def test_no_reference_of_unknown_datatype_leaves_with_more_than_its_target(
     plan = compile_profile(profile, today=date(2025, 6, 1))
     resource = {"resourceType": "Patient", "id": "p1", "emergencyContact": value}
     sent, targets = anonymize_with_targets(resource, plan, KEY)
-    leaked = [s for s in _strings(sent) if TOKEN in s or s.startswith(LOCAL)]
-    assert leaked == [], sent
+    assert find_planted(PLANTED, sent) == [], sent
     assert explain(resource, plan, KEY).resource == sent
-    assert set(targets) == _references(sent.get("emergencyContact"))
+    assert set(targets) == references(sent.get("emergencyContact"))
     assert anonymize(resource, plan, KEY) == sent
