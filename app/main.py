@@ -60,6 +60,7 @@ def _sync_service(
         limits=Limits(
             settings.batch_max_entries,
             settings.batch_max_bytes,
+            in_flight=settings.in_flight,
             breaker_ratio=settings.breaker_ratio,
             breaker_min_entries=settings.breaker_min_entries,
         ),

@@ -77,6 +77,9 @@ class AppSettings(BaseSettings):
     batch_max_bytes: int = Field(
         1_000_000, ge=10_000, validation_alias=AliasChoices("SYNC_BATCH_MAX_BYTES")
     )
+    # Transactions of one stream in flight at once, when their writes touch different
+    # resources (docs/push.md, "Transactions in flight"); the fence allows up to 4.
+    in_flight: int = Field(2, ge=1, le=4, validation_alias=AliasChoices("SYNC_IN_FLIGHT"))
     # The breaker (docs/push.md): a stream stops when more than this share of at least
     # SYNC_BREAKER_MIN_ENTRIES recent entries is refused by headquarters (1 turns it off).
     breaker_ratio: float = Field(

@@ -179,3 +179,36 @@ def transaction(items: Iterable[Outgoing], first: Iterable[Any] = ()) -> dict[st
     """
     entries = [*first, *(orjson.Fragment(i.encoded) for i in items)]
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a batch touches at the target: the resources it writes, and those it may create
+    on a referrer's behalf when the target misses them (sink.py, "Refusals").
+
+    Two batches clash when one writes what the other writes or may create: only then could the
+    order in which they commit change what the target ends with. Two that may both create the
+    same missing target do not clash: each creates it only if absent, from the source's current
+    state.
+    """
+
+    writes: frozenset[Ref]
+    creates: frozenset[Ref]
+
+    @classmethod
+    def of(cls, items: Iterable[Outgoing]) -> Footprint:
+        """The footprint of a batch of writes."""
+        writes: set[Ref] = set()
+        creates: set[Ref] = set()
+        for item in items:
+            writes.add(item.key)
+            creates.update(item.depends_on)
+        return cls(frozenset(writes), frozenset(creates))
+
+    def clashes(self, other: Footprint) -> bool:
+        """Whether the two batches' outcome could depend on the order they commit in."""
+        return not (
+            self.writes.isdisjoint(other.writes)
+            and self.writes.isdisjoint(other.creates)
+            and self.creates.isdisjoint(other.writes)
+        )

@@ -20,14 +20,14 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from app.aidbox.client import AidboxClient, AidboxError, outcome_summary
+from app.aidbox.client import AidboxClient, AidboxError, Response, outcome_summary
 from app.model import Counters
 from app.sync.breaker import Breaker
 from app.sync.bundle import Outgoing, Ref, batches, order_by_references, transaction
 from app.sync.feed import ChangeId
-from app.sync.fence import Fence, FenceLost, batch_digest
+from app.sync.fence import Fence, FenceLost, Token, batch_digest
 from app.sync.sent import SentCache
 
 # Statuses by which Aidbox refuses what a bundle contains (api/batch-transaction.md,
@@ -64,6 +64,19 @@ class SinkResult:
     quarantined: list[tuple[Outgoing, str]] = field(default_factory=list)
     # Conditional creates (if_absent) that did create: the target now holds exactly their body.
     created: set[Ref] = field(default_factory=set)
+
+
+def _created(items: list[Outgoing], resp: Response, skip: int) -> set[Ref]:
+    """The conditional creates of `items` that created their resource, by the answer's entries
+    (the first `skip` answer the fence's)."""
+    body = resp.body if isinstance(resp.body, dict) else {}
+    answers = (body.get("entry") or [])[skip:]
+    return {
+        item.key
+        for item, answer in zip(items, answers, strict=False)
+        if item.if_absent
+        and str((answer.get("response") or {}).get("status", "")).startswith("201")
+    }
 
 
 def missing_reference(body: object) -> Ref | None:
@@ -153,39 +166,46 @@ class TransactionSink:
     async def _send(self, items: list[Outgoing]) -> set[Ref]:
         """Send one transaction; returns the conditional creates that created their resource."""
         fence = self.fence
-        digest = batch_digest(i.encoded for i in items) if fence is not None else ""
-        for _ in range(_FENCE_RETRIES):
-            first = fence.entries(digest, items) if fence is not None else []
-            try:
-                resp = await self._client.call(
-                    "POST", "/", json=transaction(items, first), headers=READ_COMMITTED
-                )
-            except AidboxError as err:
-                if fence is None or err.status != 409:
+        if fence is None:
+            return _created(items, await self._post(transaction(items, [])), 0)
+        digest = batch_digest(i.encoded for i in items)
+        token: Token | None = await fence.take()
+        try:
+            for _ in range(_FENCE_RETRIES):
+                first = fence.entries(token, digest, items)
+                try:
+                    resp = await self._post(transaction(items, first))
+                except AidboxError as err:
+                    if err.status != 409:
+                        if not err.transient and err.status in CONTENT_REFUSALS:
+                            fence.give_back(token)  # refused whole: nothing of it committed
+                            token = None
+                        raise
+                    settled = await fence.settle(token, digest)
+                    if isinstance(settled, Token):
+                        token = settled  # an older run's late token took the place
+                        continue
+                    if settled:
+                        # An earlier attempt landed: its answer, and what it created, is lost.
+                        token = None
+                        return set()
+                    if any(item.if_absent for item in items):
+                        # Not the token: a create-if-absent raced the target's own stream,
+                        # which created it first (read-committed: docs/push.md, "Isolation").
+                        # Sent again, the create finds it there and writes nothing.
+                        continue
                     raise
-                settled = await fence.settle(digest)
-                if settled is None:
-                    continue  # an older run's late token took the place: send it again
-                if settled:
-                    # An earlier attempt landed: its answer, and what it created, is lost.
-                    return set()
-                if any(item.if_absent for item in items):
-                    # Not the token: a create-if-absent raced the target's own stream, which
-                    # created it first (read-committed: docs/push.md, "Isolation"). Sent
-                    # again, the create finds it there and writes nothing.
-                    continue
-                raise
-            if fence is not None:
-                fence.landed()
-            body = resp.body if isinstance(resp.body, dict) else {}
-            answers = (body.get("entry") or [])[len(first) :]
-            return {
-                item.key
-                for item, answer in zip(items, answers, strict=False)
-                if item.if_absent
-                and str((answer.get("response") or {}).get("status", "")).startswith("201")
-            }
-        raise FenceLost(f"stream {fence.stream_id if fence else ''}: its tokens kept being taken")
+                fence.landed(token)
+                token = None
+                return _created(items, resp, len(first))
+            raise FenceLost(f"stream {fence.stream_id}: its tokens kept being taken")
+        except BaseException as exc:
+            if token is not None:
+                fence.abandon(exc)  # its outcome is unknown: no later token may be taken
+            raise
+
+    async def _post(self, bundle: dict[str, Any]) -> Response:
+        return await self._client.call("POST", "/", json=bundle, headers=READ_COMMITTED)
 
     async def _with_dependency(
         self, items: list[Outgoing], err: AidboxError, tried: set[Ref]

@@ -27,7 +27,7 @@ from app.errors import SyncError
 from app.model import ChangesInfo, Counters, Direction
 from app.sync.backlog import Backlog, Batch
 from app.sync.breaker import Breaker
-from app.sync.bundle import Outgoing
+from app.sync.bundle import Footprint, Outgoing
 from app.sync.checkpoint import CheckpointStore
 from app.sync.feed import Change, ChangeFeed, ChangeId, ChangeSource, read_ahead, read_current
 from app.sync.fence import Fence
@@ -52,6 +52,9 @@ class Limits:
 
     max_entries: int = 200
     max_bytes: int = 1_000_000
+    # Transactions of one stream in flight at once, when their writes do not clash (fence.py
+    # allows up to MAX_IN_FLIGHT).
+    in_flight: int = 2
     lease_seconds: float = 60.0  # a runner that stops renewing is replaced after this
     # The breaker (breaker.py): more than this share of at least that many recent entries
     # refused stops the stream.
@@ -272,6 +275,7 @@ class Stream:
             save_every=self._limits.pull_checkpoint_every
             if self.direction is Direction.PULL
             else 0,
+            depth=self._limits.in_flight,
         )
 
         async def send(batch: Batch) -> None:
@@ -282,7 +286,7 @@ class Stream:
             # loop let go of them): they go now, while the write before is still in flight,
             # not after it, and PHI is kept no longer than needed (a traceback aside).
             del batch
-            await pipeline.submit(prepared, upper)
+            await pipeline.submit(prepared, upper, Footprint.of(prepared.outgoing))
 
         backlog = Backlog(start)
         full = self._limits.max_entries
@@ -319,6 +323,7 @@ class Stream:
             self.id,
             epoch=int(info.version_id or 0),
             known=info.fence,
+            depth=self._limits.in_flight,
             # Pull tokens list what they write: the clinic's edits are told apart by it.
             witness=witness if self.direction is Direction.PULL else None,
         )

@@ -125,3 +125,42 @@ async def test_a_checkpoint_save_whose_answer_was_lost_is_not_a_conflict(
     assert first.error is None
     assert second.error is None and second.counters.written == 1
     assert KEY.resource_id("Patient", "p2") in await resources(global_root, "Patient")
+
+
+async def test_two_transactions_of_a_stopped_run_cannot_land_after_the_next_run_wrote(
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # One Patient per transaction: p1 and p2 go side by side, after p0's transaction, the
+    # run's first, has landed (docs/push.md, "Transactions in flight").
+    one_each = {"SYNC_RUNNER_ENABLED": "false", "SYNC_BATCH_MAX_ENTRIES": "1"}
+    for pid in ("p0", "p1", "p2"):
+        await local_root.call("PUT", f"/Patient/{pid}", json=patient(pid, gender="female"))
+    first, *paused = [global_aidbox.faults.hold_next_request("POST", "/") for _ in range(3)]
+    async with headquarters.clinic_app(local_aidbox.url, **one_each) as stalled:
+        stale = asyncio.create_task(stalled.service.sync(["Patient"]))
+        await first.arrived()
+        first.release()
+        for hold in paused:
+            await hold.arrived()  # both on their way at once; then the runner stalls
+        info = (await local_root.call("GET", "/ChangesInfo/push-Patient")).body
+        info["lease"]["until"] = "2000-01-01T00:00:00+00:00"
+        await local_root.call("PUT", "/ChangesInfo/push-Patient", json=info)
+        for pid in ("p1", "p2"):
+            await local_root.call("PUT", f"/Patient/{pid}", json=patient(pid, gender="male"))
+        # The new owner writes both in one transaction: its token numbers alone would not
+        # cover the second of the stalled run's.
+        async with headquarters.clinic_app(local_aidbox.url, SYNC_RUNNER_ENABLED="false") as owner:
+            [taken] = await owner.service.sync(["Patient"])
+        assert taken.error is None and taken.counters.written >= 2
+        for hold in paused:
+            hold.release()
+            assert await hold.answered() == 409  # the new run's first transaction took it
+        [refused] = await stale
+    assert refused.error and "newer run" in refused.error
+    stored = await resources(global_root, "Patient")
+    for pid in ("p1", "p2"):
+        assert stored[KEY.resource_id("Patient", pid)]["gender"] == "male"

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from app.model import Counters
+from app.sync.bundle import Footprint
 from app.sync.pipeline import Pipeline
 
 
@@ -49,8 +50,19 @@ class Sides:
         for name in names:
             self.gate(name).set()
 
-    def pipeline(self, overlap_for: float = 60, save_every: float = 0) -> Pipeline[str]:
-        return Pipeline(self.write, self.save, overlap_for=overlap_for, save_every=save_every)
+    def pipeline(
+        self, overlap_for: float = 60, save_every: float = 0, depth: int = 1
+    ) -> Pipeline[str]:
+        return Pipeline(
+            self.write, self.save, overlap_for=overlap_for, save_every=save_every, depth=depth
+        )
+
+
+def writes(*ids: str, creates: tuple[str, ...] = ()) -> Footprint:
+    """A batch writing Patients `ids`, which may create the Patients `creates` if absent."""
+    return Footprint(
+        frozenset(("Patient", i) for i in ids), frozenset(("Patient", i) for i in creates)
+    )
 
 
 async def b_beside_checkpoint_10(sides: Sides) -> Pipeline[str]:
@@ -224,3 +236,86 @@ async def test_a_failure_still_saves_a_folded_checkpoint_of_acknowledged_writes(
         await pipeline.finish()
     await pipeline.drain()
     assert sides.saved == [10, 20]  # b was acknowledged: its checkpoint is kept, c's is not
+
+
+# Two transactions in flight (depth 2): they never clash, and checkpoints stay in order.
+
+
+async def test_batches_that_touch_different_resources_are_written_side_by_side() -> None:
+    sides = Sides()
+    pipeline = sides.pipeline(depth=2)
+    await pipeline.submit("a", 10, writes("p1"))
+    await pipeline.submit("b", 20, writes("p2"))
+    assert {"start write a", "start write b"} <= set(sides.log)
+    third = asyncio.create_task(pipeline.submit("c", 30, writes("p3")))
+    sides.open("write b")  # b is acknowledged before a: its checkpoint waits for a
+    await _until(lambda: "end write b" in sides.log)
+    assert "start write c" not in sides.log  # two in flight at most, a still among them
+    assert not third.done() and sides.saved == []
+    sides.open("write a", "save 10", "save 20", "write c", "save 30")
+    await third
+    await pipeline.finish()
+    assert sides.saved == [10, 20, 30]
+
+
+@pytest.mark.parametrize(
+    "second",
+    [writes("p1"), writes("p9", creates=("p1",))],
+    ids=["writes the same resource", "may create what the first writes"],
+)
+async def test_a_batch_that_clashes_with_the_one_in_flight_waits_for_it(
+    second: Footprint,
+) -> None:
+    sides = Sides()
+    pipeline = sides.pipeline(depth=2)
+    await pipeline.submit("a", 10, writes("p1", creates=("p5",)))
+    waiting = asyncio.create_task(pipeline.submit("b", 20, second))
+    await _until(lambda: "start write a" in sides.log)
+    assert "start write b" not in sides.log
+    sides.open("write a", "save 10")
+    await waiting
+    assert sides.log.index("end write a") < sides.log.index("start write b")
+    sides.open("write b", "save 20")
+    await pipeline.finish()
+    assert sides.saved == [10, 20]
+
+
+async def test_batches_that_may_create_the_same_missing_target_do_not_clash() -> None:
+    sides = Sides()
+    pipeline = sides.pipeline(depth=2)
+    await pipeline.submit("a", 10, writes("p1", creates=("p5",)))
+    await pipeline.submit("b", 20, writes("p2", creates=("p5",)))
+    assert {"start write a", "start write b"} <= set(sides.log)
+    sides.open("write a", "write b", "save 10", "save 20")
+    await pipeline.finish()
+    assert sides.saved == [10, 20]
+
+
+async def test_a_failed_write_keeps_the_later_one_beside_it_from_being_checkpointed() -> None:
+    sides = Sides()
+    sides.failing.add("write a")
+    pipeline = sides.pipeline(depth=2)
+    await pipeline.submit("a", 10, writes("p1"))
+    await pipeline.submit("b", 20, writes("p2"))
+    sides.open("write b", "write a", "save 20")
+    with pytest.raises(RuntimeError, match="write a"):
+        await pipeline.finish()
+    await pipeline.drain()
+    assert "end write b" in sides.log  # it landed, but the checkpoint may not pass a
+    assert sides.saved == []
+
+
+async def test_a_refused_checkpoint_cancels_every_write_in_flight() -> None:
+    sides = Sides()
+    sides.failing.add("save 10")
+    pipeline = sides.pipeline(depth=2)
+    await pipeline.submit("a", 10, writes("p1"))
+    sides.open("write a")
+    await pipeline.submit("b", 20, writes("p2"))
+    await pipeline.submit("c", 30, writes("p3"))  # beside b, while checkpoint 10 is saved
+    sides.open("save 10")
+    await _until(lambda: {"cancelled write b", "cancelled write c"} <= set(sides.log))
+    with pytest.raises(RuntimeError, match="save 10"):
+        await pipeline.finish()
+    await pipeline.drain()
+    assert sides.saved == []
