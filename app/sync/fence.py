@@ -244,6 +244,8 @@ class Fence:
     def abandon(self, cause: BaseException) -> None:
         """A transaction failed with its outcome unknown: its token may still land, so no
         later one may be taken; transactions waiting for one fail with the same cause."""
+        if not isinstance(cause, Exception):  # cancelled: the others fail, not cancel
+            cause = SyncError(f"stream {self.stream_id}: a transaction of this run was stopped")
         self._broken = cause
         self._notify()
 
