@@ -87,12 +87,13 @@ async def _the_apps_way(root: AidboxClient, lo: int, hi: int, batch: int) -> flo
 
 
 @contextlib.asynccontextmanager
-async def _zero_global(cpus: frozenset[int]) -> AsyncIterator[tuple[str, int]]:
+async def _zero_global(cpus: frozenset[int], delay_ms: float) -> AsyncIterator[tuple[str, int]]:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(Path(__file__).with_name("zero_global.py")),
         str(port),
+        str(delay_ms),
         preexec_fn=lambda: os.sched_setaffinity(0, cpus),
     )
     try:
@@ -124,14 +125,26 @@ async def _sample_rss(proc: psutil.Process, peak: list[float], stop: asyncio.Eve
 
 
 async def one_round(
-    clinic: Site, hq_cpus: frozenset[int], n: int, no: int, batch: int = BATCH
+    clinic: Site,
+    hq_cpus: frozenset[int],
+    n: int,
+    no: int,
+    batch: int = BATCH,
+    *,
+    delay_ms: float = 0.0,
+    in_flight: int | None = None,
+    references: bool = True,
 ) -> Round:
     """One round: a fresh clinic seeded with `n` Patients, drained by the App into a
-    zero-cost global; the drain, the App's costs and the clinic's own serving rates."""
+    zero-cost global (answering each transaction `delay_ms` late); the drain, the App's costs
+    and, with `references`, the clinic's own serving rates."""
     local = await start_emulator(clinic, f"cl{no}")
+    env = {**DEPLOYED, "SYNC_BATCH_MAX_ENTRIES": str(batch)}
+    if in_flight is not None:
+        env["SYNC_IN_FLIGHT"] = str(in_flight)
     try:
         async with (
-            _zero_global(hq_cpus) as (global_url, global_pid),
+            _zero_global(hq_cpus, delay_ms) as (global_url, global_pid),
             AidboxClient(local.url, "root", "secret") as root,
             app_process(
                 local.url,
@@ -139,7 +152,7 @@ async def one_round(
                 free_port(),
                 "unused",
                 cpus=hq_cpus,
-                **{**DEPLOYED, "SYNC_BATCH_MAX_ENTRIES": str(batch)},
+                **env,
             ) as app,
         ):
             await root.call("POST", "/ChangesInfo/push-Patient/$sync")  # warm-up, checkpoint
@@ -161,9 +174,12 @@ async def one_round(
             end_rss = proc.memory_info().rss
             [summary] = resp.body["streams"]
             assert summary.get("error") is None and summary["written"] == n, summary
-            plain_page = await _plain(root, before, after, batch)
-            plain_1000 = await _plain(root, before, after, 1000)
-            apps_way = await _the_apps_way(root, before, after, batch)
+            if references:
+                plain_page = await _plain(root, before, after, batch)
+                plain_1000 = await _plain(root, before, after, 1000)
+                apps_way = await _the_apps_way(root, before, after, batch)
+            else:
+                plain_page = plain_1000 = apps_way = float("nan")
     finally:
         await local.stop()
     mb = 1024 * 1024
@@ -186,6 +202,11 @@ async def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=BATCH, help="entries per transaction (and per page read)"
     )
+    parser.add_argument(
+        "--wan-ms", type=float, default=30.0, help="headquarters' answer delay, wide-area part"
+    )
+    parser.add_argument("--wan-resources", type=int, default=10000)
+    parser.add_argument("--wan-rounds", type=int, default=2)
     args = parser.parse_args()
     clinic_cpus, hq_cpus = split_cpus()
     os.sched_setaffinity(0, clinic_cpus)  # the bench's own reader is a clinic-side client
@@ -226,6 +247,39 @@ async def main() -> None:
         "  the App's resident memory (MB): start "
         f"{med([r.rss[0] for r in rounds]):.0f}, peak {med([r.rss[1] for r in rounds]):.0f}, "
         f"end {med([r.rss[2] for r in rounds]):.0f}"
+    )
+    await wide_area(clinic_cpus, hq_cpus, args.wan_ms, args.wan_resources, args.wan_rounds)
+
+
+async def wide_area(
+    clinic_cpus: frozenset[int], hq_cpus: frozenset[int], delay_ms: float, n: int, rounds: int
+) -> None:
+    """The same drain with headquarters `delay_ms` away, one transaction in flight per stream
+    against two (SYNC_IN_FLIGHT), alternating which goes first."""
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    with pg_site(clinic_cpus) as clinic:
+        for no in range(rounds):
+            for depth in (1, 2) if no % 2 == 0 else (2, 1):
+                r = await one_round(
+                    clinic,
+                    hq_cpus,
+                    n,
+                    100 + 2 * no + depth,
+                    delay_ms=delay_ms,
+                    in_flight=depth,
+                    references=False,
+                )
+                rates[depth].append(r.drain)
+            print(
+                f"  wide-area round {no + 1}: one in flight {rates[1][-1]:,.0f}/s, two "
+                f"{rates[2][-1]:,.0f}/s",
+                flush=True,
+            )
+    one, two = statistics.median(rates[1]), statistics.median(rates[2])
+    print(
+        f"headquarters {delay_ms:.0f} ms away: {two:,.0f} resources/s with two transactions in "
+        f"flight, {one:,.0f}/s with one: ratio {two / one:.2f} (median of {rounds} rounds; "
+        "target >= 1.5)"
     )
 
 

@@ -7,11 +7,16 @@ at once, stores nothing. Run as its own process by bench/ceiling.py.
   201 for a create, 200 for an update, 204 for a delete (api/batch-transaction.md);
 - anything else: 404 OperationOutcome.
 
-Usage: python bench/zero_global.py PORT
+With DELAY_MS, each transaction is answered that many milliseconds late, as over a wide-area
+link to a distant headquarters: the time is the network's, not the server's, so several
+transactions wait side by side.
+
+Usage: python bench/zero_global.py PORT [DELAY_MS]
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import orjson
@@ -32,6 +37,7 @@ async def _instance(request: web.Request) -> web.Response:
 
 async def _transaction(request: web.Request) -> web.Response:
     bundle = orjson.loads(await request.read())
+    await asyncio.sleep(request.app[_DELAY])
     entries = [
         {"response": {"status": _STATUS.get(e["request"]["method"], "200")}}
         for e in bundle.get("entry") or []
@@ -44,9 +50,13 @@ async def _not_found(request: web.Request) -> web.Response:
     return _json({"resourceType": "OperationOutcome", "issue": [issue]}, status=404)
 
 
-def app() -> web.Application:
-    """The server's routes."""
+_DELAY = web.AppKey("delay", float)
+
+
+def app(delay: float = 0.0) -> web.Application:
+    """The server's routes; each transaction answered `delay` seconds late."""
     application = web.Application(client_max_size=64 * 1024 * 1024)
+    application[_DELAY] = delay
     application.router.add_get("/AidboxInstance/{id}", _instance)
     application.router.add_post("/", _transaction)
     application.router.add_route("*", "/{tail:.*}", _not_found)
@@ -54,4 +64,7 @@ def app() -> web.Application:
 
 
 if __name__ == "__main__":
-    web.run_app(app(), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+    delay_ms = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    web.run_app(
+        app(delay_ms / 1000), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None
+    )
