@@ -22,6 +22,13 @@ async def _gender_at_global(global_root: AidboxClient) -> str | None:
     return None if current is None else current["gender"]
 
 
+async def _lapse_lease(local_root: AidboxClient) -> None:
+    """The stalled runner's lease lapses: another runner of the clinic may take the stream."""
+    info = (await local_root.call("GET", "/ChangesInfo/push-Patient")).body
+    info["lease"]["until"] = "2000-01-01T00:00:00+00:00"
+    await local_root.call("PUT", "/ChangesInfo/push-Patient", json=info)
+
+
 async def test_a_transaction_executed_after_the_app_gave_up_cannot_undo_a_later_delete(
     local_aidbox: Emulator,
     global_aidbox: Emulator,
@@ -84,9 +91,7 @@ async def test_a_paused_runner_that_lost_its_stream_cannot_land_its_write(
     stale = asyncio.create_task(sync_app.service.sync(["Patient"]))
     await paused.arrived()  # its write is on the way, and then the runner stalls
     # Meanwhile its lease lapses and another runner of the clinic takes the stream.
-    info = (await local_root.call("GET", "/ChangesInfo/push-Patient")).body
-    info["lease"]["until"] = "2000-01-01T00:00:00+00:00"
-    await local_root.call("PUT", "/ChangesInfo/push-Patient", json=info)
+    await _lapse_lease(local_root)
     await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="male"))
     async with headquarters.clinic_app(local_aidbox.url, SYNC_RUNNER_ENABLED="false") as owner:
         [taken] = await owner.service.sync(["Patient"])
@@ -146,9 +151,7 @@ async def test_two_transactions_of_a_stopped_run_cannot_land_after_the_next_run_
         first.release()
         for hold in paused:
             await hold.arrived()  # both on their way at once; then the runner stalls
-        info = (await local_root.call("GET", "/ChangesInfo/push-Patient")).body
-        info["lease"]["until"] = "2000-01-01T00:00:00+00:00"
-        await local_root.call("PUT", "/ChangesInfo/push-Patient", json=info)
+        await _lapse_lease(local_root)
         for pid in ("p1", "p2"):
             await local_root.call("PUT", f"/Patient/{pid}", json=patient(pid, gender="male"))
         # The new owner writes both in one transaction: its token numbers alone would not
