@@ -28,6 +28,7 @@ from app.anonymize.tree import CompiledRule, Node
 # same shape, and Safe Harbor treats both as URLs: removed unless a rule names their uri. A
 # logical reference ({"identifier": ...}, no id) carries an identifier and is always removed.
 _LOOSE_REFERENCE_KEYS = frozenset({"uri", "display", "type", "identifier", "extension"})
+_TYPED_REFERENCE_KEYS = _LOOSE_REFERENCE_KEYS | {"resourceType", "id"}
 
 # A reference's target as sent, (resourceType, pseudonymous id), and its local id.
 Targets = dict[tuple[str, str], str]
@@ -144,14 +145,7 @@ def apply_loose(
     value: Any, rule: CompiledRule, ctx: Context, path: str | None, node: Node | None = None
 ) -> Any:
     """Apply one rule to a whole element whose datatype is unknown (references by shape)."""
-    if rule.whole is not None:
-        result = rule.whole(value)
-    elif type(value) is dict:
-        result = _object(value, rule, ctx, node)
-    elif type(value) is list:
-        result = _list(value, rule, ctx, node)
-    else:
-        result = rule.leaf(value, ctx.key, ctx.today)
+    result = rule.whole(value) if rule.whole is not None else _loose(value, rule, ctx, node)
     if ctx.trace is not None and (result is DROP or result != value):
         if result is DROP:
             action = "removed"
@@ -169,15 +163,8 @@ def _object(obj: dict, rule: CompiledRule, ctx: Context, node: Node | None = Non
     if rule.takes_quantity and is_number(obj.get("value")):
         return rule.leaf(obj, ctx.key, ctx.today)
     out = {}
-    leaf = rule.leaf
     for name, value in obj.items():
-        kind = type(value)
-        if kind is dict:
-            result = _object(value, rule, ctx)
-        elif kind is list:
-            result = _list(value, rule, ctx)
-        else:
-            result = leaf(value, ctx.key, ctx.today)
+        result = _loose(value, rule, ctx)
         if result is not DROP:
             out[name] = result
     return out if out else DROP
@@ -185,24 +172,35 @@ def _object(obj: dict, rule: CompiledRule, ctx: Context, node: Node | None = Non
 
 def _list(values: list, rule: CompiledRule, ctx: Context, node: Node | None = None) -> Any:
     out = []
-    leaf = rule.leaf
     for value in values:
-        kind = type(value)
-        if kind is dict:
-            result = _object(value, rule, ctx, node)
-        elif kind is list:
-            result = _list(value, rule, ctx)
-        else:
-            result = leaf(value, ctx.key, ctx.today)
+        result = _loose(value, rule, ctx, node if isinstance(value, dict) else None)
         if result is not DROP:
             out.append(result)
     return out if out else DROP
 
 
+# What the rule's ``leaf`` may be given: JSON's own scalars, never a container.
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _loose(value: Any, rule: CompiledRule, ctx: Context, node: Node | None = None) -> Any:
+    """One value under a rule, by what it is: a mapping is an object (maybe a reference) and a
+    sequence an array, subclasses included, so that no container reaches ``leaf`` whole (a
+    keep would send it as it is); a value that is none of JSON's is removed."""
+    if isinstance(value, dict):
+        return _object(value, rule, ctx, node)
+    if isinstance(value, list):
+        return _list(value, rule, ctx, node)
+    if isinstance(value, _SCALARS):
+        return rule.leaf(value, ctx.key, ctx.today)
+    return DROP
+
+
 def is_reference(obj: dict) -> bool:
     """A reference by its shape, where the datatype is unknown (first-class attributes)."""
     if "resourceType" in obj:
-        return "id" in obj
+        # with no id, only a reference's own keys make it one (a logical reference typed)
+        return "id" in obj or obj.keys() <= _TYPED_REFERENCE_KEYS
     if "localRef" in obj:
         return True
     return ("uri" in obj or "identifier" in obj) and obj.keys() <= _LOOSE_REFERENCE_KEYS

@@ -95,7 +95,9 @@ def _resource(
         new_id = key.resource_id(resource_type, str(resource["id"]))
         ctx.record(f"{resource_type}.id", "pseudonymized", "engine: resource id")
     if plan.security_label is not None:
-        resource = _without_security(resource)
+        labelled, resource = resource, _without_security(resource)
+        if resource is not labelled:
+            ctx.record(f"{resource_type}.meta.security", "replaced", "engine: the security label")
     out = _body(resource, new_id, frames.root(type_plan, resource_type), ctx, resource_type)
     if isinstance(contained, list):
         items = _contained(contained, type_plan, plan, ctx, resource_type)

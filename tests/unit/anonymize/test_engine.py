@@ -258,6 +258,11 @@ def test_meta_keeps_what_rules_keep_and_gets_the_security_label(key: PseudonymKe
     }
     assert anonymize(resource, plan, key)["meta"] == {"profile": ["http://p"], "security": [label]}
     assert anonymize({"resourceType": "Patient"}, plan, key)["meta"] == {"security": [label]}
+    # the dry run says the clinic's own labels were replaced, and only when there were some
+    labelled = {**resource, "meta": {**resource["meta"], "security": [{"code": "R"}]}}
+    replaced = ("Patient.meta.security", "replaced", "engine: the security label")
+    assert replaced in [(c.path, c.action, c.rule) for c in explain(labelled, plan, key).changes]
+    assert all(c.path != replaced[0] for c in explain(resource, plan, key).changes)
 
 
 def test_types_without_rules_use_the_wildcard_entry(key: PseudonymKey) -> None:

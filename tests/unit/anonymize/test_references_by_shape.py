@@ -37,15 +37,30 @@ _REFERENCES = st.one_of(
         st.integers(0, 9),
     ),
     st.just({"identifier": {"system": "urn:x", "value": TOKEN}, "display": TOKEN}),
+    st.just({"resourceType": "RelatedPerson", "identifier": {"value": TOKEN}, "display": TOKEN}),
     st.just({"localRef": f"{LOCAL}c", "display": TOKEN}),
     st.just({"uri": "https://clinic.example/p/1", "display": TOKEN}),
 )
+
+
+class _Dict(dict):
+    """A mapping that is not a plain dict (what a caller other than orjson may hand over)."""
+
+
+class _List(list):
+    """A sequence that is not a plain list."""
+
+
+def _either(plain: st.SearchStrategy[Any], subclass: type) -> st.SearchStrategy[Any]:
+    return st.one_of(plain, plain.map(subclass))
+
+
 # Everything else in the tree is no PHI: kept elements may carry it out as they are.
 _VALUES = st.recursive(
-    st.one_of(_REFERENCES, st.just("v"), st.integers(0, 3)),
+    st.one_of(_either(_REFERENCES, _Dict), st.just("v"), st.integers(0, 3)),
     lambda inner: st.one_of(
-        st.dictionaries(st.sampled_from(NAMES), inner, min_size=1, max_size=3),
-        st.lists(inner, min_size=1, max_size=3),
+        _either(st.dictionaries(st.sampled_from(NAMES), inner, min_size=1, max_size=3), _Dict),
+        _either(st.lists(inner, min_size=1, max_size=3), _List),
     ),
     max_leaves=8,
 )
