@@ -15,15 +15,12 @@ the walker applies a rule to a whole subtree at once whenever nothing below it c
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
-from app.anonymize import methods
 from app.anonymize.fhir_types import FhirType
-from app.anonymize.paths import Segment, parse_path
+from app.anonymize.paths import parse_path
 from app.anonymize.profile import (
     ANY_TYPE,
     RECURSIVE_ELEMENTS,
@@ -32,168 +29,18 @@ from app.anonymize.profile import (
     MethodSpec,
     Profile,
     QuestionRule,
-    normalize_question,
 )
-from app.anonymize.pseudonym import PseudonymKey
+from app.anonymize.questions import add_questions
+from app.anonymize.rules import LAST, compile_rule, default_rule
 from app.anonymize.tree import (
     ENGINE_OWNED,
     CompiledRule,
     Edge,
-    Leaf,
-    Matcher,
     Node,
-    earlier_rule,
+    attach,
+    descend,
     lowest,
 )
-
-_LAST = sys.maxsize  # the index of default actions: any rule wins over them
-
-
-def _unchanged(value: Any, key: PseudonymKey, today: date) -> Any:
-    """``methods.keep`` with the leaf signature; also the leaf of whole-element methods."""
-    return methods.keep(value)
-
-
-def _bind(spec: MethodSpec) -> tuple[Leaf, Callable[[Any], Any] | None]:
-    """The per-primitive function and the whole-element function of a method."""
-    values = frozenset(spec.values) if spec.values is not None else None
-    extra = frozenset(value.casefold() for value in spec.values or ())
-    match spec.method:
-        case "keep" if values is None:
-            return _unchanged, None
-        case "keep":
-            return lambda value, key, today: methods.keep(value, values), None
-        case "redact":
-            return _unchanged, methods.redact
-        case "replace":
-            constant = spec.value or ""
-            return _unchanged, lambda value: methods.replace(value, constant)
-        case "pseudonymize":
-            return lambda value, key, today: methods.pseudonymize(value, key), None
-        case "generalize-date":
-            return lambda value, key, today: methods.generalize_date(value, today), None
-        case "zip3":
-            return lambda value, key, today: methods.zip3(value), None
-        case "age":
-            cap = spec.age_cap
-            return lambda value, key, today: methods.age(value, cap, today), None
-        case "state":
-            return lambda value, key, today: methods.state(value, extra), None
-        case "country":
-            return lambda value, key, today: methods.country(value, extra), None
-    raise AssertionError(spec.method)  # pragma: no cover - MethodName is a closed Literal
-
-
-def compile_rule(spec: MethodSpec, index: int, label: str) -> CompiledRule:
-    """Bind one rule's method and parameters."""
-    leaf, whole = _bind(spec)
-    keep = spec.method == "keep" and spec.values is None
-    return CompiledRule(
-        index=index,
-        label=label,
-        method=spec.method,
-        leaf=leaf,
-        whole=whole,
-        rewrites_references=spec.method in ("keep", "pseudonymize"),
-        takes_quantity=spec.method == "age",
-        removes=spec.method == "redact",
-        is_keep=keep,
-    )
-
-
-def default_rule(action: Literal["keep", "redact"], resource_type: str) -> CompiledRule:
-    """The action for elements no rule selects. A default keep does not keep absolute URLs."""
-    return CompiledRule(
-        index=_LAST,
-        label=f"{resource_type}.default",
-        method=f"default {action}",
-        leaf=_unchanged,
-        whole=methods.redact if action == "redact" else None,
-        rewrites_references=action == "keep",
-        removes=action == "redact",
-        is_keep=action == "keep",
-    )
-
-
-def _path_matcher(segment: Segment) -> Matcher:
-    assert segment.filter is not None
-    key, expected = segment.filter.key, segment.filter.value
-    return Matcher(key, lambda value: value == expected, ("=", key, expected), retain=True)
-
-
-def _descend(node: Node, segment: Segment) -> Node:
-    edge = node.children.setdefault(segment.name, Edge())
-    if segment.filter is None:
-        if edge.plain is None:
-            edge.plain = Node()
-        return edge.plain
-    matcher = _path_matcher(segment)
-    for existing, child in edge.filtered:
-        if existing.ident == matcher.ident:
-            return child
-    child = Node(retain=(matcher.key,))
-    edge.filtered.append((matcher, child))
-    return child
-
-
-def _attach(node: Node, rule: CompiledRule) -> None:
-    node.rule = earlier_rule(node.rule, rule)
-
-
-def _question_matchers(question: QuestionRule) -> Iterator[Matcher]:
-    if question.link_id:
-        ids = frozenset(question.link_id)
-        # a linkId that is not a string (an array, an object) matches nothing, and must not
-        # raise: it is no valid linkId, and the item goes with it (linkId is required)
-        yield Matcher(
-            "linkId",
-            lambda value: type(value) is str and value in ids,
-            ("linkId", *sorted(ids)),
-            False,
-        )
-    if question.text:
-        texts = tuple(sorted({normalize_question(text) for text in question.text}))
-
-        if question.match == "exact":
-
-            def test(value: Any) -> bool:
-                return isinstance(value, str) and normalize_question(value) in texts
-        else:
-
-            def test(value: Any) -> bool:
-                if not isinstance(value, str):
-                    return False
-                asked = normalize_question(value)
-                return any(text in asked for text in texts)
-
-        yield Matcher("text", test, ("text", question.match, *texts), False)
-        # A linkId is a question's name too ("patient-phone", "Pain score"), and the only
-        # one of an item without text: the lists apply to it as they do to the text.
-        yield Matcher("linkId", test, ("linkId as text", question.match, *texts), False)
-
-
-def _untitled(value: Any) -> bool:
-    return not isinstance(value, str) or not normalize_question(value)
-
-
-def _add_questions(root: Node, questions: list[QuestionRule]) -> None:
-    """Question rules act on the matching items: keep and redact take the whole item (its
-    answers and its nested items); other methods transform its answer values.
-
-    An item without text is no part of an allowed question around it: what its answers are
-    is unknown (a member number, an account), so it is judged like a top-level item, by the
-    rules matching its linkId, else the type's default (answers are default-deny)."""
-    edge = root.children.setdefault("item", Edge())
-    edge.filtered.append((Matcher("text", _untitled, ("text", "none"), False), Node(detached=True)))
-    for index, question in enumerate(questions):
-        rule = compile_rule(question, index, f"questionnaire.questions[{index}]")
-        for matcher in _question_matchers(question):
-            item = Node()
-            edge.filtered.append((matcher, item))
-            target = item
-            if not (rule.is_keep or rule.removes):
-                target = _descend(_descend(item, Segment("answer")), Segment("value"))
-            _attach(target, rule)
 
 
 def _wire_recursion(root: Node, name: str) -> None:
@@ -352,7 +199,7 @@ def _type_plan(
     root = Node()
     offset = 0
     if resource_type == "QuestionnaireResponse" and shared.questions:
-        _add_questions(root, shared.questions)
+        add_questions(root, shared.questions)
         offset = len(shared.questions)  # question rules come first: they target answers
     drop_contained = None
     selectors: dict[str, CompiledRule] = {}
@@ -367,8 +214,8 @@ def _type_plan(
             continue
         node = root
         for segment in segments:
-            node = _descend(node, segment)
-        _attach(node, compiled)
+            node = descend(node, segment)
+        attach(node, compiled)
     recursive = RECURSIVE_ELEMENTS.get(resource_type)
     if recursive:
         _wire_recursion(root, recursive)
@@ -396,9 +243,9 @@ def _datatype_entry(entry: DatatypeRules) -> DatatypeEntry:
     label = f"datatypes.{entry.type}"
     spec = entry.to_spec()
     return DatatypeEntry(
-        method=compile_rule(spec, _LAST, label) if spec is not None else None,
+        method=compile_rule(spec, LAST, label) if spec is not None else None,
         rules={
-            rule.path or "": compile_rule(rule, _LAST, f"{label}.rules[{index}]")
+            rule.path or "": compile_rule(rule, LAST, f"{label}.rules[{index}]")
             for index, rule in enumerate(entry.rules)
         },
         default=default_rule(entry.default, label) if entry.default is not None else None,
@@ -418,7 +265,7 @@ def compile_profile(profile: Profile, *, today: date | None = None) -> Plan:
     shared = _Shared(
         datatypes=_datatypes(profile),
         age_codes=frozenset((c.system, c.code) for c in profile.age_codes),
-        age_rule=compile_rule(MethodSpec(method="age"), _LAST, "ageCodes"),
+        age_rule=compile_rule(MethodSpec(method="age"), LAST, "ageCodes"),
         questions=questions,
     )
     types: dict[str, TypePlan] = {}

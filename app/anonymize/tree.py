@@ -1,7 +1,8 @@
 """The compiled rule tree the walker reads: rules bound to their methods, and per element a
 node with its rule and the edges to its children (unfiltered, and one per item filter).
 
-Built by ``plan.compile_profile``; read-only afterwards but for ``Edge.memo``.
+Built by ``plan.compile_profile`` (``descend``, ``attach``); read-only afterwards but for
+``Edge.memo``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from app.anonymize.paths import Segment
 from app.anonymize.pseudonym import PseudonymKey
 
 Leaf = Callable[[Any, PseudonymKey, date], Any]
@@ -162,3 +164,30 @@ def _merge_edges(a: Edge | None, b: Edge) -> Edge:
 
 # Marks the elements the engine owns at the root of every type (resourceType, id, contained).
 ENGINE_OWNED = Edge()
+
+
+def _path_matcher(segment: Segment) -> Matcher:
+    assert segment.filter is not None
+    key, expected = segment.filter.key, segment.filter.value
+    return Matcher(key, lambda value: value == expected, ("=", key, expected), retain=True)
+
+
+def descend(node: Node, segment: Segment) -> Node:
+    """The node of ``segment`` below ``node``, made if it is not there yet."""
+    edge = node.children.setdefault(segment.name, Edge())
+    if segment.filter is None:
+        if edge.plain is None:
+            edge.plain = Node()
+        return edge.plain
+    matcher = _path_matcher(segment)
+    for existing, child in edge.filtered:
+        if existing.ident == matcher.ident:
+            return child
+    child = Node(retain=(matcher.key,))
+    edge.filtered.append((matcher, child))
+    return child
+
+
+def attach(node: Node, rule: CompiledRule) -> None:
+    """Give ``node`` the rule, unless an earlier one of the profile is already there."""
+    node.rule = earlier_rule(node.rule, rule)

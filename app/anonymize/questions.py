@@ -1,0 +1,68 @@
+"""QuestionnaireResponse items picked by question (profile ``questionnaire.questions``): the
+matchers of each question rule, and their place in the rule tree."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from app.anonymize.paths import Segment
+from app.anonymize.profile import QuestionRule, normalize_question
+from app.anonymize.rules import compile_rule
+from app.anonymize.tree import Edge, Matcher, Node, attach, descend
+
+
+def _question_matchers(question: QuestionRule) -> Iterator[Matcher]:
+    if question.link_id:
+        ids = frozenset(question.link_id)
+        # a linkId that is not a string (an array, an object) matches nothing, and must not
+        # raise: it is no valid linkId, and the item goes with it (linkId is required)
+        yield Matcher(
+            "linkId",
+            lambda value: type(value) is str and value in ids,
+            ("linkId", *sorted(ids)),
+            False,
+        )
+    if question.text:
+        texts = tuple(sorted({normalize_question(text) for text in question.text}))
+
+        if question.match == "exact":
+
+            def test(value: Any) -> bool:
+                return isinstance(value, str) and normalize_question(value) in texts
+        else:
+
+            def test(value: Any) -> bool:
+                if not isinstance(value, str):
+                    return False
+                asked = normalize_question(value)
+                return any(text in asked for text in texts)
+
+        yield Matcher("text", test, ("text", question.match, *texts), False)
+        # A linkId is a question's name too ("patient-phone", "Pain score"), and the only
+        # one of an item without text: the lists apply to it as they do to the text.
+        yield Matcher("linkId", test, ("linkId as text", question.match, *texts), False)
+
+
+def _untitled(value: Any) -> bool:
+    return not isinstance(value, str) or not normalize_question(value)
+
+
+def add_questions(root: Node, questions: list[QuestionRule]) -> None:
+    """Question rules act on the matching items: keep and redact take the whole item (its
+    answers and its nested items); other methods transform its answer values.
+
+    An item without text is no part of an allowed question around it: what its answers are
+    is unknown (a member number, an account), so it is judged like a top-level item, by the
+    rules matching its linkId, else the type's default (answers are default-deny)."""
+    edge = root.children.setdefault("item", Edge())
+    edge.filtered.append((Matcher("text", _untitled, ("text", "none"), False), Node(detached=True)))
+    for index, question in enumerate(questions):
+        rule = compile_rule(question, index, f"questionnaire.questions[{index}]")
+        for matcher in _question_matchers(question):
+            item = Node()
+            edge.filtered.append((matcher, item))
+            target = item
+            if not (rule.is_keep or rule.removes):
+                target = descend(descend(item, Segment("answer")), Segment("value"))
+            attach(target, rule)
