@@ -14,7 +14,7 @@ from app.aidbox.client import AidboxClient, AidboxError, AidboxUnavailable
 from tests.support.apps import RunningApp, free_port
 from tests.support.clinic import pull, resources
 from tests.support.headquarters import CLINIC, Headquarters, organization
-from tests.support.processes import app_process, kill_at_random, seeded
+from tests.support.processes import app_process, kill_at_random, random_life, seeded
 
 KILLS = 5
 COUNTRIES = ["US", "DE", None]  # clinic-a is in the US; None: every clinic's
@@ -71,6 +71,7 @@ async def test_random_sigkills_faults_and_a_writer_at_headquarters_end_exactly_e
             error_rate=0.1, drop_rate=0.05, seed=rng.randrange(1000), methods=["POST"]
         ),
         after_death=local_aidbox.faults.clear,
+        settings=lambda: random_life(rng),
     )
     stop.set()
     assert await writer > 50

@@ -1,7 +1,8 @@
 """The push under real faults, all at once: the App as its own process, SIGKILLed at random
 moments while a writer keeps changing the clinic and the global drops or fails requests at
-random. In the end the global holds exactly the anonymized clinic, nothing is quarantined, and
-the App's logs, which may leave the clinic, carry no PHI."""
+random; each life has its own batch size and number of transactions in flight. In the end the
+global holds exactly the anonymized clinic, nothing is quarantined, and the App's logs, which
+may leave the clinic, carry no PHI."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.phi.scanner import find_planted
 from tests.support.apps import free_port
 from tests.support.clinic import expected_global, global_state, observation, patient, resources
 from tests.support.headquarters import CLINIC, Headquarters
-from tests.support.processes import app_process, kill_at_random, seeded
+from tests.support.processes import app_process, kill_at_random, random_life, seeded
 
 TYPES = ["Patient", "Observation"]
 ANCHORS = [f"anchor{i}" for i in range(3)]  # Patients the Observations refer to: never deleted
@@ -69,6 +70,7 @@ async def test_random_sigkills_faults_and_a_concurrent_writer_end_exactly_equal(
         kills=KILLS,
         lifetime=(0.2, 1.5),
         logs=logs,
+        settings=lambda: random_life(rng),
     )
     stop.set()
     assert await writer > 50

@@ -82,6 +82,16 @@ def seeded(default: int) -> random.Random:
     return random.Random(int(os.environ.get("AIDBOX_SYNC_SEED", default)))
 
 
+def random_life(rng: random.Random) -> dict[str, str]:
+    """One life's batches and transactions in flight (``kill_at_random``'s ``settings``): small
+    batches keep several of a stream's transactions in flight when it dies, and each life may
+    keep a different number of them."""
+    return {
+        "SYNC_BATCH_MAX_ENTRIES": str(rng.choice([2, 3, 200])),
+        "SYNC_IN_FLIGHT": str(rng.choice([1, 2, 4])),
+    }
+
+
 async def kill_at_random(
     local_url: str,
     global_url: str,
@@ -94,10 +104,12 @@ async def kill_at_random(
     logs: list[bytes] | None = None,
     while_alive: Callable[[], object] | None = None,
     after_death: Callable[[], object] | None = None,
+    settings: Callable[[], dict[str, str]] | None = None,
 ) -> None:
     """Start the App with its runner on `kills` times, SIGKILL it after a random lifetime
     wherever it is. `while_alive` runs once it has registered (to inject faults then),
-    `after_death` once it is dead."""
+    `after_death` once it is dead; `settings` gives each life's own environment (a batch size,
+    transactions in flight: a run resumes what a run set differently left)."""
     for _ in range(kills):
         async with app_process(
             local_url,
@@ -107,6 +119,7 @@ async def kill_at_random(
             logs,
             SYNC_RUNNER_ENABLED="true",
             SYNC_POLL_INTERVAL="0.1",
+            **(settings() if settings is not None else {}),
         ) as proc:
             if while_alive is not None:
                 while_alive()
