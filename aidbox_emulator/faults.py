@@ -90,6 +90,7 @@ class RequestHold:
 class _Random:
     error_rate: float
     drop_rate: float
+    lost_rate: float
     rng: random.Random
     methods: frozenset[str] | None
     path_prefix: str | None
@@ -144,11 +145,15 @@ class Faults:
         seed: int = 1,
         methods: Iterable[str] | None = None,
         path_prefix: str | None = None,
+        lost_rate: float = 0.0,
     ) -> None:
-        """Answer a fraction of matching requests with 503, or drop their connection."""
+        """Answer a fraction of matching requests with 503, or drop their connection before
+        any work (``drop_rate``), or carry them out and then drop the connection, so that the
+        caller never learns the outcome of what was done (``lost_rate``)."""
         self._random = _Random(
             error_rate,
             drop_rate,
+            lost_rate,
             random.Random(seed),
             frozenset(m.upper() for m in methods) if methods else None,
             path_prefix,
@@ -188,7 +193,7 @@ class Faults:
         return None
 
     def random_fault(self, method: str, path: str) -> str | None:
-        """'error', 'drop' or None for an incoming request."""
+        """'error', 'drop', 'lose' or None for an incoming request."""
         cfg = self._random
         if cfg is None:
             return None
@@ -201,6 +206,8 @@ class Faults:
             return "drop"
         if draw < cfg.drop_rate + cfg.error_rate:
             return "error"
+        if draw < cfg.drop_rate + cfg.error_rate + cfg.lost_rate:
+            return "lose"
         return None
 
     def take_serialization_failure(self) -> bool:

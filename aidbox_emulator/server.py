@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -26,6 +27,13 @@ from .tables import Tables
 log = logging.getLogger("aidbox_emulator")
 
 _OPEN_PATHS = frozenset({"/health", "/live"})
+
+
+def _cut(request: web.Request) -> web.Response:
+    """Close the connection without an answer (the response returned is never sent)."""
+    if request.transport is not None:
+        request.transport.abort()
+    return web.Response(status=503)
 
 
 def _json(body: Any, status: int) -> web.Response:
@@ -156,11 +164,18 @@ class Emulator:
         assert rt is not None, "emulator not started"
         fault = rt.faults.random_fault(request.method, request.path)
         if fault == "drop":
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=503)
+            return _cut(request)
         if fault == "error":
             raise AidboxError.of(503, "transient", "Injected fault: service unavailable")
+        if fault == "lose":
+            with contextlib.suppress(AidboxError):  # refused or done: the caller never hears
+                await self._carry_out(request)
+            return _cut(request)
+        return await self._carry_out(request)
+
+    async def _carry_out(self, request: web.Request) -> web.StreamResponse:
+        rt = self._rt
+        assert rt is not None, "emulator not started"
         if request.path in _OPEN_PATHS:
             return _json({"status": "OK"}, 200)
         fhir = request.path == "/fhir" or request.path.startswith("/fhir/")

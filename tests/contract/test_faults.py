@@ -35,6 +35,13 @@ async def test_dropped_connection_gets_no_response(box, uid):
     assert (await box.get(f"/Patient/x-{uid}")).status == 404
 
 
+async def test_a_lost_answer_is_carried_out_and_never_heard(box, uid):
+    box.emulator.faults.set_random(error_rate=0.0, lost_rate=1.0, methods=["PUT"])
+    with pytest.raises(aiohttp.ClientError):
+        await box.put(f"/Patient/x-{uid}", {"gender": "male"})
+    assert (await box.get(f"/Patient/x-{uid}")).body["gender"] == "male"  # GET not matched
+
+
 async def test_serialization_failures_then_success(box, uid):
     box.emulator.faults.serialization_failures(2)
     first = await box.put(f"/Patient/x-{uid}", {})

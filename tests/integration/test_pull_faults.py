@@ -53,7 +53,9 @@ async def test_random_sigkills_faults_and_a_writer_at_headquarters_end_exactly_e
     global_root: AidboxClient,
 ) -> None:
     rng = seeded(20261203)
-    global_aidbox.faults.set_random(error_rate=0.1, drop_rate=0.05, seed=rng.randrange(1000))
+    global_aidbox.faults.set_random(
+        error_rate=0.1, drop_rate=0.05, lost_rate=0.05, seed=rng.randrange(1000)
+    )
     secret = headquarters.secrets[CLINIC]
     port = free_port()
     stop = asyncio.Event()
@@ -65,10 +67,14 @@ async def test_random_sigkills_faults_and_a_writer_at_headquarters_end_exactly_e
         secret,
         rng=rng,
         kills=KILLS,
-        lifetime=(0.8, 3.0),  # long enough for a first cycle: it dies mid-pull
-        # Registered: from now on the clinic fails or drops some of the pull's writes.
+        lifetime=(1.5, 3.5),  # a first pull takes 0.8 to 3.2 s under these faults: it dies mid-pull
+        # Registered: from now on the clinic fails, drops or loses the answer of some pull writes.
         while_alive=lambda: local_aidbox.faults.set_random(
-            error_rate=0.1, drop_rate=0.05, seed=rng.randrange(1000), methods=["POST"]
+            error_rate=0.1,
+            drop_rate=0.05,
+            lost_rate=0.05,
+            seed=rng.randrange(1000),
+            methods=["POST"],
         ),
         after_death=local_aidbox.faults.clear,
         settings=lambda: random_life(rng),

@@ -54,7 +54,9 @@ async def test_random_sigkills_faults_and_a_concurrent_writer_end_exactly_equal(
     rng = seeded(20261202)
     for anchor in ANCHORS:
         await local_root.call("PUT", f"/Patient/{anchor}", json=patient(anchor))
-    global_aidbox.faults.set_random(error_rate=0.1, drop_rate=0.05, seed=rng.randrange(1000))
+    global_aidbox.faults.set_random(
+        error_rate=0.1, drop_rate=0.05, lost_rate=0.05, seed=rng.randrange(1000)
+    )
     secret = headquarters.secrets[CLINIC]
     logs: list[bytes] = []
     port = free_port()
