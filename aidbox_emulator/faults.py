@@ -53,18 +53,21 @@ class Hold:
 
 class RequestHold:
     """A request paused on arrival, before anything of it is done: a slow network or a busy
-    server, so that the caller gives up (times out) while the request is still to run."""
+    server, so that the caller gives up (times out) while the request is still to run. With
+    ``answer``, paused once done instead, before its answer leaves: a slow way back, so that
+    the caller hears of it only after what was done later."""
 
-    def __init__(self, method: str, path: str) -> None:
+    def __init__(self, method: str, path: str, *, answer: bool = False) -> None:
         self.method = method.upper()
         self.path = path
+        self.answer = answer
         loop = asyncio.get_running_loop()
         self._arrived: asyncio.Future[None] = loop.create_future()
         self._released = asyncio.Event()
         self._done: asyncio.Future[int] = loop.create_future()
 
     async def arrived(self) -> None:
-        """Wait until the held request has arrived."""
+        """Wait until the held request has arrived (with ``answer``: has been carried out)."""
         await asyncio.shield(self._arrived)
 
     def release(self) -> None:
@@ -131,9 +134,10 @@ class Faults:
         self._all_holds.append(hold)
         return hold
 
-    def hold_next_request(self, method: str, path: str) -> RequestHold:
-        """Pause the next `method` request to `path` on arrival, before it runs."""
-        hold = RequestHold(method, path)
+    def hold_next_request(self, method: str, path: str, *, answer: bool = False) -> RequestHold:
+        """Pause the next `method` request to `path` on arrival, before it runs; with `answer`,
+        after it ran, before its answer is sent."""
+        hold = RequestHold(method, path, answer=answer)
         self._request_holds.append(hold)
         self._all_request_holds.append(hold)
         return hold

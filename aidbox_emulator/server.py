@@ -142,12 +142,14 @@ class Emulator:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         assert self._rt is not None, "emulator not started"
         held = self._rt.faults.claim_request_hold(request.method, request.path)
-        if held is not None:
+        if held is not None and not held.answer:
             await request.read()  # the request arrived whole; aiohttp keeps the body read
             await held._hold()  # the caller may give up meanwhile; the request runs anyway
         response = await self._answer(request)
         if held is not None:
             held._answer(response.status)
+            if held.answer:
+                await held._hold()  # done; its answer waits
         return response
 
     async def _answer(self, request: web.Request) -> web.StreamResponse:

@@ -107,7 +107,8 @@ class Pipeline(Generic[Payload]):
     async def _retire(self) -> tuple[int, Counters]:
         """Wait for the oldest write in flight and for the checkpoint before it; returns what
         the write covered, for its own checkpoint."""
-        flight = self._flights.popleft()
+        # Still listed while awaited: a checkpoint refused meanwhile cancels it too.
+        flight = self._flights[0]
         try:
             counters = await flight.task
         except asyncio.CancelledError:
@@ -120,6 +121,8 @@ class Pipeline(Generic[Payload]):
         except BaseException:
             self._failed = True  # no checkpoint may pass it
             raise
+        finally:
+            self._flights.popleft()
         await self._saved()
         return flight.upper, counters
 
@@ -195,12 +198,13 @@ class Pipeline(Generic[Payload]):
                 written = None
                 written = await self._retire()
         later = [flight.task for flight in self._flights]
-        self._flights.clear()
         if later:  # after a failed one: they end, but checkpoint nothing
+            # Still listed while awaited: a run cancelled meanwhile cancels them (``cancel``).
             await asyncio.wait(later)
             for task in later:
                 if not task.cancelled():
                     task.exception()  # retrieved: asyncio must not log it with its arguments
+            self._flights.clear()
         with _dropped():
             self._checkpoint(written, now=True)
         with _dropped():

@@ -62,21 +62,6 @@ class SinkResult:
 
     written: list[Outgoing] = field(default_factory=list)
     quarantined: list[tuple[Outgoing, str]] = field(default_factory=list)
-    # Conditional creates (if_absent) that did create: the target now holds exactly their body.
-    created: set[Ref] = field(default_factory=set)
-
-
-def _created(items: list[Outgoing], resp: Response, skip: int) -> set[Ref]:
-    """The conditional creates of `items` that created their resource, by the answer's entries
-    (the first `skip` answer the fence's)."""
-    body = resp.body if isinstance(resp.body, dict) else {}
-    answers = (body.get("entry") or [])[skip:]
-    return {
-        item.key
-        for item, answer in zip(items, answers, strict=False)
-        if item.if_absent
-        and str((answer.get("response") or {}).get("status", "")).startswith("201")
-    }
 
 
 def missing_reference(body: object) -> Ref | None:
@@ -140,19 +125,19 @@ class TransactionSink:
         ordered = order_by_references(fresh)
         for batch in batches(ordered, self._max_entries, self._max_bytes):
             result = await self.write(batch)
-            for item in result.written:
-                # A conditional create that found the resource there wrote nothing we know of.
-                if not item.if_absent or item.key in result.created:
-                    self._sent.remember(item)
             # A target written on a referrer's behalf belongs to its own stream, which records
-            # and counts it; here only this stream's changes are.
+            # and counts it; here only this stream's changes are. Nor is it remembered as
+            # sent, even when created: its own stream may write an older state over it, and
+            # the order of the two answers says nothing of the order they landed in.
+            own = [i for i in result.written if not i.if_absent]
+            for item in own:
+                self._sent.remember(item)
             refusals = [(i, reason) for i, reason in result.quarantined if not i.if_absent]
             sent = sum(1 for i in batch if not i.if_absent)
             breaker.judge(sent, len(refusals), refusals[0][1] if refusals else "")
             rejected = 0
             for item, reason in refusals:
                 rejected += await self._quarantine(item.source, item.target_id, reason)
-            own = [i for i in result.written if not i.if_absent]
             settled += own
             counters = counters.add(
                 Counters(
@@ -163,18 +148,19 @@ class TransactionSink:
             )
         return Delivery(counters, settled)
 
-    async def _send(self, items: list[Outgoing]) -> set[Ref]:
-        """Send one transaction; returns the conditional creates that created their resource."""
+    async def _send(self, items: list[Outgoing]) -> None:
+        """Send one transaction."""
         fence = self.fence
         if fence is None:
-            return _created(items, await self._post(transaction(items, [])), 0)
+            await self._post(transaction(items, []))
+            return
         digest = batch_digest(i.encoded for i in items)
         token: Token | None = await fence.take()
         try:
             for _ in range(_FENCE_RETRIES):
                 first = fence.entries(token, digest, items)
                 try:
-                    resp = await self._post(transaction(items, first))
+                    await self._post(transaction(items, first))
                 except AidboxError as err:
                     if err.status != 409:
                         if not err.transient and err.status in CONTENT_REFUSALS:
@@ -186,9 +172,9 @@ class TransactionSink:
                         token = settled  # an older run's late token took the place
                         continue
                     if settled:
-                        # An earlier attempt landed: its answer, and what it created, is lost.
+                        # An earlier attempt landed: only its answer is lost.
                         token = None
-                        return set()
+                        return
                     if any(item.if_absent for item in items):
                         # Not the token: a create-if-absent raced the target's own stream,
                         # which created it first (read-committed: docs/push.md, "Isolation").
@@ -197,7 +183,7 @@ class TransactionSink:
                     raise
                 fence.landed(token)
                 token = None
-                return _created(items, resp, len(first))
+                return
             raise FenceLost(f"stream {fence.stream_id}: its tokens kept being taken")
         except BaseException as exc:
             if token is not None:
@@ -235,7 +221,7 @@ class TransactionSink:
         while stack:
             part = stack.pop()
             try:
-                result.created |= await self._send(part)
+                await self._send(part)
             except AidboxError as err:
                 if err.transient or err.status not in CONTENT_REFUSALS:
                     raise

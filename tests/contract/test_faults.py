@@ -102,3 +102,14 @@ async def test_a_held_request_runs_after_its_caller_gave_up(box, uid):
     hold.release()
     assert await hold.answered() == 201
     assert (await box.get(f"/Patient/late-{uid}")).body["gender"] == "male"
+
+
+async def test_a_held_answer_leaves_after_the_work_is_done(box, uid):
+    hold = box.emulator.faults.hold_next_request("PUT", f"/Patient/slow-{uid}", answer=True)
+    caller = asyncio.create_task(box.put(f"/Patient/slow-{uid}", {"gender": "male"}))
+    await hold.arrived()
+    assert await hold.answered() == 201
+    assert (await box.get(f"/Patient/slow-{uid}")).body["gender"] == "male"  # done already
+    assert not caller.done()  # the answer has not left
+    hold.release()
+    assert (await caller).status == 201

@@ -167,3 +167,32 @@ async def test_two_transactions_of_a_stopped_run_cannot_land_after_the_next_run_
     stored = await resources(global_root, "Patient")
     for pid in ("p1", "p2"):
         assert stored[KEY.resource_id("Patient", pid)]["gender"] == "male"
+
+
+async def test_a_first_transaction_that_fails_for_good_fails_the_one_waiting_for_a_token(
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # A run's first transaction travels alone: p1's waits for its token until p0's has landed
+    # (docs/push.md, "Transactions in flight"). When p0's fails for good, p1's fails with it
+    # instead of waiting for ever, and the next run sends both.
+    settings = {
+        "SYNC_RUNNER_ENABLED": "false",
+        "SYNC_BATCH_MAX_ENTRIES": "1",
+        "SYNC_RETRY_ATTEMPTS": "2",
+        "SYNC_RETRY_BASE_DELAY": "0.01",
+    }
+    for pid in ("p0", "p1"):
+        await local_root.call("PUT", f"/Patient/{pid}", json=patient(pid))
+    async with headquarters.clinic_app(local_aidbox.url, **settings) as app:
+        global_aidbox.faults.set_random(error_rate=1.0, methods=["POST"])
+        [failed] = await asyncio.wait_for(app.service.sync(["Patient"]), 30)
+        assert failed.error is not None and failed.counters.written == 0
+        global_aidbox.faults.clear()
+        [done] = await app.service.sync(["Patient"])
+    assert done.error is None and done.counters.written == 2
+    expected = {KEY.resource_id("Patient", pid) for pid in ("p0", "p1")}
+    assert set(await resources(global_root, "Patient")) == expected

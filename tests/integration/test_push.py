@@ -509,3 +509,37 @@ async def test_a_dependency_push_racing_the_targets_own_write_is_sent_again(
     [summary] = await run
     assert summary.error is None and summary.counters.written == 1
     assert KEY.resource_id("Observation", "o1") in await resources(global_root, "Observation")
+
+
+async def test_a_target_created_on_a_referrers_behalf_is_never_taken_for_sent(
+    sync_app: RunningApp,
+    global_aidbox: Emulator,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # The Observation stream creates its missing Patient as the clinic has it now (male), if
+    # absent, while the Patient stream's older write (female) is on its way and lands after;
+    # the create's answer comes last. The Patient stream's next change (male) must still be
+    # sent: only a stream's own writes say what headquarters holds (docs/push.md, "Refusals").
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="female"))
+    await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p1"))
+    older = global_aidbox.faults.hold_next_request("POST", "/")
+    patients = asyncio.create_task(sync_app.service.sync(["Patient"]))
+    await older.arrived()
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="male"))
+    refused = global_aidbox.faults.hold_next_request("POST", "/")  # o1 alone: p1 is missing
+    observations = asyncio.create_task(sync_app.service.sync(["Observation"]))
+    await refused.arrived()
+    create = global_aidbox.faults.hold_next_request("POST", "/", answer=True)
+    refused.release()
+    assert await refused.answered() == 422
+    await create.arrived()  # p1 (male) and o1 written; the answer waits
+    older.release()
+    [first] = await patients  # p1 female over it
+    create.release()
+    [referrer] = await observations
+    assert first.error is None and referrer.error is None
+    [second] = await sync_app.service.sync(["Patient"])
+    assert second.error is None
+    gid = KEY.resource_id("Patient", "p1")
+    assert (await resources(global_root, "Patient"))[gid]["gender"] == "male"

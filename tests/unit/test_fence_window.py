@@ -66,6 +66,9 @@ def test_the_scan_reads_past_short_gaps_and_stops_after_max_in_flight_missing() 
     assert scanned(0, exists) == exists
     far = 3 + gap + 2 + MAX_IN_FLIGHT + 1  # beyond MAX_IN_FLIGHT missing numbers: no run's
     assert far not in scanned(0, exists | {far})
+    # exactly MAX_IN_FLIGHT - 1 missing at the start, wherever the reads' chunks fall
+    assert scanned(0, {1, 1 + MAX_IN_FLIGHT}) == {1, 1 + MAX_IN_FLIGHT}
+    assert scanned(0, {MAX_IN_FLIGHT}) == {MAX_IN_FLIGHT}
 
 
 @settings(max_examples=400, deadline=None)

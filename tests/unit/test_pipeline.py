@@ -83,6 +83,12 @@ async def _until(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition never held")
 
 
+async def _idle() -> None:
+    """Let every task that can run, run, until all wait on a gate (no gate opens by itself)."""
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
 async def test_checkpoint_k_is_saved_while_batch_k_plus_1_is_written() -> None:
     sides = Sides()
     pipeline = await b_beside_checkpoint_10(sides)
@@ -260,8 +266,12 @@ async def test_batches_that_touch_different_resources_are_written_side_by_side()
 
 @pytest.mark.parametrize(
     "second",
-    [writes("p1"), writes("p9", creates=("p1",))],
-    ids=["writes the same resource", "may create what the first writes"],
+    [writes("p1"), writes("p9", creates=("p1",)), writes("p5")],
+    ids=[
+        "writes the same resource",
+        "may create what the first writes",
+        "writes what the first may create",
+    ],
 )
 async def test_a_batch_that_clashes_with_the_one_in_flight_waits_for_it(
     second: Footprint,
@@ -270,7 +280,7 @@ async def test_a_batch_that_clashes_with_the_one_in_flight_waits_for_it(
     pipeline = sides.pipeline(depth=2)
     await pipeline.submit("a", 10, writes("p1", creates=("p5",)))
     waiting = asyncio.create_task(pipeline.submit("b", 20, second))
-    await _until(lambda: "start write a" in sides.log)
+    await _idle()
     assert "start write b" not in sides.log
     sides.open("write a", "save 10")
     await waiting
@@ -319,3 +329,39 @@ async def test_a_refused_checkpoint_cancels_every_write_in_flight() -> None:
         await pipeline.finish()
     await pipeline.drain()
     assert sides.saved == []
+
+
+async def test_a_checkpoint_refused_while_the_oldest_write_is_awaited_cancels_it_too() -> None:
+    sides = Sides()
+    sides.failing.add("save 10")
+    pipeline = sides.pipeline(depth=2)
+    await pipeline.submit("a", 10, writes("p1"))
+    await pipeline.submit("b", 20, writes("p2"))
+    sides.open("write a")
+    await pipeline.submit("c", 30, writes("p3"))  # a retired; c beside b; checkpoint 10 saved
+    d = asyncio.create_task(pipeline.submit("d", 40, writes("p4")))  # waits for b
+    await _idle()
+    sides.open("save 10")  # refused
+    await _until(lambda: {"cancelled write b", "cancelled write c"} <= set(sides.log))
+    with pytest.raises(RuntimeError, match="save 10"):
+        await d
+    await pipeline.drain()
+    assert sides.saved == []
+
+
+async def test_a_run_cancelled_while_draining_cancels_the_writes_it_waited_for() -> None:
+    sides = Sides()
+    sides.failing.add("write a")
+    pipeline = sides.pipeline(depth=2)
+    await pipeline.submit("a", 10, writes("p1"))
+    await pipeline.submit("b", 20, writes("p2"))
+    sides.open("write a")
+    with pytest.raises(RuntimeError, match="write a"):
+        await pipeline.finish()
+    drain = asyncio.create_task(pipeline.drain())
+    await _idle()  # drain waits for b, which checkpoints nothing
+    drain.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await drain
+    pipeline.cancel()  # what the stream does when its run ends
+    await _until(lambda: "cancelled write b" in sides.log)
