@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
@@ -170,8 +169,10 @@ class Emulator:
         if fault == "error":
             raise AidboxError.of(503, "transient", "Injected fault: service unavailable")
         if fault == "lose":
-            with contextlib.suppress(AidboxError):  # refused or done: the caller never hears
+            try:
                 await self._carry_out(request)
+            except Exception:  # refused or failed: whatever it was, the caller never hears
+                log.debug("lost answer of %s %s: it failed", request.method, request.path)
             return _cut(request)
         return await self._carry_out(request)
 

@@ -173,7 +173,7 @@ def _object(obj: dict, rule: CompiledRule, ctx: Context, node: Node | None = Non
 def _list(values: list, rule: CompiledRule, ctx: Context, node: Node | None = None) -> Any:
     out = []
     for value in values:
-        result = _loose(value, rule, ctx, node if isinstance(value, dict) else None)
+        result = _loose(value, rule, ctx, node if type(value) is dict else None)
         if result is not DROP:
             out.append(result)
     return out if out else DROP
@@ -184,12 +184,15 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 def _loose(value: Any, rule: CompiledRule, ctx: Context, node: Node | None = None) -> Any:
-    """One value under a rule, by what it is: a mapping is an object (maybe a reference) and a
-    sequence an array, subclasses included, so that no container reaches ``leaf`` whole (a
-    keep would send it as it is); a value that is none of JSON's is removed."""
-    if isinstance(value, dict):
+    """One value under a rule, by what it is: an object (maybe a reference), an array, or one
+    of JSON's scalars. Anything else is removed, a container of another class than a parser's
+    (a caller's dict subclass, a tuple) included: no container may reach ``leaf`` whole (a keep
+    would send it as it is), and none is read as an object either, since the walker above,
+    which would apply the rules named inside it, does not read it so."""
+    kind = type(value)
+    if kind is dict:
         return _object(value, rule, ctx, node)
-    if isinstance(value, list):
+    if kind is list:
         return _list(value, rule, ctx, node)
     if isinstance(value, _SCALARS):
         return rule.leaf(value, ctx.key, ctx.today)

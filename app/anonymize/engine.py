@@ -96,8 +96,9 @@ def _resource(
         ctx.record(f"{resource_type}.id", "pseudonymized", "engine: resource id")
     if plan.security_label is not None:
         labelled, resource = resource, _without_security(resource)
-        if resource is not labelled:
-            ctx.record(f"{resource_type}.meta.security", "replaced", "engine: the security label")
+        if resource is not labelled:  # the clinic's labels, or a meta that is no Meta, whole
+            replaced = "meta.security" if "meta" in resource else "meta"
+            ctx.record(f"{resource_type}.{replaced}", "replaced", "engine: the security label")
     out = _body(resource, new_id, frames.root(type_plan, resource_type), ctx, resource_type)
     if isinstance(contained, list):
         items = _contained(contained, type_plan, plan, ctx, resource_type)

@@ -67,7 +67,7 @@ async def test_random_sigkills_faults_and_a_writer_at_headquarters_end_exactly_e
         secret,
         rng=rng,
         kills=KILLS,
-        lifetime=(1.5, 3.5),  # a first pull takes 0.8 to 3.2 s under these faults: it dies mid-pull
+        lifetime=(1.5, 3.5),  # a first pull takes 0.8 to 3.2 s under these faults: most die in one
         # Registered: from now on the clinic fails, drops or loses the answer of some pull writes.
         while_alive=lambda: local_aidbox.faults.set_random(
             error_rate=0.1,

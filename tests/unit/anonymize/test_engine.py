@@ -6,6 +6,8 @@ import collections
 import copy
 from typing import Any
 
+import pytest
+
 from app.anonymize import Change, PseudonymKey, anonymize, anonymize_with_targets, explain
 from tests.unit.anonymize.conftest import plan_of
 
@@ -263,6 +265,8 @@ def test_meta_keeps_what_rules_keep_and_gets_the_security_label(key: PseudonymKe
     replaced = ("Patient.meta.security", "replaced", "engine: the security label")
     assert replaced in [(c.path, c.action, c.rule) for c in explain(labelled, plan, key).changes]
     assert all(c.path != replaced[0] for c in explain(resource, plan, key).changes)
+    junk = explain({"resourceType": "Patient", "meta": "junk"}, plan, key)  # no Meta: whole
+    assert ("Patient.meta", "replaced") in [(c.path, c.action) for c in junk.changes]
 
 
 def test_types_without_rules_use_the_wildcard_entry(key: PseudonymKey) -> None:
@@ -790,3 +794,37 @@ def test_a_resource_given_as_a_dict_subclass_is_anonymized_as_a_dict(key: Pseudo
     assert expected["gender"] == "female"
     assert anonymize(collections.OrderedDict(resource), plan, key) == expected
     assert explain(collections.OrderedDict(resource), plan, key).resource == expected
+
+
+class _Dict(dict):
+    """A caller's own mapping: no JSON parser gives one."""
+
+
+class _List(list):
+    """A caller's own sequence."""
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _Dict({"phone": "555-1234", "born": "1990-03-04"}),
+        _List([{"phone": "555-1234"}]),
+        ({"phone": "555-1234"},),
+        b"555-1234",
+        collections.UserDict({"phone": "555-1234"}),
+        {"who": _Dict({"phone": "555-1234"})},
+    ],
+    ids=["dict subclass", "list subclass", "tuple", "bytes", "UserDict", "nested"],
+)
+def test_a_value_of_a_class_no_json_parser_gives_is_removed_whole(
+    key: PseudonymKey, value: Any
+) -> None:
+    # Read as an object, it would take the attribute's keep whole, not the rules inside it.
+    plan = plan_of(
+        [rules("Patient", ("emergencyContact", "keep"), ("emergencyContact.phone", "redact"))]
+    )
+    resource = {"resourceType": "Patient", "id": "p1", "emergencyContact": value}
+    out = anonymize(resource, plan, key)
+    assert "555-1234" not in repr(out)
+    assert "emergencyContact" not in out
+    assert explain(resource, plan, key).resource == out
