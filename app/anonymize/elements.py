@@ -28,7 +28,6 @@ from app.anonymize.tree import CompiledRule, Node
 # same shape, and Safe Harbor treats both as URLs: removed unless a rule names their uri. A
 # logical reference ({"identifier": ...}, no id) carries an identifier and is always removed.
 _LOOSE_REFERENCE_KEYS = frozenset({"uri", "display", "type", "identifier", "extension"})
-_TYPED_REFERENCE_KEYS = _LOOSE_REFERENCE_KEYS | {"resourceType", "id"}
 
 # A reference's target as sent, (resourceType, pseudonymous id), and its local id.
 Targets = dict[tuple[str, str], str]
@@ -202,8 +201,9 @@ def _loose(value: Any, rule: CompiledRule, ctx: Context, node: Node | None = Non
 def is_reference(obj: dict) -> bool:
     """A reference by its shape, where the datatype is unknown (first-class attributes)."""
     if "resourceType" in obj:
-        # with no id, only a reference's own keys make it one (a logical reference typed)
-        return "id" in obj or obj.keys() <= _TYPED_REFERENCE_KEYS
+        # with an id, a target; without, a typed logical reference or a resource put inline:
+        # either way nothing of it may leave but a target (so it is removed)
+        return True
     if "localRef" in obj:
         return True
     return ("uri" in obj or "identifier" in obj) and obj.keys() <= _LOOSE_REFERENCE_KEYS

@@ -38,6 +38,7 @@ _REFERENCES = st.one_of(
     ),
     st.just({"identifier": {"system": "urn:x", "value": TOKEN}, "display": TOKEN}),
     st.just({"resourceType": "RelatedPerson", "identifier": {"value": TOKEN}, "display": TOKEN}),
+    st.just({"resourceType": "RelatedPerson", "display": TOKEN, "relationship": "x"}),
     st.just({"localRef": f"{LOCAL}c", "display": TOKEN}),
     st.just({"uri": "https://clinic.example/p/1", "display": TOKEN}),
 )
