@@ -74,6 +74,14 @@ async def b_beside_checkpoint_10(sides: Sides) -> Pipeline[str]:
     return pipeline
 
 
+async def a_and_b_side_by_side(sides: Sides) -> Pipeline[str]:
+    """Two transactions in flight: batch a (Patient p1), then batch b (p2) beside it."""
+    pipeline = sides.pipeline(depth=2)
+    await pipeline.submit("a", 10, writes("p1"))
+    await pipeline.submit("b", 20, writes("p2"))
+    return pipeline
+
+
 async def _until(condition: Callable[[], bool]) -> None:
     """Let the loop run until `condition()` holds (each step yields once, no timers)."""
     for _ in range(1000):
@@ -249,9 +257,7 @@ async def test_a_failure_still_saves_a_folded_checkpoint_of_acknowledged_writes(
 
 async def test_batches_that_touch_different_resources_are_written_side_by_side() -> None:
     sides = Sides()
-    pipeline = sides.pipeline(depth=2)
-    await pipeline.submit("a", 10, writes("p1"))
-    await pipeline.submit("b", 20, writes("p2"))
+    pipeline = await a_and_b_side_by_side(sides)
     assert {"start write a", "start write b"} <= set(sides.log)
     third = asyncio.create_task(pipeline.submit("c", 30, writes("p3")))
     sides.open("write b")  # b is acknowledged before a: its checkpoint waits for a
@@ -304,9 +310,7 @@ async def test_batches_that_may_create_the_same_missing_target_do_not_clash() ->
 async def test_a_failed_write_keeps_the_later_one_beside_it_from_being_checkpointed() -> None:
     sides = Sides()
     sides.failing.add("write a")
-    pipeline = sides.pipeline(depth=2)
-    await pipeline.submit("a", 10, writes("p1"))
-    await pipeline.submit("b", 20, writes("p2"))
+    pipeline = await a_and_b_side_by_side(sides)
     sides.open("write b", "write a", "save 20")
     with pytest.raises(RuntimeError, match="write a"):
         await pipeline.finish()
@@ -334,9 +338,7 @@ async def test_a_refused_checkpoint_cancels_every_write_in_flight() -> None:
 async def test_a_checkpoint_refused_while_the_oldest_write_is_awaited_cancels_it_too() -> None:
     sides = Sides()
     sides.failing.add("save 10")
-    pipeline = sides.pipeline(depth=2)
-    await pipeline.submit("a", 10, writes("p1"))
-    await pipeline.submit("b", 20, writes("p2"))
+    pipeline = await a_and_b_side_by_side(sides)
     sides.open("write a")
     await pipeline.submit("c", 30, writes("p3"))  # a retired; c beside b; checkpoint 10 saved
     d = asyncio.create_task(pipeline.submit("d", 40, writes("p4")))  # waits for b
@@ -352,9 +354,7 @@ async def test_a_checkpoint_refused_while_the_oldest_write_is_awaited_cancels_it
 async def test_a_run_cancelled_while_draining_cancels_the_writes_it_waited_for() -> None:
     sides = Sides()
     sides.failing.add("write a")
-    pipeline = sides.pipeline(depth=2)
-    await pipeline.submit("a", 10, writes("p1"))
-    await pipeline.submit("b", 20, writes("p2"))
+    pipeline = await a_and_b_side_by_side(sides)
     sides.open("write a")
     with pytest.raises(RuntimeError, match="write a"):
         await pipeline.finish()
