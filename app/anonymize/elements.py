@@ -13,6 +13,7 @@ a child FHIR requires is removed; an age over 89 in any time unit is aggregated.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -28,6 +29,11 @@ from app.anonymize.tree import CompiledRule, Node
 # same shape, and Safe Harbor treats both as URLs: removed unless a rule names their uri. A
 # logical reference ({"identifier": ...}, no id) carries an identifier and is always removed.
 _LOOSE_REFERENCE_KEYS = frozenset({"uri", "display", "type", "identifier", "extension"})
+
+# A FHIR-format relative reference, "Patient/123" or "Patient/123/_history/2" (R4
+# references.html, "Literal References"): Aidbox stores it so where it does not know the
+# element's datatype (an untyped first-class attribute written through /fhir).
+_LITERAL = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?")
 
 # A reference's target as sent, (resourceType, pseudonymous id), and its local id.
 Targets = dict[tuple[str, str], str]
@@ -204,7 +210,7 @@ def is_reference(obj: dict) -> bool:
         # with an id, a target; without, a typed logical reference or a resource put inline:
         # either way nothing of it may leave but a target (so it is removed)
         return True
-    if "localRef" in obj:
+    if "localRef" in obj or type(obj.get("reference")) is str:
         return True
     return ("uri" in obj or "identifier" in obj) and obj.keys() <= _LOOSE_REFERENCE_KEYS
 
@@ -218,10 +224,15 @@ def reference(
     ``node`` is the reference's place in the rule tree; only there can a rule name its
     ``uri`` element. Nothing but the target survives: display, identifier, type, extensions
     and element ids are dropped, and a reference with no target (display or identifier only,
-    or a ``resourceType`` that is not an R4 resource type) is removed.
+    or a ``resourceType`` that is not an R4 resource type) is removed. A FHIR-format literal
+    (``{"reference": "Patient/1"}``, ``"#c1"``) is read as the target it names.
     """
     kept = False  # a reference to headquarters' own resource, sent as it is
-    if "resourceType" not in ref and "localRef" not in ref:
+    if "resourceType" not in ref and "localRef" not in ref and "reference" in ref:
+        ref = _aidbox_form(ref["reference"])
+    if ref is None:
+        result = DROP
+    elif "resourceType" not in ref and "localRef" not in ref:
         result = _uri_reference(ref, rule, node)
     elif rule.whole is not None:
         result = rule.whole(ref)
@@ -248,6 +259,18 @@ def reference(
         action = "reference kept" if kept else "reference rewritten"
         ctx.record(path, "removed" if result is DROP else action, rule.label)
     return result
+
+
+def _aidbox_form(literal: Any) -> dict[str, str] | None:
+    """A FHIR-format reference's target in Aidbox's form: ``{resourceType, id}`` for a relative
+    one, ``{localRef}`` for a contained one ("#id"); None for anything else (an absolute URL
+    in this form is not told apart from text: it is removed)."""
+    if type(literal) is not str:
+        return None
+    if literal.startswith("#"):
+        return {"localRef": literal[1:]}
+    found = _LITERAL.fullmatch(literal)
+    return None if found is None else {"resourceType": found[1], "id": found[2]}
 
 
 def _uri_reference(ref: dict, rule: CompiledRule, node: Node | None) -> Any:

@@ -828,3 +828,19 @@ def test_a_value_of_a_class_no_json_parser_gives_is_removed_whole(
     assert "555-1234" not in repr(out)
     assert "emergencyContact" not in out
     assert explain(resource, plan, key).resource == out
+
+
+def test_a_fhir_format_reference_is_read_as_its_target(key: PseudonymKey) -> None:
+    # R4 references.html, "Literal References": what Aidbox keeps where it does not convert
+    plan = plan_of([rules("Observation", ("subject", "keep"), ("focus", "keep"))])
+    resource = {
+        "resourceType": "Observation",
+        "subject": {"reference": "Patient/p1/_history/3", "display": "Alice Smith"},
+        "focus": [{"reference": "https://clinic.example/fhir/Patient/p1"}, {"reference": "x y"}],
+    }
+    out, targets = anonymize_with_targets(resource, plan, key)
+    gid = key.resource_id("Patient", "p1")
+    assert out["subject"] == {"resourceType": "Patient", "id": gid}
+    assert "focus" not in out  # an absolute URL in this form, or no reference at all
+    assert targets == {("Patient", gid): "p1"}
+    assert explain(resource, plan, key).resource == out

@@ -39,6 +39,13 @@ _REFERENCES = st.one_of(
     st.just({"identifier": {"system": "urn:x", "value": TOKEN}, "display": TOKEN}),
     st.just({"resourceType": "RelatedPerson", "identifier": {"value": TOKEN}, "display": TOKEN}),
     st.just({"resourceType": "RelatedPerson", "display": TOKEN, "relationship": "x"}),
+    # FHIR-format literals, as Aidbox keeps them in an untyped attribute written through /fhir
+    st.builds(
+        lambda n: {"reference": f"RelatedPerson/{LOCAL}{n}/_history/2", "display": TOKEN},
+        st.integers(0, 9),
+    ),
+    st.just({"reference": f"#{LOCAL}c", "display": TOKEN}),
+    st.just({"reference": f"https://clinic.example/Patient/{LOCAL}1", "display": TOKEN}),
     st.just({"localRef": f"{LOCAL}c", "display": TOKEN}),
     st.just({"uri": "https://clinic.example/p/1", "display": TOKEN}),
 )
