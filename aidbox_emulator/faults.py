@@ -94,6 +94,8 @@ class _Random:
     error_rate: float
     drop_rate: float
     lost_rate: float
+    late_rate: float
+    late_by: float
     rng: random.Random
     methods: frozenset[str] | None
     path_prefix: str | None
@@ -150,14 +152,20 @@ class Faults:
         methods: Iterable[str] | None = None,
         path_prefix: str | None = None,
         lost_rate: float = 0.0,
+        late_rate: float = 0.0,
+        late_by: float = 1.0,
     ) -> None:
         """Answer a fraction of matching requests with 503, or drop their connection before
         any work (``drop_rate``), or carry them out and then drop the connection, so that the
-        caller never learns the outcome of what was done (``lost_rate``)."""
+        caller never learns the outcome of what was done (``lost_rate``), or carry them out
+        only after ``late_by`` seconds, when the caller may have given up and tried again
+        (``late_rate``: the first attempt may then run after the second)."""
         self._random = _Random(
             error_rate,
             drop_rate,
             lost_rate,
+            late_rate,
+            late_by,
             random.Random(seed),
             frozenset(m.upper() for m in methods) if methods else None,
             path_prefix,
@@ -197,7 +205,7 @@ class Faults:
         return None
 
     def random_fault(self, method: str, path: str) -> str | None:
-        """'error', 'drop', 'lose' or None for an incoming request."""
+        """'error', 'drop', 'lose', 'late' or None for an incoming request."""
         cfg = self._random
         if cfg is None:
             return None
@@ -212,7 +220,14 @@ class Faults:
             return "error"
         if draw < cfg.drop_rate + cfg.error_rate + cfg.lost_rate:
             return "lose"
+        if draw < cfg.drop_rate + cfg.error_rate + cfg.lost_rate + cfg.late_rate:
+            return "late"
         return None
+
+    @property
+    def late_by(self) -> float:
+        """How long a late request waits before it runs (``set_random``)."""
+        return self._random.late_by if self._random is not None else 0.0
 
     def take_serialization_failure(self) -> bool:
         """Consume one armed serialization failure, if any."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -168,6 +169,9 @@ class Emulator:
             return _cut(request)
         if fault == "error":
             raise AidboxError.of(503, "transient", "Injected fault: service unavailable")
+        if fault == "late":
+            await request.read()  # arrived whole; it runs later, whether its caller waits or not
+            await asyncio.sleep(rt.faults.late_by)
         if fault == "lose":
             try:
                 await self._carry_out(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import pytest
@@ -113,3 +114,11 @@ async def test_a_held_answer_leaves_after_the_work_is_done(box, uid):
     assert not caller.done()  # the answer has not left
     hold.release()
     assert (await caller).status == 201
+
+
+async def test_a_late_request_runs_and_answers_only_after_its_delay(box, uid):
+    box.emulator.faults.set_random(error_rate=0.0, late_rate=1.0, late_by=0.3, methods=["PUT"])
+    started = time.monotonic()
+    assert (await box.put(f"/Patient/late-{uid}", {"gender": "male"})).status == 201
+    assert time.monotonic() - started >= 0.3  # a caller with a shorter timeout gave up first
+    assert (await box.get(f"/Patient/late-{uid}")).body["gender"] == "male"  # GET not matched

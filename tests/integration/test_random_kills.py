@@ -1,8 +1,8 @@
 """The push under real faults, all at once: the App as its own process, SIGKILLed at random
-moments while a writer keeps changing the clinic and the global drops or fails requests at
-random; each life has its own batch size and number of transactions in flight. In the end the
-global holds exactly the anonymized clinic, nothing is quarantined, and the App's logs, which
-may leave the clinic, carry no PHI."""
+moments while a writer keeps changing the clinic and the global fails, drops, delays or loses
+the answers of requests at random; each life has its own batch size and number of transactions
+in flight. In the end the global holds exactly the anonymized clinic, nothing is quarantined,
+and the App's logs, which may leave the clinic, carry no PHI."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from tests.support.processes import app_process, kill_at_random, random_life, se
 TYPES = ["Patient", "Observation"]
 ANCHORS = [f"anchor{i}" for i in range(3)]  # Patients the Observations refer to: never deleted
 KILLS = 6
+LATE_BY = 1.0  # seconds a late request waits before it runs
 
 
 async def _writer(local_root: AidboxClient, rng: random.Random, stop: asyncio.Event) -> int:
@@ -54,8 +55,15 @@ async def test_random_sigkills_faults_and_a_concurrent_writer_end_exactly_equal(
     rng = seeded(20261202)
     for anchor in ANCHORS:
         await local_root.call("PUT", f"/Patient/{anchor}", json=patient(anchor))
+    # Late requests run after the App gave up on them (its timeout is shorter), maybe after
+    # its retry, maybe after it was killed and the next life wrote.
     global_aidbox.faults.set_random(
-        error_rate=0.1, drop_rate=0.05, lost_rate=0.05, seed=rng.randrange(1000)
+        error_rate=0.1,
+        drop_rate=0.05,
+        lost_rate=0.05,
+        late_rate=0.03,
+        late_by=LATE_BY,
+        seed=rng.randrange(1000),
     )
     secret = headquarters.secrets[CLINIC]
     logs: list[bytes] = []
@@ -72,7 +80,7 @@ async def test_random_sigkills_faults_and_a_concurrent_writer_end_exactly_equal(
         kills=KILLS,
         lifetime=(0.2, 1.5),
         logs=logs,
-        settings=lambda: random_life(rng),
+        settings=lambda: {**random_life(rng), "SYNC_HTTP_TIMEOUT": str(LATE_BY / 2)},
     )
     stop.set()
     assert await writer > 50
