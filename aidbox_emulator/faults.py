@@ -214,14 +214,16 @@ class Faults:
         if cfg.path_prefix is not None and not path.startswith(cfg.path_prefix):
             return None
         draw = cfg.rng.random()
-        if draw < cfg.drop_rate:
-            return "drop"
-        if draw < cfg.drop_rate + cfg.error_rate:
-            return "error"
-        if draw < cfg.drop_rate + cfg.error_rate + cfg.lost_rate:
-            return "lose"
-        if draw < cfg.drop_rate + cfg.error_rate + cfg.lost_rate + cfg.late_rate:
-            return "late"
+        bound = 0.0
+        for fault, rate in (
+            ("drop", cfg.drop_rate),
+            ("error", cfg.error_rate),
+            ("lose", cfg.lost_rate),
+            ("late", cfg.late_rate),
+        ):
+            bound += rate  # each fault takes the next slice of [0, 1)
+            if draw < bound:
+                return fault
         return None
 
     @property
