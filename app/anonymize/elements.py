@@ -228,8 +228,7 @@ def reference(
     (``{"reference": "Patient/1"}``, ``"#c1"``) is read as the target it names.
     """
     kept = False  # a reference to headquarters' own resource, sent as it is
-    if "resourceType" not in ref and "localRef" not in ref and "reference" in ref:
-        ref = _aidbox_form(ref["reference"])
+    ref = _aidbox_form(ref)
     if ref is None:
         result = DROP
     elif "resourceType" not in ref and "localRef" not in ref:
@@ -261,10 +260,14 @@ def reference(
     return result
 
 
-def _aidbox_form(literal: Any) -> dict[str, str] | None:
-    """A FHIR-format reference's target in Aidbox's form: ``{resourceType, id}`` for a relative
-    one, ``{localRef}`` for a contained one ("#id"); None for anything else (an absolute URL
-    in this form is not told apart from text: it is removed)."""
+def _aidbox_form(ref: dict) -> dict | None:
+    """The reference in Aidbox's form: as it is, unless it is a FHIR-format literal; then
+    ``{resourceType, id}`` for a relative one, ``{localRef}`` for a contained one ("#id"), and
+    None for anything else (an absolute URL in this form is not told apart from text: it is
+    removed)."""
+    if "resourceType" in ref or "localRef" in ref or "reference" not in ref:
+        return ref
+    literal = ref["reference"]
     if type(literal) is not str:
         return None
     if literal.startswith("#"):
