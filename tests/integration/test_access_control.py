@@ -380,6 +380,56 @@ async def test_the_global_refuses_a_clinic_everything_else(
     assert await global_state(global_root, ["Patient", "Observation", "Device"]) == before
 
 
+def _fence(global_id: str) -> dict[str, Any]:
+    """A fence token as the push creates it (app/sync/fence.py)."""
+    return body(
+        "SyncFence",
+        global_id,
+        stream="push-Patient",
+        seq=1,
+        epoch=1,
+        digest="d",
+        at="2026-01-01T00:00:00Z",
+    )
+
+
+async def test_a_conditional_create_may_not_search_another_clinics_resources(
+    as_a: AidboxClient, global_root: AidboxClient
+) -> None:
+    # A conditional create that matches answers the resource it found instead of creating
+    # (api/rest-api/crud/create.md, "If-None-Exist header", "Conditional create via Bundle"):
+    # any search but the id would read whatever it finds, whoever's it is.
+    b_fence = theirs("SyncFence", "push-Patient#1")
+    assert (await global_root.call("PUT", f"/SyncFence/{b_fence}", json=_fence(b_fence))).ok
+    mine, fence = own("Patient", "p8"), own("SyncFence", "push-Patient#1")
+    searches: list[tuple[str, str, dict[str, str], Any]] = [
+        ("POST", "/SyncFence?.digest=d", {}, _fence(fence)),
+        ("POST", "/SyncFence?stream=push-Patient", {}, _fence(fence)),
+        ("POST", "/SyncFence", {"If-None-Exist": f"_id={b_fence}"}, _fence(fence)),
+        ("POST", f"/Patient?_id={mine}", {"If-None-Exist": "identifier=x"}, body("Patient", mine)),
+        ("POST", f"/Patient?_id={mine}&identifier=x", {}, body("Patient", mine)),
+        ("POST", f"/Patient?identifier=x&_id={mine}", {}, body("Patient", mine)),
+    ]
+    entries = [
+        {"method": "POST", "url": "SyncFence", "ifNoneExist": f"_id={b_fence}"},
+        {"method": "POST", "url": f"Patient?_id={mine}", "ifNoneExist": "identifier=x"},
+        {"method": "PUT", "url": f"Patient/{mine}", "ifNoneMatch": "*"},
+    ]
+    for request in entries:
+        resource = _fence(fence) if "SyncFence" in request["url"] else body("Patient", mine)
+        bundle = transaction({"request": request, "resource": resource})
+        searches.append(("POST", "/", {}, bundle))
+    for method, path, headers, payload in searches:
+        resp = await as_a.request(method, path, json=payload, headers=headers)
+        assert refused(resp), (path, headers, resp.status)
+        assert b_fence not in json.dumps(resp.body)
+    assert list(await resources(global_root, "SyncFence")) == [b_fence]
+    assert mine not in await resources(global_root, "Patient")
+    # the create the push makes, by its id, still passes
+    created = await as_a.request("POST", f"/Patient?_id={mine}", json=body("Patient", mine))
+    assert created.status == 201, created.body
+
+
 async def test_one_forbidden_entry_fails_the_whole_transaction(
     as_a: AidboxClient, b_patient: str, global_root: AidboxClient
 ) -> None:
