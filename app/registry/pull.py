@@ -20,8 +20,8 @@ from app.aidbox.client import AidboxClient
 from app.errors import SyncError
 from app.model import AidboxInstance, ResourceTypeName
 from app.registry.inventory import caller_instance
-from app.registry.scope import SyncScope, in_scope
-from app.sync.feed import FeedError
+from app.registry.scope import PUSHED_ID, SyncScope, in_scope
+from app.sync.feed import HIDDEN, FeedError
 from app.sync.watermark import Watermark
 
 log = logging.getLogger("aidbox_sync.pull")
@@ -122,12 +122,18 @@ async def head(watermark: Watermark, settle: float | None) -> dict[str, Any]:
     return {"version": bound, "pending": watermark.pending}
 
 
-def _as_seen(entry: Any, resource_type: str, who: Puller) -> Any:
+def _as_seen(entry: Any, resource_type: str, who: Puller, *, judged: bool) -> Any:
     """An entry as the clinic receives it: as Aidbox answered it, or, where the clinic may not
     see the resource, a deletion (a resource that moved out of its scope must disappear
-    there) that keeps the window's count."""
+    there); another clinic's resource, which no clinic ever holds, is hidden, its id
+    included. Either keeps the window's count. Without `judged` (ids only, nothing to judge
+    the scope by) only the hiding applies."""
     resource = entry.get("resource") if isinstance(entry, dict) else None
-    if not isinstance(resource, dict) or who.sees(resource):
+    if not isinstance(resource, dict):
+        return entry
+    if PUSHED_ID.match(str(resource.get("id"))):
+        return {"event": HIDDEN}
+    if not judged or who.sees(resource):
         return entry
     version_id = (resource.get("meta") or {}).get("versionId")
     meta = {"versionId": version_id} if version_id else {}
@@ -142,7 +148,8 @@ async def changes(
 ) -> dict[str, Any]:
     """One settled window (lo, hi] of the type's changes: one entry per entry Aidbox answers,
     in its order (the clinic counts them to split windows), each as the clinic may see it.
-    With `omit_resources` entries carry no body to judge and pass as they are."""
+    With `omit_resources` entries carry no body to judge the scope by: only other clinics'
+    ids are hidden."""
     assert q.version is not None
     lo, hi = q.version
     if hi > watermark.settled and hi > await watermark.advance():
@@ -156,9 +163,8 @@ async def changes(
     raw = resp.body.get("changes") if isinstance(resp.body, dict) else None
     if not isinstance(raw, list):  # only 304 means "nothing" (app/sync/feed.py)
         raise FeedError(f"{q.type} $changes answered 200 without changes")
-    if not q.omit_resources:
-        raw = [_as_seen(entry, q.type, who) for entry in raw]
-    return {"version": hi, "changes": raw}
+    judged = not q.omit_resources
+    return {"version": hi, "changes": [_as_seen(e, q.type, who, judged=judged) for e in raw]}
 
 
 async def read(own: AidboxClient, who: Puller, q: ReadQuery) -> dict[str, Any]:

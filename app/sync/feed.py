@@ -85,6 +85,16 @@ _EVENTS: dict[str, Event] = {
 }
 
 
+# The event of an entry headquarters' App answers in place of a change the calling clinic may
+# not learn of, not even its id (another clinic's resource, app/registry/pull.py): it counts
+# toward its window, as the change it replaces would, and is no change.
+HIDDEN = "hidden"
+
+
+def _hidden(item: Any) -> bool:
+    return isinstance(item, dict) and item.get("event") == HIDDEN
+
+
 def _to_change(resource_type: str, item: Any, upper: int) -> tuple[Change, bool]:
     """A change and whether its version is known (deleted entries may carry no versionId;
     they are then placed at the window's upper bound)."""
@@ -202,9 +212,11 @@ class ChangeFeed:
     async def _changes(self, lo: int, hi: int, count: int, *, probe: bool) -> list[Any]:
         return await self._source.changes(self.resource_type, lo, hi, count, probe=probe)
 
-    async def _page(self, lo: int, hi: int, count: int) -> list[tuple[Change, bool]]:
-        changes = await self._changes(lo, hi, count, probe=False)
-        return [_to_change(self.resource_type, item, hi) for item in changes]
+    async def _page(self, lo: int, hi: int, count: int) -> tuple[int, list[tuple[Change, bool]]]:
+        """How many entries the window's page holds, and its changes."""
+        entries = await self._changes(lo, hi, count, probe=False)
+        changes = [_to_change(self.resource_type, i, hi) for i in entries if not _hidden(i)]
+        return len(entries), changes
 
     async def _size(self, lo: int, hi: int) -> int:
         """How many changes the window holds, or page_size + 1 for "more than a page"."""
@@ -236,8 +248,12 @@ class ChangeFeed:
         count = self.page_size + 1
         while len(probe := await self._changes(a, b, count, probe=True)) >= count:
             count *= 4  # ids only: small, however large the transaction
-        ids = sorted({str((item.get("resource") or {}).get("id")) for item in probe})
+        ids = sorted(
+            {str((item.get("resource") or {}).get("id")) for item in probe if not _hidden(item)}
+        )
         del probe
+        if not ids:  # all of it hidden: the window is complete, and empty for this reader
+            yield b, []
         for start in range(0, len(ids), self.page_size):
             part = await self._current_states(ids[start : start + self.page_size], b)
             yield (b if start + self.page_size >= len(ids) else None), part
@@ -296,8 +312,8 @@ class ChangeFeed:
                     yield b, []
                     continue
             count = self.page_size + 1  # one more than a page: "full" means "more than a page"
-            page = await self._page(a, b, count)
-            if len(page) >= count:
+            entries, page = await self._page(a, b, count)
+            if entries >= count:
                 page.clear()
                 if b - a > 1:
                     # Denser than the last window: split with the density this one showed at
@@ -314,8 +330,8 @@ class ChangeFeed:
                         yield part
                 density = None
                 continue
-            density, measured, width = len(page) / (b - a), True, b - a
-            if not page:
+            density, measured, width = entries / (b - a), True, b - a
+            if not entries:
                 quiet = b - a
             changes = await self._collapse(page, b)
             page.clear()  # from here the bodies are only in `changes`, which the caller owns

@@ -11,7 +11,9 @@ import pytest
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient, Response
-from tests.support.clinic import clinic_key, last_txid
+from app.sync.feed import ChangeFeed
+from app.sync.source import HeadquartersSource
+from tests.support.clinic import bulk_load, clinic_key, last_txid
 from tests.support.headquarters import CLINIC, Headquarters
 
 B = "clinic-b"
@@ -252,8 +254,30 @@ async def test_a_clinics_pushed_organization_never_reaches_another_clinic(
     lo = await last_txid(global_root)
     await put_all(global_root, organization(pushed), organization("org-any"))
     hi = await settled(as_a, "Organization")
-    raw = await raw_window(global_root, "Organization", lo, hi)
-    assert len(raw) == 2
-    assert await window(as_a, "Organization", lo, hi) == as_seen(raw, "Organization", {"org-any"})
+    # ... not even its id: the entry that keeps the window's count names nothing
+    hidden = {"event": "hidden"}
+    for params in ({}, {"omit-resources": "true"}):
+        raw = await raw_window(global_root, "Organization", lo, hi, **params)
+        assert sorted(e["resource"]["id"] for e in raw) == sorted([pushed, "org-any"])
+        expected = [hidden if e["resource"]["id"] == pushed else e for e in raw]
+        assert await window(as_a, "Organization", lo, hi, **params) == expected
     read = await pull(as_a, "pull-read", type="Organization", _id=f"{pushed},org-any")
     assert [r["id"] for r in read.body["resources"]] == ["org-any"]
+
+
+async def test_a_clinic_reads_past_other_clinics_resources_to_the_head_and_learns_none(
+    headquarters: Headquarters, global_root: AidboxClient, as_a: AidboxClient
+) -> None:
+    # Other clinics' entries count toward a window as they are (the feed splits by them) but
+    # name nothing: a window of them alone, larger than a page and of one txid, still ends.
+    await headquarters.register(B, name="Clinic B", types=["Patient", "Organization"])
+    pushed = [clinic_key(B).resource_id("Organization", f"o{i}") for i in range(5)]
+    lo = await last_txid(global_root)
+    await put_all(global_root, organization(pushed[0]), organization("org-any"))
+    await bulk_load(global_root, "Organization", pushed[1:])  # one txid, as an import writes
+    hi = await last_txid(global_root)  # the bulk's own: the last window is all hidden
+    assert await settled(as_a, "Organization") >= hi
+    feed = ChangeFeed(HeadquartersSource(as_a), "Organization", page_size=2)
+    windows = [(upper, changes) async for upper, changes in feed.windows(lo, hi)]
+    assert [c.id for _, changes in windows for c in changes] == ["org-any"]
+    assert windows[-1][0] == hi
