@@ -30,6 +30,8 @@ from app.anonymize.tree import CompiledRule, Node
 # logical reference ({"identifier": ...}, no id) carries an identifier and is always removed.
 _LOOSE_REFERENCE_KEYS = frozenset({"uri", "display", "type", "identifier", "extension"})
 
+# An id (R4 datatypes.html, "id").
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 # A FHIR-format relative reference, "Patient/123" or "Patient/123/_history/2" (R4
 # references.html, "Literal References"): Aidbox stores it so where it does not know the
 # element's datatype (an untyped first-class attribute written through /fhir).
@@ -76,7 +78,13 @@ def finish(
     removed. ``mark``: how many targets were noted before its children were walked (those
     noted since are not sent when it is removed or replaced)."""
     result: Any = DROP
-    if frame.quantity and "value" in out and over_age(obj, in_years=frame.is_age):
+    # the age as the clinic wrote it, and as it leaves (what a profile keeps of its units may
+    # read as another unit than the whole did)
+    if (
+        frame.quantity
+        and "value" in out
+        and (over_age(obj, in_years=frame.is_age) or over_age(out, in_years=frame.is_age))
+    ):
         ctx.record(path, "age", "engine: an age over 89 is aggregated")
         result = aggregated(MAX_REPORTABLE_AGE)
     elif frame.extension and "value" not in out and "extension" not in out:
@@ -244,7 +252,11 @@ def reference(
         resource_type, local_id = ref["resourceType"], ref.get("id")
         # The type is sent as it is: only an R4 resource type's name, never a string typed there
         shared = isinstance(resource_type, str) and resource_type in ctx.shared_types
-        if shared and isinstance(local_id, str):
+        if shared and not (isinstance(local_id, str) and _FHIR_ID.fullmatch(local_id)):
+            # no pulled resource has such an id (R4 datatypes.html, "id"), and nothing says
+            # what is typed there
+            result = DROP
+        elif shared:
             # Headquarters' own resource, pulled here: its id means the same there.
             result, kept = {"resourceType": resource_type, "id": local_id}, True
         elif is_resource_type(resource_type) and isinstance(local_id, str | int):

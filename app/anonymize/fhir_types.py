@@ -23,6 +23,8 @@ import orjson
 
 TABLE = Path(__file__).with_name("fhir_r4_types.json")
 
+# R4 datatypes.html: integer is a 32-bit signed number (a phone number typed as one is not);
+# positiveInt and unsignedInt are its parts from 1 and from 0.
 _LOWEST = {"positiveInt": 1, "unsignedInt": 0}
 
 
@@ -114,10 +116,8 @@ def _checker(name: str, pattern: str | None, lineage: list[str]) -> Callable[[An
     if "boolean" in lineage:
         return lambda value: type(value) is bool
     if "integer" in lineage:
-        low = _LOWEST.get(name)
-        if low is None:
-            return lambda value: type(value) is int
-        return lambda value: type(value) is int and value >= low
+        low = _LOWEST.get(name, -(2**31))
+        return lambda value: type(value) is int and low <= value < 2**31
     if "decimal" in lineage:
         return lambda value: type(value) is int or type(value) is float
     if pattern is None:
@@ -165,10 +165,16 @@ def _types() -> dict[str, FhirType]:
             own.accepts = _checker(name, spec.get("regex"), lineage)
         else:
             own.accepts = _is_object
+    # A Range where an Age is the other option (Condition.onset[x], Procedure.performed[x],
+    # FamilyMemberHistory.age[x], ...) is a range of ages: its low and high are Ages.
+    age_range = FhirType("Range", "complex", types["Range"].base, accepts=_is_object)
     for name, spec in raw.items():
         own = types[name]
         for element, slot in spec["elements"].items():
-            own.elements[element] = _element(types, name, element, slot, value_sets)
+            own.elements[element] = _element(types, name, element, slot, value_sets, age_range)
+    age = ElementType(types["Age"])
+    age_range.elements = {**types["Range"].elements, "low": age, "high": age}
+    age_range.required = types["Range"].required
     return types
 
 
@@ -178,10 +184,14 @@ def _element(
     element: str,
     slot: Any,
     value_sets: dict[str, frozenset[str]],
+    age_range: FhirType,
 ) -> ElementType:
     if isinstance(slot, dict):
         choice = FhirType(f"{owner}.{element}", "choice", accepts=_is_object)
-        choice.elements = {option: ElementType(types[name]) for option, name in slot.items()}
+        options = {option: types[name] for option, name in slot.items()}
+        if "Age" in options and "Range" in options:
+            options["Range"] = age_range
+        choice.elements = {option: ElementType(t) for option, t in options.items()}
         return ElementType(choice)
     if isinstance(slot, list):
         name, url = slot

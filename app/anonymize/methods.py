@@ -65,16 +65,19 @@ _ISO_3166_2 = re.compile(ISO_3166_2_CODE)
 _COMPARATORS: Final = frozenset({"<", "<=", ">=", ">"})
 
 
-def _code_unit(quantity: dict[str, Any]) -> str | None:
+def _code_unit(quantity: dict[str, Any], *, any_system: bool = False) -> str | None:
     """The UCUM time code a Quantity's ``code`` names: with the UCUM system, a UCUM time code;
-    with no system at all, a code or unit word typed without it (``code: "a"``); else None."""
+    with no system at all, a code or unit word typed without it (``code: "a"``); else None.
+    ``any_system``: under another system too (a system misspelt ``http://unitsofmeasure.org/``):
+    whoever reads the age may take the code so, and a profile that drops the system sends the
+    code alone."""
     code = quantity.get("code")
     if type(code) is not str:
         return None
     system = quantity.get("system")
     if system == _UCUM:
         return code if code in _YEARS_PER else None
-    return _UNIT_WORDS.get(code.strip().lower()) if system is None else None
+    return _UNIT_WORDS.get(code.strip().lower()) if system is None or any_system else None
 
 
 def _word_unit(quantity: dict[str, Any]) -> str | None:
@@ -110,7 +113,7 @@ def over_age(
     number = quantity.get("value")
     if not is_number(number):
         return False
-    by_code, by_word = _code_unit(quantity), _word_unit(quantity)
+    by_code, by_word = _code_unit(quantity, any_system=True), _word_unit(quantity)
     if by_code is None and by_word is None:
         return in_years and number > max_age
     return (by_code is not None and number * _YEARS_PER[by_code] > max_age) or (

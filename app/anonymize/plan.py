@@ -15,6 +15,7 @@ the walker applies a rule to a whole subtree at once whenever nothing below it c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -257,6 +258,23 @@ def _datatypes(profile: Profile) -> Datatypes:
     return Datatypes(entries, entries.pop(UNKNOWN_DATATYPE, None))
 
 
+# The other names FHIR gives the code systems of ages (R4 terminologies-systems.html: each
+# system's OID, which V3 and CDA feeds still write): an age code under one is the same code.
+_SYSTEM_ALIASES: dict[str, tuple[str, ...]] = {
+    "http://loinc.org": ("urn:oid:2.16.840.1.113883.6.1",),
+    "http://snomed.info/sct": ("urn:oid:2.16.840.1.113883.6.96",),
+}
+
+
+def _with_aliases(codes: Iterable[tuple[str, str]]) -> frozenset[tuple[str, str]]:
+    """The age codes, each under its system's every name."""
+    return frozenset(
+        (name, code)
+        for system, code in codes
+        for name in (system, *_SYSTEM_ALIASES.get(system, ()))
+    )
+
+
 def compile_profile(profile: Profile, *, today: date | None = None) -> Plan:
     """Compile a validated profile. ``today`` pins the date ``age`` measures against (tests);
     by default each call to ``anonymize`` uses the current date."""
@@ -264,7 +282,7 @@ def compile_profile(profile: Profile, *, today: date | None = None) -> Plan:
     questions = profile.questionnaire.questions
     shared = _Shared(
         datatypes=_datatypes(profile),
-        age_codes=frozenset((c.system, c.code) for c in profile.age_codes),
+        age_codes=_with_aliases((c.system, c.code) for c in profile.age_codes),
         age_rule=compile_rule(MethodSpec(method="age"), LAST, "ageCodes"),
         questions=questions,
     )

@@ -15,7 +15,10 @@ from typing import Any
 
 from tests.phi.model import UCUM
 
-AGE_CODES = {"30525-0", "21611-9", "21612-7", "29553-5", "30972-4", "63900-5", "445518008"}
+AGE_CODES = {
+    *("30525-0", "21611-9", "21612-7", "29553-5", "30972-4", "63900-5"),
+    *("445518008", "424144002", "397659008"),
+}
 AGGREGATED = {"value": 90, "comparator": ">=", "unit": "years", "system": UCUM, "code": "a"}
 _YEARS_PER = {"a": 1, "a_j": 1, "a_g": 1, "mo": 1 / 12, "wk": 7 / 365.25, "d": 1 / 365.25}
 _UNIT_WORDS = {"years": "a", "ann": "a", "months": "mo", "weeks": "wk", "days": "d"}

@@ -3,6 +3,7 @@ quantities' codes and systems, the birth-sex extension, questionnaire items, age
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -139,3 +140,81 @@ def test_an_age_in_a_malformed_code_is_still_capped(key: PseudonymKey) -> None:
         out = anonymize(observation({"integer": 104}, code=code), PLAN, key)
         assert out.get("value") in (None, {"integer": 90}), code
         assert explain(observation({"integer": 104}, code=code), PLAN, key).resource == out, code
+
+
+@pytest.mark.parametrize(
+    "quantity",
+    [
+        {"value": 95, "system": "http://unitsofmeasure.org/", "code": "a"},  # a misspelt UCUM
+        {"value": 1200, "system": "UCUM", "code": "mo"},
+        {"value": 5000, "system": "urn:local", "code": "wk"},  # 95.8 years
+    ],
+)
+def test_an_age_in_a_time_code_under_another_system_is_still_aggregated(
+    key: PseudonymKey, quantity: dict[str, Any]
+) -> None:
+    # the profile drops a system it does not know and sends the code: the age must not
+    # leave as {value: 95, code: "a"}, which reads 95 years
+    coded = {"coding": [{"system": LOINC, "code": "21840-4"}]}  # no age code: any Quantity
+    out = anonymize(observation({"Quantity": quantity}, code=coded), PLAN, key)
+    assert out["value"] == {"Quantity": AGGREGATED}
+
+
+@pytest.mark.parametrize(
+    "coding",
+    [
+        {"system": "http://snomed.info/sct", "code": "424144002"},  # current chronological age
+        {"system": "http://snomed.info/sct", "code": "397659008"},  # age
+        {"system": "urn:oid:2.16.840.1.113883.6.1", "code": "30525-0"},  # LOINC by its OID
+        {"system": "urn:oid:2.16.840.1.113883.6.96", "code": "445518008"},  # SNOMED CT by OID
+    ],
+)
+def test_an_age_under_another_age_code_or_its_systems_oid_is_aggregated(
+    key: PseudonymKey, coding: dict[str, str]
+) -> None:
+    component = {"code": {"coding": [coding]}, "value": {"Quantity": {"value": 97, "unit": "yo"}}}
+    resource = observation({"integer": 97}, code={"coding": [coding]}, component=[component])
+    out = anonymize(resource, PLAN, key)
+    assert out["value"] == {"integer": 90}
+    assert out["component"][0]["value"] == {"Quantity": AGGREGATED}
+
+
+def test_a_range_of_ages_is_aggregated_above_89(key: PseudonymKey) -> None:
+    # R4 Condition.onset[x] is a dateTime, an Age, a Period, a Range or a string: beside an
+    # Age, a Range is a range of ages, in years when it names no unit
+    condition = {
+        "resourceType": "Condition",
+        "subject": {"resourceType": "Patient", "id": "p1"},
+        "onset": {"Range": {"low": {"value": 95}, "high": {"value": 97}}},
+        "abatement": {"Range": {"low": {"value": 40}, "high": {"value": 96, "unit": "yo"}}},
+    }
+    out = anonymize(condition, PLAN, key)
+    assert out["onset"] == {"Range": {"low": AGGREGATED, "high": AGGREGATED}}
+    assert out["abatement"] == {"Range": {"low": {"value": 40}, "high": AGGREGATED}}
+    # where no Age is an option, a Range is any range: Observation.value[x]
+    weight = {"Range": {"low": {"value": 95}, "high": {"value": 97}}}
+    assert anonymize(observation(weight), PLAN, key)["value"] == weight
+
+
+def test_an_integer_out_of_the_r4_range_is_not_sent(key: PseudonymKey) -> None:
+    # R4 integer is 32 bits: a phone number typed as one is no integer
+    for number in (5551234567, -(2**31) - 1, 2**31):
+        out = anonymize(observation({"integer": number}), PLAN, key)
+        assert "value" not in out, number
+    edge = anonymize(observation({"integer": 2**31 - 1}), PLAN, key)
+    assert edge["value"] == {"integer": 2**31 - 1}
+
+
+def test_a_reference_to_a_pulled_type_is_sent_only_with_an_id(key: PseudonymKey) -> None:
+    plan = replace(PLAN, shared_types=frozenset({"Organization"}))
+    encounter = {
+        "resourceType": "Encounter",
+        "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "serviceProvider": {"resourceType": "Organization", "id": "org-1"},
+    }
+    out = anonymize(encounter, plan, key)
+    assert out["serviceProvider"] == {"resourceType": "Organization", "id": "org-1"}
+    for typed in ("Alice Smith, 555-12-3456", 7, "x" * 65):
+        sent = {**encounter, "serviceProvider": {"resourceType": "Organization", "id": typed}}
+        assert "serviceProvider" not in anonymize(sent, plan, key), typed
