@@ -17,12 +17,14 @@ counts what it did. The target is headquarters for push, the clinic for pull.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from app.aidbox.client import AidboxClient, AidboxError, Response, outcome_summary
+from app.errors import SyncError
 from app.model import Counters
 from app.sync.breaker import Breaker
 from app.sync.bundle import Outgoing, Ref, batches, order_by_references, transaction
@@ -41,6 +43,8 @@ CONTENT_REFUSALS = frozenset({400, 413, 422})
 # the same tables at once (docs/push.md, "Isolation"; api/batch-transaction.md).
 READ_COMMITTED = {"x-max-isolation-level": "read-committed"}
 
+log = logging.getLogger("aidbox_sync.sink")
+
 _MISSING_REF = re.compile(r"Referenced resource ([A-Za-z][A-Za-z0-9]*)/([A-Za-z0-9\-.]+) does not")
 
 
@@ -54,6 +58,9 @@ class SourceState(Protocol):
     async def current(self, item: Outgoing) -> list[Outgoing] | None:
         """None if `item` is the source's current state; otherwise what replaces it: the
         current state's write, or its deletion ([] when nothing is to be sent)."""
+
+    async def holds(self, resource_type: str, source_id: str) -> bool:
+        """Whether the source has the resource now."""
 
 
 @dataclass
@@ -245,4 +252,32 @@ class TransactionSink:
                         stack.append(replaced)
                 continue
             result.written.extend(part)
+            await self._undo_vanished([item for item in part if item.if_absent])
         return result
+
+    async def _undo_vanished(self, created: list[Outgoing]) -> None:
+        """Delete again each target just written on a referrer's behalf that the source no
+        longer has: the source deleted it after it was read for the create, and its own
+        stream's deletion may have landed before the create did (docs/push.md, "Refusals").
+        Only the version the target holds now is deleted (If-Match, api/rest-api/crud/
+        delete.md): a write since, by the target's own stream, is the source's newer state,
+        and stays. Best effort: what is left behind, `$reconcile` finds."""
+        for item in created:
+            try:
+                if await self._source.holds(item.source.resource_type, item.source.id):
+                    continue
+                path = f"/{item.target_type}/{item.target_id}"
+                held = await self._client.call("GET", path, accept=(404, 410))
+                version = (held.body or {}).get("meta", {}).get("versionId") if held.ok else None
+                if version is not None:
+                    await self._client.call(
+                        "DELETE", path, headers={"if-match": str(version)}, accept=(404, 410, 412)
+                    )
+            except SyncError as exc:
+                log.warning(
+                    "%s/%s, written on a referrer's behalf and since deleted at the source, may "
+                    "remain at the target: %s",
+                    item.target_type,
+                    item.target_id,
+                    type(exc).__name__,
+                )

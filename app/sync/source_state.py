@@ -55,6 +55,10 @@ class SourceReader:
             )
             return None
 
+    async def holds(self, resource_type: str, source_id: str) -> bool:
+        """Whether the source has the resource now."""
+        return await self._read(resource_type, source_id) is not None
+
     async def current(self, item: Outgoing) -> list[Outgoing] | None:
         """None if `item` is the source's current state; else the write of the current state,
         or the deletion if the source deleted it ([] if the current state cannot be

@@ -513,6 +513,35 @@ async def test_a_dependency_push_racing_the_targets_own_write_is_sent_again(
     assert KEY.resource_id("Observation", "o1") in await resources(global_root, "Observation")
 
 
+async def test_a_target_created_on_a_referrers_behalf_after_the_clinic_deleted_it_goes_again(
+    sync_app: RunningApp,
+    global_aidbox: Emulator,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # The Observation stream reads p1 for its create-if-absent; the clinic then deletes p1,
+    # and the Patient stream's deletion lands (headquarters has no p1 yet) before the create
+    # does. Headquarters must end as the clinic is: no p1 (docs/push.md, "Refusals").
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p1"))
+    refused = global_aidbox.faults.hold_next_request("POST", "/")  # o1 alone: p1 is missing
+    observations = asyncio.create_task(sync_app.service.sync(["Observation"]))
+    await refused.arrived()
+    create = global_aidbox.faults.hold_next_request("POST", "/")
+    refused.release()
+    assert await refused.answered() == 422
+    await create.arrived()  # p1 as the clinic had it, and o1: held before they are written
+    await local_root.call("DELETE", "/Patient/p1")
+    [deletion] = await sync_app.service.sync(["Patient"])
+    assert deletion.error is None
+    create.release()
+    [referrer] = await observations
+    assert referrer.error is None
+    held = await resources(global_root, "Patient")
+    assert KEY.resource_id("Patient", "p1") not in held
+    assert KEY.resource_id("Observation", "o1") in await resources(global_root, "Observation")
+
+
 async def test_a_target_created_on_a_referrers_behalf_is_never_taken_for_sent(
     sync_app: RunningApp,
     global_aidbox: Emulator,
