@@ -87,9 +87,16 @@ class ConfigSource:
         if cached is not None:
             return cached
         try:
-            plan = compile_profile(parse_profile(resp.body))
+            profile = parse_profile(resp.body)
+            plan = compile_profile(profile)
         except ProfileError as exc:
             raise ConfigError(f"AnonymizationProfile/{profile_id}: {exc}") from None
+        if profile.default == "keep":  # once per version of the profile: it is cached
+            log.warning(
+                "AnonymizationProfile/%s sends every element that no rule names (default: "
+                "keep): it is no Safe Harbor profile (docs/anonymization.md)",
+                profile_id,
+            )
         self._plans = {(profile_id, version): plan}
         return plan
 

@@ -98,6 +98,22 @@ async def test_custom_resource_create_read_and_validation_error(
     assert _is_outcome(bad_config.body)
 
 
+async def test_a_profile_that_keeps_what_no_rule_names_is_warned_of_once(
+    sync_app: RunningApp, local_root: AidboxClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = (await local_root.call("GET", "/SyncConfig/default")).body
+    await local_root.call("PUT", "/SyncConfig/default", json={**config, "profile": "minimal"})
+    caplog.set_level(logging.WARNING, logger="aidbox_sync.config")
+    for _ in range(2):  # the configuration is read again; the profile did not change
+        status = await local_root.call("GET", "/$sync-status")
+        assert status.body["configuration"] == {"profile": "minimal", "error": None}
+        await sync_app.service.sync(["Patient"])
+    warned = [
+        r.getMessage() for r in caplog.records if "AnonymizationProfile/minimal" in r.getMessage()
+    ]
+    assert len(warned) == 1 and "no Safe Harbor profile" in warned[0]
+
+
 async def test_operations_are_routed_through_aidbox_to_the_app(
     sync_app: RunningApp, local_root: AidboxClient
 ) -> None:
