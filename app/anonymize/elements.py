@@ -78,12 +78,12 @@ def finish(
     removed. ``mark``: how many targets were noted before its children were walked (those
     noted since are not sent when it is removed or replaced)."""
     result: Any = DROP
-    # the age as the clinic wrote it, and as it leaves (what a profile keeps of its units may
-    # read as another unit than the whole did)
+    # the age as the clinic wrote it, and the unit it leaves with (what a profile keeps of
+    # its units may read as another unit than the whole did)
     if (
         frame.quantity
         and "value" in out
-        and (over_age(obj, in_years=frame.is_age) or over_age(out, in_years=frame.is_age))
+        and (over_age(obj, in_years=frame.is_age) or over_age(out))
     ):
         ctx.record(path, "age", "engine: an age over 89 is aggregated")
         result = aggregated(MAX_REPORTABLE_AGE)

@@ -26,6 +26,9 @@ TABLE = Path(__file__).with_name("fhir_r4_types.json")
 # R4 datatypes.html: integer is a 32-bit signed number (a phone number typed as one is not);
 # positiveInt and unsignedInt are its parts from 1 and from 0.
 _LOWEST = {"positiveInt": 1, "unsignedInt": 0}
+# An open choice (R4 datatypes.html, "Open Type Element": about 50 options) offers every type;
+# the clinical choices offer a few (Condition.onset[x]: 5).
+_OPEN_TYPES = 20
 
 
 @dataclass(eq=False, slots=True)
@@ -165,8 +168,9 @@ def _types() -> dict[str, FhirType]:
             own.accepts = _checker(name, spec.get("regex"), lineage)
         else:
             own.accepts = _is_object
-    # A Range where an Age is the other option (Condition.onset[x], Procedure.performed[x],
-    # FamilyMemberHistory.age[x], ...) is a range of ages: its low and high are Ages.
+    # A Range where an Age is another option of an element's few (Condition.onset[x],
+    # Procedure.performed[x], FamilyMemberHistory.age[x], ...) is a range of ages: its low
+    # and high are Ages. Not so where every type is an option (Extension.value[x]).
     age_range = FhirType("Range", "complex", types["Range"].base, accepts=_is_object)
     for name, spec in raw.items():
         own = types[name]
@@ -189,7 +193,7 @@ def _element(
     if isinstance(slot, dict):
         choice = FhirType(f"{owner}.{element}", "choice", accepts=_is_object)
         options = {option: types[name] for option, name in slot.items()}
-        if "Age" in options and "Range" in options:
+        if "Age" in options and "Range" in options and len(options) < _OPEN_TYPES:
             options["Range"] = age_range
         choice.elements = {option: ElementType(t) for option, t in options.items()}
         return ElementType(choice)

@@ -77,7 +77,14 @@ def _code_unit(quantity: dict[str, Any], *, any_system: bool = False) -> str | N
     system = quantity.get("system")
     if system == _UCUM:
         return code if code in _YEARS_PER else None
-    return _UNIT_WORDS.get(code.strip().lower()) if system is None or any_system else None
+    if system is not None and not any_system:
+        return None
+    if code in _YEARS_PER:
+        return code
+    typed = code.strip()
+    if len(typed) == 1 and typed.isupper():
+        return None  # a UCUM code of one letter, and UCUM is case-sensitive: "A" is the ampere
+    return _UNIT_WORDS.get(typed.lower())
 
 
 def _word_unit(quantity: dict[str, Any]) -> str | None:

@@ -218,3 +218,25 @@ def test_a_reference_to_a_pulled_type_is_sent_only_with_an_id(key: PseudonymKey)
     for typed in ("Alice Smith, 555-12-3456", 7, "x" * 65):
         sent = {**encounter, "serviceProvider": {"resourceType": "Organization", "id": typed}}
         assert "serviceProvider" not in anonymize(sent, plan, key), typed
+
+
+def test_what_is_no_age_over_89_is_not_taken_for_one(key: PseudonymKey) -> None:
+    # the checks above must not aggregate what says no age over 89: a dose range in an
+    # extension (Extension.value[x] offers every type, a Range among them, and an Age), a
+    # young age whose unit word the profile drops, a current in amperes ("A" is no "a")
+    doses = {"Range": {"low": {"value": 100, "unit": "mg"}, "high": {"value": 250, "unit": "mg"}}}
+    dosed = observation({"integer": 1}, extension=[{"url": "http://x.example/d", "value": doses}])
+    assert anonymize(dosed, compile_profile(load_profile("minimal")), key)["extension"] == [
+        {"url": "http://x.example/d", "value": doses}
+    ]
+    infant = {
+        "resourceType": "Condition",
+        "subject": {"resourceType": "Patient", "id": "p1"},
+        "onset": {"Age": {"value": 120, "unit": "day"}},
+    }
+    assert anonymize(infant, PLAN, key)["onset"]["Age"]["value"] == 120
+    current = {"value": 120, "system": "urn:oid:2.16.840.1.113883.6.8", "code": "A"}
+    assert (
+        anonymize(observation({"Quantity": current}), PLAN, key)["value"]["Quantity"]["value"]
+        == 120
+    )
