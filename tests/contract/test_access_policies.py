@@ -408,6 +408,45 @@ async def test_sql_answer_is_the_single_value(box, uid):
         assert (await box.get("/Patient", auth=client)).status == status, query
 
 
+async def test_sql_reads_the_whole_resource_as_jsonb(box, uid):
+    # access-policies.md, "SQL engine": `{{resource}}` is the incoming resource, bound as any
+    # other value; the App's clinics policy reads it cast to jsonb (manifest/policies/). A
+    # server that bound it as NULL would make such a policy judge an empty body.
+    client = await box.client_with_policies(
+        f"c-{uid}",
+        sql(
+            "SELECT ({{resource}})::jsonb ->> 'gender' = 'female'"
+            " AND ({{resource}})::jsonb -> 'address' -> 0 ->> 'city' = 'Boston'"
+        ),
+    )
+    female = {"gender": "female", "address": [{"city": "Boston"}]}
+    assert (await box.put(f"/Patient/f-{uid}", female, auth=client)).status == 201
+    male = {"gender": "male", "address": [{"city": "Boston"}]}
+    assert (await box.put(f"/Patient/m-{uid}", male, auth=client)).status == 403
+
+
+async def test_sql_reads_headers_by_lower_case_name_and_the_raw_query_string(box, uid):
+    # access-policies.md, "Request object structure": `headers` (the example's names are
+    # lower case, as HTTP's are case-insensitive) and `query-string`; the App's clinics policy
+    # refuses a request with `If-None-Exist`, however the client spelled it.
+    client = await box.client_with_policies(
+        f"c-{uid}",
+        sql(
+            "SELECT {{headers.x-probe-header}}::text = 'yes'"
+            " AND {{query-string}}::text = 'gender=female'"
+        ),
+    )
+    for spelled in ("X-Probe-Header", "x-probe-header", "X-PROBE-HEADER"):
+        answer = await box.get(
+            "/Patient", params={"gender": "female"}, headers={spelled: "yes"}, auth=client
+        )
+        assert answer.status == 200, spelled
+    answer = await box.get(
+        "/Patient", params={"gender": "male"}, headers={"X-Probe-Header": "yes"}, auth=client
+    )
+    assert answer.status == 403
+
+
 async def test_sql_that_errors_denies(box, uid):
     for name, query in (
         ("div", "SELECT 1 / 0 = 1"),
