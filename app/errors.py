@@ -14,6 +14,13 @@ from pydantic import SecretStr, ValidationError
 class SyncError(Exception):
     """Base of every error the App raises on purpose."""
 
+    @property
+    def logged(self) -> str:
+        """The message as a log line may carry it: the message itself, unless it quotes what
+        a server said (a refusal's diagnostics may quote the values refused; logs may leave
+        the clinic, `$sync-status` and the clinic's records do not)."""
+        return str(self)
+
 
 def validation_problems(exc: ValidationError, root: str) -> list[tuple[str, str]]:
     """(where, message) for each problem pydantic found: the dotted location (`root` when it

@@ -53,7 +53,9 @@ class Response:
 
 
 # The App's own resource types: their ids name streams and records, never a patient.
-_OWN_TYPES = frozenset({"ChangesInfo", "SyncConfig", "SyncQuarantine", "AnonymizationProfile"})
+# The App's own resources whose ids say nothing of a patient (a SyncQuarantine id is a hash of
+# a local id: not among them, app/sync/quarantine.py).
+_OWN_TYPES = frozenset({"ChangesInfo", "SyncConfig", "AnonymizationProfile"})
 
 
 def hide_ids(path: str) -> str:
@@ -74,6 +76,12 @@ class AidboxError(SyncError):
         self.status = status
         self.body = body
         super().__init__(f"{method} {shown or path} -> {status}: {outcome_summary(body)}")
+        self._logged = f"{method} {shown or path} -> {status}: {outcome_codes(body)}"
+
+    @property
+    def logged(self) -> str:
+        """The error with the OperationOutcome's codes and paths, not its diagnostics."""
+        return self._logged
 
     @property
     def transient(self) -> bool:
@@ -106,6 +114,19 @@ def outcome_summary(body: Any, limit: int = 300) -> str:
     else:
         summary = "non-OperationOutcome error body"
     return summary[:limit]
+
+
+def outcome_codes(body: Any) -> str:
+    """An OperationOutcome's issue codes and the paths they name, without its diagnostics,
+    which may quote the values refused: what of a refusal a log line may carry."""
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        parts = []
+        for issue in body.get("issue") or []:
+            code = issue.get("code") if isinstance(issue.get("code"), str) else "error"
+            where = ",".join(e for e in issue.get("expression") or [] if isinstance(e, str))
+            parts.append(f"{code} ({where})" if where else code)
+        return ("; ".join(parts) or "OperationOutcome without issues")[:300]
+    return "non-OperationOutcome error body"
 
 
 # PostgreSQL's messages for SQLSTATE 40001 / 40P01, which Aidbox passes on in the
@@ -219,7 +240,7 @@ class AidboxClient:
                 if not is_transient(exc) or attempt == self.retry.attempts - 1:
                     raise
                 delay = self.retry.delay(attempt)
-                log.warning("%s; retry %d in %.2fs", exc, attempt + 1, delay)
+                log.warning("%s; retry %d in %.2fs", exc.logged, attempt + 1, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -81,7 +81,7 @@ def _outcomes(handler: Handler) -> Handler:
         except AidboxUnavailable as exc:
             return OperationError(503, "transient", f"Aidbox unreachable: {exc}").response()
         except AidboxError as exc:
-            log.error("operation %s: %s", operation.get("id"), exc)
+            log.error("operation %s: %s", operation.get("id"), exc.logged)
             if exc.transient:
                 return OperationError(503, "transient", f"Aidbox unavailable: {exc}").response()
             return OperationError(502, "exception", f"Aidbox refused: {exc}").response()

@@ -8,6 +8,7 @@ paths are checked against the FHIR R4 definitions (``fhir_types.py``).
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -296,8 +297,12 @@ class Profile(_Model):
 
 
 def normalize_question(text: str) -> str:
-    """Question text as compared: case-folded, single-spaced, without trailing ``: ? *``."""
-    return " ".join(text.casefold().split()).rstrip(":?* ")
+    """Question text as compared: in Unicode compatibility form (fullwidth letters are
+    letters, NFKC), without format characters (zero-width spaces, soft hyphens: category Cf),
+    case-folded, single-spaced, without trailing ``: ? *``."""
+    folded = unicodedata.normalize("NFKC", text)
+    visible = "".join(c for c in folded if unicodedata.category(c) != "Cf")
+    return " ".join(visible.casefold().split()).rstrip(":?* ")
 
 
 class ProfileError(SyncError, ValueError):

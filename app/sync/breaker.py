@@ -18,6 +18,15 @@ from app.errors import SyncError
 class BreakerOpen(SyncError):
     """Most of what a stream sends is refused: the stream stops until the cause is fixed."""
 
+    def __init__(self, message: str, logged: str) -> None:
+        super().__init__(message)
+        self._logged = logged
+
+    @property
+    def logged(self) -> str:
+        """The message with the example refusal's codes only."""
+        return self._logged
+
 
 @dataclass
 class Breaker:
@@ -27,20 +36,25 @@ class Breaker:
     min_entries: int = 20
     _recent: deque[tuple[int, int]] = field(default_factory=deque)  # (sent, refused) per batch
 
-    def judge(self, sent: int, refused: int, reason: str) -> None:
+    def judge(self, sent: int, refused: int, reason: str, logged: str = "") -> None:
         """Record a batch's outcome; raise BreakerOpen if the recent entries are refused
-        beyond the ratio. `reason`: one refusal's reason, to say what headquarters answers."""
+        beyond the ratio. `reason`: one refusal's reason, to say what headquarters answers;
+        `logged`: the same as a log line may carry it."""
         self._recent.append((sent, refused))
         # Keep the fewest most recent batches that still hold `min_entries` entries.
         while len(self._recent) > 1 and self._total()[0] - self._recent[0][0] >= self.min_entries:
             self._recent.popleft()
         total, refusals = self._total()
         if total >= self.min_entries and refusals > self.ratio * total:
-            raise BreakerOpen(
-                f"{refusals} of the last {total} entries refused by headquarters (e.g. "
-                f"{reason}); the stream stops without quarantining them: fix the cause "
-                "there, then $sync"
-            )
+
+            def said(example: str) -> str:
+                return (
+                    f"{refusals} of the last {total} entries refused by headquarters (e.g. "
+                    f"{example}); the stream stops without quarantining them: fix the cause "
+                    "there, then $sync"
+                )
+
+            raise BreakerOpen(said(reason), said(logged or reason))
 
     def _total(self) -> tuple[int, int]:
         return sum(s for s, _ in self._recent), sum(r for _, r in self._recent)

@@ -35,7 +35,7 @@ from app.sync.repair import reconcile, requeue
 from app.sync.sent import SentCache
 from app.sync.source import AidboxSource, HeadquartersBound, HeadquartersSource
 from app.sync.state import Runner
-from app.sync.stream import Ends, Limits, RunSummary, Stream, failure_reason
+from app.sync.stream import Ends, Limits, RunSummary, Stream, failure_reason, logged_reason
 from app.sync.transform import Anonymize, Copy
 from app.sync.watermark import Watermark
 
@@ -157,9 +157,7 @@ class SyncService:
         try:
             await self._edits.scan(resource_type, await self._watermark.advance())
         except Exception as exc:
-            log.warning(
-                "pull %s: local edits not looked at: %s", resource_type, failure_reason(exc)
-            )
+            log.warning("pull %s: local edits not looked at: %s", resource_type, logged_reason(exc))
 
     def _unreached(self, cfg: StreamConfig, reason: str) -> RunSummary:
         sid = ChangesInfo.stream_id(cfg.direction, cfg.type)
@@ -294,7 +292,7 @@ class SyncService:
                     drift, repaired = await reconcile(stream, reconciler, ends, repair=repair)
             except Exception as exc:  # this type's report says why; the others go on
                 reason = failure_reason(exc)
-                log.error("reconcile %s failed: %s", cfg.type, reason)
+                log.error("reconcile %s failed: %s", cfg.type, logged_reason(exc))
                 reports.append({"type": cfg.type, "error": reason})
                 continue
             report = drift.as_json()
@@ -336,7 +334,7 @@ class SyncService:
         except InstanceInactive:
             pass  # said once, when it changed (app/sync/instance.py), and in $sync-status
         except Exception as exc:  # keep the loop alive; the cause is in status and logs
-            log.error("sync cycle failed: %s", failure_reason(exc))
+            log.error("sync cycle failed: %s", logged_reason(exc))
 
     async def run_forever(self) -> None:
         """Background loop: push after each wake-up; both directions every poll interval."""
@@ -370,7 +368,7 @@ class SyncService:
             try:
                 await self._on_push_types(pushed)
             except Exception as exc:  # polling still covers the type; the next load retries
-                log.warning("could not follow the push types: %s", failure_reason(exc))
+                log.warning("could not follow the push types: %s", logged_reason(exc))
         enabled = config.enabled_streams(direction)
         if types is None:
             return enabled

@@ -21,9 +21,9 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from app.aidbox.client import AidboxClient, AidboxError, Response, outcome_summary
+from app.aidbox.client import AidboxClient, AidboxError, Response, outcome_codes, outcome_summary
 from app.errors import SyncError
 from app.model import Counters
 from app.sync.breaker import Breaker
@@ -63,12 +63,20 @@ class SourceState(Protocol):
         """Whether the source has the resource now."""
 
 
+class Refusal(NamedTuple):
+    """Why a change is quarantined: in full for the clinic's record (SyncQuarantine), and as
+    a log line may carry it (logs may leave the clinic: no values the target quotes)."""
+
+    recorded: str
+    logged: str
+
+
 @dataclass
 class SinkResult:
     """What a write achieved."""
 
     written: list[Outgoing] = field(default_factory=list)
-    quarantined: list[tuple[Outgoing, str]] = field(default_factory=list)
+    quarantined: list[tuple[Outgoing, Refusal]] = field(default_factory=list)
 
 
 def missing_reference(body: object) -> Ref | None:
@@ -88,7 +96,7 @@ _FENCE_RETRIES = 3
 
 # Records a refused change (ids, version, reason) and tells whether the refusal is new (1) or
 # a replay's (0): stream.py keeps the quarantine.
-Quarantine = Callable[[ChangeId, str, str], Awaitable[int]]
+Quarantine = Callable[[ChangeId, str, Refusal], Awaitable[int]]
 
 
 @dataclass
@@ -141,7 +149,8 @@ class TransactionSink:
                 self._sent.remember(item)
             refusals = [(i, reason) for i, reason in result.quarantined if not i.if_absent]
             sent = sum(1 for i in batch if not i.if_absent)
-            breaker.judge(sent, len(refusals), refusals[0][1] if refusals else "")
+            example = refusals[0][1] if refusals else Refusal("", "")
+            breaker.judge(sent, len(refusals), example.recorded, example.logged)
             rejected = 0
             for item, reason in refusals:
                 rejected += await self._quarantine(item.source, item.target_id, reason)
@@ -245,9 +254,11 @@ class TransactionSink:
                         refreshed.add(item.key)
                         replaced = await self._source.current(item)
                     if replaced is None:
-                        result.quarantined.append(
-                            (item, f"{err.status} {outcome_summary(err.body)}")
+                        refusal = Refusal(
+                            f"{err.status} {outcome_summary(err.body)}",
+                            f"{err.status} {outcome_codes(err.body)}",
                         )
+                        result.quarantined.append((item, refusal))
                     elif replaced:
                         stack.append(replaced)
                 continue

@@ -35,7 +35,7 @@ from app.sync.local_edits import witness
 from app.sync.pipeline import Pipeline
 from app.sync.quarantine import quarantine
 from app.sync.sent import SentCache
-from app.sync.sink import TransactionSink
+from app.sync.sink import Refusal, TransactionSink
 from app.sync.source_state import SourceReader
 from app.sync.state import Runner, StreamState, held_elsewhere
 from app.sync.transform import Transform
@@ -97,12 +97,20 @@ class RunSummary:
 
 
 def failure_reason(exc: BaseException) -> str:
-    """A failure as stored in status and logs. Only our own errors keep their message (made of
-    statuses, ids and OperationOutcome diagnostics, app/errors.py); any other exception might
-    quote a body."""
+    """A failure as stored in the clinic's status. Only our own errors keep their message
+    (made of statuses, ids and OperationOutcome diagnostics, app/errors.py); any other
+    exception might quote a body."""
     if isinstance(exc, SyncError):
         return f"{type(exc).__name__}: {exc}"
     return f"{type(exc).__name__} (details withheld: may quote a resource)"
+
+
+def logged_reason(exc: BaseException) -> str:
+    """A failure as a log line carries it: ``failure_reason`` without what a server quoted
+    (``SyncError.logged``)."""
+    if isinstance(exc, SyncError):
+        return f"{type(exc).__name__}: {exc.logged}"
+    return failure_reason(exc)
 
 
 @dataclass(frozen=True)
@@ -171,7 +179,7 @@ class Stream:
             info = await self._checkpoints.load(self.direction, self.resource_type)
         except Exception as exc:
             reason = failure_reason(exc)
-            log.error("stream %s: cannot read its checkpoint: %s", self.id, reason)
+            log.error("stream %s: cannot read its checkpoint: %s", self.id, logged_reason(exc))
             return RunSummary(self.id, 0, Counters(), error=reason)
         if held := held_elsewhere(info, self._runner.owner, datetime.now(UTC)):
             return RunSummary(self.id, info.version, Counters(), error=held)
@@ -195,7 +203,8 @@ class Stream:
             total = await self._drain(state, start, bound, ends)
         except _Stopped as stop:
             reason = failure_reason(stop.cause)
-            log.error("stream %s failed at version %s: %s", self.id, state.info.version, reason)
+            version, logged = state.info.version, logged_reason(stop.cause)
+            log.error("stream %s failed at version %s: %s", self.id, version, logged)
             await state.fail(reason)
             return RunSummary(self.id, state.info.version, stop.total, error=reason)
         self._verified = (state.info.version_id, bound)
@@ -241,7 +250,7 @@ class Stream:
             await state.count(self._fence_position(), counters)
         except Exception as exc:
             reason = failure_reason(exc)
-            log.error("stream %s: writing out of a run failed: %s", self.id, reason)
+            log.error("stream %s: writing out of a run failed: %s", self.id, logged_reason(exc))
             return RunSummary(self.id, state.info.version, Counters(), error=reason), []
         return RunSummary(self.id, state.info.version, counters), delivery.settled
 
@@ -346,7 +355,8 @@ class Stream:
                 # The exception text may quote the resource, so only its type is kept.
                 target_id = self._target_id(change)
                 reason = f"transform failed: {type(exc).__name__}"
-                refused += await self._quarantine(change.identity(), target_id, reason)
+                refusal = Refusal(reason, reason)
+                refused += await self._quarantine(change.identity(), target_id, refusal)
         return _Prepared(outgoing, Counters(read=len(changes), quarantined=refused))
 
     def _target_id(self, change: Change) -> str:
@@ -355,10 +365,11 @@ class Stream:
             return self._key.resource_id(change.resource_type, change.id)
         return change.id
 
-    async def _quarantine(self, change: ChangeId, target_id: str, reason: str) -> int:
-        """Record a refused change in the clinic (a local id stays there) and log it once, by
-        its id at the target only; 1 if the refusal is new, 0 if a replay saw it before."""
-        if not await quarantine(self._local, self.id, change, reason):
+    async def _quarantine(self, change: ChangeId, target_id: str, refusal: Refusal) -> int:
+        """Record a refused change in the clinic (a local id, and what the target said, stay
+        there) and log it once, by its id at the target only; 1 if the refusal is new, 0 if a
+        replay saw it before."""
+        if not await quarantine(self._local, self.id, change, refusal.recorded):
             return 0
         log.error(
             "stream %s: version %s of %s/%s quarantined: %s",
@@ -366,7 +377,7 @@ class Stream:
             change.version,
             change.resource_type,
             target_id,
-            reason,
+            refusal.logged,
         )
         return 1
 

@@ -124,6 +124,11 @@ async def test_a_refused_current_state_is_quarantined_once_and_counted_once(
     assert len(await resources(local_root, "SyncQuarantine")) == 1
     [line] = _errors(caplog)
     assert "push-Observation" in line and f"Observation/{bad}" in line
+    # what headquarters said may quote values: it stays in the clinic's record, and the log
+    # line, which may leave the clinic, says the status and the code
+    assert "value out of range" not in line and "422" in line
+    [record] = (await resources(local_root, "SyncQuarantine")).values()
+    assert "value out of range" in record["reason"]
 
 
 async def test_a_referenced_type_without_a_push_stream_is_never_pushed_on_its_behalf(
@@ -160,8 +165,10 @@ async def test_a_global_refusing_every_observation_stops_the_stream_and_requeue_
     headquarters: Headquarters,
     local_root: AidboxClient,
     global_root: AidboxClient,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A new FHIRSchema at headquarters refuses every Observation the clinics send.
+    caplog.set_level(logging.INFO)
     global_aidbox.faults.reject("Observation", diagnostics="Observation.note is required")
     await _put(local_root, patient("p1"))
     for n in range(30):
@@ -180,6 +187,11 @@ async def test_a_global_refusing_every_observation_stops_the_stream_and_requeue_
         # Four transactions of four were judged too few to tell; the fifth opened the breaker.
         early = await resources(local_root, "SyncQuarantine")
         assert len(early) == 16
+        # the clinic's answers say what headquarters said; the logs, which may leave the
+        # clinic, its codes only (a diagnostic may quote the values refused)
+        logged = [r.getMessage() for r in caplog.records if r.name.startswith("aidbox_sync")]
+        assert any("refused by headquarters" in line for line in logged)
+        assert not any("Observation.note is required" in line for line in logged)
 
         global_aidbox.faults.clear()  # headquarters fixes its schema
         await sync(local_root)  # the stream goes on from its checkpoint

@@ -240,3 +240,25 @@ def test_what_is_no_age_over_89_is_not_taken_for_one(key: PseudonymKey) -> None:
         anonymize(observation({"Quantity": current}), PLAN, key)["value"]["Quantity"]["value"]
         == 120
     )
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        "\uff2d\uff45\uff4d\uff42\uff45\uff52 ID",  # fullwidth letters (NFKC: Member ID)
+        "Mem\u200bber ID",  # a zero-width space
+        "Mem\u00adber ID",  # a soft hyphen
+        "M\ufeffember ID",  # a zero-width no-break space (a byte order mark)
+    ],
+)
+def test_an_identifying_question_is_caught_however_its_text_is_encoded(
+    key: PseudonymKey, asked: str
+) -> None:
+    def pressure(text: str) -> dict[str, Any]:
+        member = answered("x1", text, {"integer": 5550123})
+        items = [member, answered("sys", "Systolic", {"integer": 120})]
+        return {"linkId": "bp", "text": "Blood pressure", "item": items}
+
+    sent = anonymize(response(pressure(asked)), PLAN, key)
+    assert sent == anonymize(response(pressure("Member ID")), PLAN, key)
+    assert "5550123" not in str(sent)

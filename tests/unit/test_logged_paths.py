@@ -1,0 +1,26 @@
+"""What of a clinic's request path may reach a log line (app/aidbox/client.py): logs may leave
+the clinic, and a local id may be an MRN."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.aidbox.client import hide_ids
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        ("/Patient/mrn-4711023", "/Patient/…"),
+        ("/Patient/mrn-4711023/_history/2", "/Patient/…/_history/2"),
+        # an unkeyed hash of stream, type, local id and version: a 7-digit MRN is found by
+        # trying them all (app/sync/quarantine.py)
+        ("/SyncQuarantine/q-d5073f0c2e", "/SyncQuarantine/…"),
+        ("/ChangesInfo/push-Patient", "/ChangesInfo/push-Patient"),
+        ("/AnonymizationProfile/safe-harbor", "/AnonymizationProfile/safe-harbor"),
+        ("/Patient/$changes", "/Patient/$changes"),
+        ("/$psql", "/$psql"),
+    ],
+)
+def test_a_logged_path_names_no_local_id(path: str, logged: str) -> None:
+    assert hide_ids(path) == logged
