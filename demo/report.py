@@ -201,6 +201,14 @@ async def check_refusals(demo: Demo) -> Check:
             {"resourceType": "AccessPolicy", "id": "clinic-us-open", "engine": "allow"},
         ),
         ("clinic-us reads headquarters' database", us, "POST", "/$psql", {"query": "SELECT 1"}),
+        (
+            # a conditional create that matches answers what it found: any clinic's token
+            "clinic-us searches every clinic's fence tokens with a conditional create",
+            us,
+            "POST",
+            "/SyncFence?stream=push-Patient",
+            {"resourceType": "SyncFence", "id": f"clinic-us-{pid}"},
+        ),
     ]
     details, ok = [], True
     for label, who, method, path, body in tries:
