@@ -262,3 +262,19 @@ def test_an_identifying_question_is_caught_however_its_text_is_encoded(
     sent = anonymize(response(pressure(asked)), PLAN, key)
     assert sent == anonymize(response(pressure("Member ID")), PLAN, key)
     assert "5550123" not in str(sent)
+
+
+@pytest.mark.parametrize(
+    "asked",
+    ["S.S.N.", "Tel", "Mobile", "Medicare number", "Medicaid ID", "NPI", "Driver's lic. no"]
+    + ["Beneficiary ID", "Bed number", "Teléfono", "Geburtsdatum", "Nombre", "Vorname"],
+)
+def test_identifying_questions_in_abbreviations_and_other_languages_are_removed(
+    key: PseudonymKey, asked: str
+) -> None:
+    items = [
+        answered("x1", asked, {"integer": 5550123}),
+        answered("sys", "Systolic", {"integer": 120}),
+    ]
+    pressure = {"linkId": "bp", "text": "Blood pressure", "item": items}
+    assert "5550123" not in str(anonymize(response(pressure), PLAN, key))
