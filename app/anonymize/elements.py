@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from app.anonymize.fhir_types import is_resource_type
+from app.anonymize.fhir_types import fhir_type, is_resource_type
 from app.anonymize.frames import Frame
 from app.anonymize.methods import DROP, aggregated, is_number, over_age
 from app.anonymize.pseudonym import PseudonymKey
@@ -30,8 +30,9 @@ from app.anonymize.tree import CompiledRule, Node
 # logical reference ({"identifier": ...}, no id) carries an identifier and is always removed.
 _LOOSE_REFERENCE_KEYS = frozenset({"uri", "display", "type", "identifier", "extension"})
 
-# An id (R4 datatypes.html, "id").
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+# The R4 id datatype: what a pulled resource's id is (R4 datatypes.html, "id").
+_ID = fhir_type("id")
+assert _ID is not None
 # A FHIR-format relative reference, "Patient/123" or "Patient/123/_history/2" (R4
 # references.html, "Literal References"): Aidbox stores it so where it does not know the
 # element's datatype (an untyped first-class attribute written through /fhir).
@@ -252,7 +253,7 @@ def reference(
         resource_type, local_id = ref["resourceType"], ref.get("id")
         # The type is sent as it is: only an R4 resource type's name, never a string typed there
         shared = isinstance(resource_type, str) and resource_type in ctx.shared_types
-        if shared and not (isinstance(local_id, str) and _FHIR_ID.fullmatch(local_id)):
+        if shared and not _ID.accepts(local_id):
             # no pulled resource has such an id (R4 datatypes.html, "id"), and nothing says
             # what is typed there
             result = DROP
