@@ -1,11 +1,11 @@
-"""What of a clinic's request path may reach a log line (app/aidbox/client.py): logs may leave
-the clinic, and a local id may be an MRN."""
+"""What of a clinic's request path, and of a refusal, may reach a log line
+(app/aidbox/client.py): logs may leave the clinic, and a local id may be an MRN."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.aidbox.client import hide_ids
+from app.aidbox.client import hide_ids, outcome_codes
 
 
 @pytest.mark.parametrize(
@@ -24,3 +24,20 @@ from app.aidbox.client import hide_ids
 )
 def test_a_logged_path_names_no_local_id(path: str, logged: str) -> None:
     assert hide_ids(path) == logged
+
+
+def test_a_logged_refusal_names_its_codes_and_paths_not_the_values_it_quotes() -> None:
+    refusal = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "code": "invalid",
+                "diagnostics": "value 'Alice Smith' does not match the pattern",
+                "expression": ["Observation.code.coding.0.code"],
+            },
+            {"code": "not-found", "diagnostics": "Referenced resource Organization/own-org"},
+        ],
+    }
+    logged = outcome_codes(refusal)
+    assert logged == "invalid (Observation.code.coding.0.code); not-found"
+    assert outcome_codes({"text": "Alice"}) == "non-OperationOutcome error body"

@@ -266,8 +266,10 @@ def test_an_identifying_question_is_caught_however_its_text_is_encoded(
 
 @pytest.mark.parametrize(
     "asked",
-    ["S.S.N.", "Tel", "Mobile", "Medicare number", "Medicaid ID", "NPI", "Driver's lic. no"]
-    + ["Beneficiary ID", "Bed number", "Teléfono", "Geburtsdatum", "Nombre", "Vorname"],
+    [
+        *("S.S.N.", "Tel", "Mobile", "Medicare number", "Medicaid ID", "NPI", "Driver's lic. no"),
+        *("Beneficiary ID", "Bed number", "Teléfono", "Geburtsdatum", "Nombre", "Vorname"),
+    ],
 )
 def test_identifying_questions_in_abbreviations_and_other_languages_are_removed(
     key: PseudonymKey, asked: str
