@@ -188,19 +188,19 @@ class SyncService:
 
     async def _pull_bound(
         self, streams: list[StreamConfig], settle: bool
-    ) -> tuple[int | None, dict[str, str]]:
+    ) -> tuple[int | None, dict[str, SyncError]]:
         """Headquarters' settled bound, asked through the pull streams' types in turn (one
         bound covers every type, source.py), and the streams whose type headquarters refused
         (not offered, or pushed by this clinic): one such type must not hold back the others.
         The bound is None when headquarters did not answer it for any type."""
-        refused: dict[str, str] = {}
+        refused: dict[str, SyncError] = {}
         for cfg in streams:
             try:
                 bound = await self._hq_bound.ask(cfg.type, settle=settle)
             except AidboxError as exc:
                 if exc.transient:
                     raise
-                refused[cfg.type] = failure_reason(exc)
+                refused[cfg.type] = exc
                 continue
             self.bound_errors.pop(Direction.PULL, None)
             return bound, refused
@@ -234,15 +234,17 @@ class SyncService:
                 try:
                     bound, refused = await self._pull_bound(streams, wait_settled)
                 except SyncError as exc:
-                    refused = {s.type: failure_reason(exc) for s in streams}
+                    refused = {s.type: exc for s in streams}
                     bound = None
                 if bound is None:
                     # Headquarters gave no bound: the pull waits, the push stands.
-                    reason = next(iter(refused.values()))
-                    self.bound_errors[Direction.PULL] = reason
-                    log.error("pull: headquarters' settled bound unknown: %s", reason)
+                    first = next(iter(refused.values()))
+                    self.bound_errors[Direction.PULL] = failure_reason(first)
+                    log.error("pull: headquarters' settled bound unknown: %s", logged_reason(first))
                 summaries += [
-                    self._unreached(s, refused[s.type]) for s in streams if s.type in refused
+                    self._unreached(s, failure_reason(refused[s.type]))
+                    for s in streams
+                    if s.type in refused
                 ]
                 streams = [s for s in streams if s.type not in refused]
             assert bound is not None or not streams
