@@ -39,9 +39,11 @@ from app.sync.checkpoint import CheckpointConflict
 from app.sync.config import ConfigError
 from app.sync.feed import FeedError
 from app.sync.instance import InstanceInactive
+from app.sync.quarantine import QuarantineUnreadable
 from app.sync.quarantine import records as quarantine_records
 from app.sync.runner import SyncService, UnknownStream
 from app.sync.status import sync_status
+from app.sync.stream import failure_reason, logged_reason
 from app.sync.watermark import WatermarkError
 
 log = logging.getLogger("aidbox_sync.operations")
@@ -51,7 +53,8 @@ Handler = Callable[[dict[str, Any], dict[str, Any]], Awaitable[web.Response]]
 
 def _outcomes(handler: Handler) -> Handler:
     """Turn domain errors into OperationOutcomes (4xx for the caller's mistakes, 503 when an
-    Aidbox is unreachable); never a bare 500 for bad input."""
+    Aidbox is unreachable); never a bare 500 for bad input, and no failure logged with more
+    than its type and codes (app/errors.py)."""
 
     @functools.wraps(handler)
     async def wrapped(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
@@ -75,8 +78,9 @@ def _outcomes(handler: Handler) -> Handler:
             return OperationError(409, "invalid", f"configuration: {exc}").response()
         except pull.Unsettled as exc:
             return OperationError(422, "business-rule", str(exc), ["version"]).response()
-        except (WatermarkError, PsqlError, FeedError) as exc:
-            # The App's own Aidbox refused what the App needs: a setting to fix, not a wait.
+        except (WatermarkError, PsqlError, FeedError, QuarantineUnreadable) as exc:
+            # The App's own Aidbox refused what the App needs, or holds what it cannot read:
+            # something to fix there, not a wait.
             return OperationError(502, "exception", str(exc)).response()
         except AidboxUnavailable as exc:
             return OperationError(503, "transient", f"Aidbox unreachable: {exc}").response()
@@ -85,6 +89,13 @@ def _outcomes(handler: Handler) -> Handler:
             if exc.transient:
                 return OperationError(503, "transient", f"Aidbox unavailable: {exc}").response()
             return OperationError(502, "exception", f"Aidbox refused: {exc}").response()
+        except Exception as exc:
+            # Left to aiohttp, it would be logged with its message and traceback, which may
+            # quote what the App read (a record's fields, a local id).
+            log.error("operation %s failed: %s", operation.get("id"), logged_reason(exc))
+            return OperationError(
+                500, "exception", f"the App failed: {failure_reason(exc)}"
+            ).response()
 
     return wrapped
 

@@ -8,12 +8,31 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
 
 from app.aidbox.client import AidboxClient
+from app.errors import SyncError, validation_problems
 from app.model import QuarantineRecord
 from app.sync.feed import ChangeId
 
 _PAGE = 500  # records per page when listing
+
+
+class QuarantineUnreadable(SyncError):
+    """A SyncQuarantine record the App cannot read (edited in the console, or written by
+    another release): which record and which fields, never their values."""
+
+    def __init__(self, rec_id: str, problems: list[tuple[str, str]]) -> None:
+        self.rec_id = rec_id
+        self.problems = "; ".join(f"{where}: {message}" for where, message in problems)
+        super().__init__(f"SyncQuarantine/{rec_id} is not a valid record ({self.problems})")
+
+    @property
+    def logged(self) -> str:
+        # a record id is a hash of a local id (record_id), which log lines never carry
+        return f"a SyncQuarantine record is not a valid record ({self.problems})"
 
 
 def record_id(stream_id: str, change: ChangeId) -> str:
@@ -50,12 +69,23 @@ async def records(
         resp = await local.call("GET", "/SyncQuarantine", params=params)
         entries = (resp.body or {}).get("entry") or []
         for entry in entries:
-            record = QuarantineRecord.model_validate(entry["resource"])
-            if stream_id in (None, record.stream) and rec_id in (None, record.id):
-                found.append(record)
+            stored = entry["resource"]
+            # filtered before it is read, so that one broken record only fails the calls
+            # that need it
+            if stream_id in (None, stored.get("stream")) and rec_id in (None, stored.get("id")):
+                found.append(_read(stored))
         if len(entries) < _PAGE:
             return sorted(found, key=lambda r: (r.stream, r.version))
         page += 1
+
+
+def _read(stored: dict[str, Any]) -> QuarantineRecord:
+    try:
+        return QuarantineRecord.model_validate(stored)
+    except ValidationError as exc:
+        raise QuarantineUnreadable(
+            str(stored.get("id")), validation_problems(exc, "SyncQuarantine")
+        ) from None
 
 
 async def release(local: AidboxClient, rec_id: str) -> None:

@@ -164,6 +164,32 @@ async def test_bad_operation_input_gets_an_operation_outcome(
     assert _is_outcome(resp.body)
 
 
+async def test_an_unreadable_quarantine_record_is_named_and_its_fields_stay_out_of_the_log(
+    sync_app: RunningApp, local_root: AidboxClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "2024-06" is a FHIR dateTime (the schema takes it) but no instant of a quarantine record,
+    # as an edit in the console may leave it; its reason quotes headquarters' diagnostics
+    broken = {
+        "stream": "push-Patient",
+        "resourceId": "Patient/local-secret-id",
+        "version": 7,
+        "reason": "422 invalid: family name Smith-Jones refused",
+        "at": "2024-06",
+    }
+    assert (await local_root.call("PUT", "/SyncQuarantine/q-broken", json=broken)).status == 201
+    caplog.set_level(logging.DEBUG)
+    for path in ("/$sync-status", "/SyncQuarantine/q-broken/$requeue"):
+        method = "GET" if path == "/$sync-status" else "POST"
+        resp = await local_root.request(method, path)
+        assert resp.status == 502 and _is_outcome(resp.body)
+        diagnostics = resp.body["issue"][0]["diagnostics"]
+        assert "SyncQuarantine/q-broken" in diagnostics and "at:" in diagnostics
+        assert "Smith" not in diagnostics and "local-secret-id" not in diagnostics
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    for secret in ("Smith", "local-secret-id", "q-broken"):
+        assert secret not in logged
+
+
 async def test_app_endpoint_refuses_a_wrong_app_secret(sync_app: RunningApp) -> None:
     call = {"type": "operation", "operation": {"id": "x"}, "request": {}}
     async with aiohttp.ClientSession() as http:
