@@ -12,6 +12,7 @@ from app.anonymize.plan import Plan, compile_profile
 from app.anonymize.profile import Profile, ProfileError, parse_profile
 from app.anonymize.profiles import load_profile, shipped_profiles
 from app.anonymize.pseudonym import PseudonymKey
+from app.anonymize.questions import shadowed_questions
 
 __all__ = [
     "Change",
@@ -26,5 +27,6 @@ __all__ = [
     "explain",
     "load_profile",
     "parse_profile",
+    "shadowed_questions",
     "shipped_profiles",
 ]

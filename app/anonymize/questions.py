@@ -66,3 +66,27 @@ def add_questions(root: Node, questions: list[QuestionRule]) -> None:
             if not (rule.is_keep or rule.removes):
                 target = descend(descend(item, Segment("answer")), Segment("value"))
             attach(target, rule)
+
+
+def shadowed_questions(questions: list[QuestionRule]) -> list[str]:
+    """The texts and linkIds of question rules that an earlier rule with another method
+    matches too: for those questions the earlier rule decides (profile order), so what the
+    later one says of them never applies (an allowed question whose text holds a word of the
+    redact lists, such as "Contact lenses"). One line each, naming both rules; empty for a
+    profile without such overlaps."""
+    found: list[str] = []
+    earlier: list[tuple[int, QuestionRule, list[Matcher]]] = []
+    for index, question in enumerate(questions):
+        probes = [("text", t) for t in question.text] + [("linkId", i) for i in question.link_id]
+        for key, value in probes:
+            for before, rule, matchers in earlier:
+                if rule.method != question.method and any(
+                    m.key == key and m.test(value) for m in matchers
+                ):
+                    found.append(
+                        f"questionnaire.questions[{index}] {key} {value!r} is matched first by "
+                        f"questionnaire.questions[{before}] ({rule.method})"
+                    )
+                    break
+        earlier.append((index, question, list(_question_matchers(question))))
+    return found

@@ -13,7 +13,13 @@ from dataclasses import dataclass, replace
 from pydantic import ValidationError
 
 from app.aidbox.client import AidboxClient
-from app.anonymize import Plan, ProfileError, compile_profile, parse_profile
+from app.anonymize import (
+    Plan,
+    ProfileError,
+    compile_profile,
+    parse_profile,
+    shadowed_questions,
+)
 from app.errors import SyncError, validation_problems
 from app.model import Direction, SyncConfig
 
@@ -97,6 +103,8 @@ class ConfigSource:
                 "keep): it is no Safe Harbor profile (docs/anonymization.md)",
                 profile_id,
             )
+        for shadowed in shadowed_questions(profile.questionnaire.questions):
+            log.warning("AnonymizationProfile/%s: %s", profile_id, shadowed)
         self._plans = {(profile_id, version): plan}
         return plan
 

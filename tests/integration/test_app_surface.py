@@ -114,6 +114,27 @@ async def test_a_profile_that_keeps_what_no_rule_names_is_warned_of_once(
     assert len(warned) == 1 and "no Safe Harbor profile" in warned[0]
 
 
+async def test_a_profile_allowing_a_question_its_redact_lists_take_is_warned_of(
+    sync_app: RunningApp, local_root: AidboxClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    shipped = (await local_root.call("GET", "/AnonymizationProfile/safe-harbor")).body
+    questions = shipped["questionnaire"]["questions"]
+    lenses = {"method": "keep", "text": ["Contact lenses"]}
+    own = {**shipped, "id": "eye-clinic", "questionnaire": {"questions": [*questions, lenses]}}
+    own.pop("meta", None)
+    await local_root.call("PUT", "/AnonymizationProfile/eye-clinic", json=own)
+    config = (await local_root.call("GET", "/SyncConfig/default")).body
+    await local_root.call("PUT", "/SyncConfig/default", json={**config, "profile": "eye-clinic"})
+    caplog.set_level(logging.WARNING, logger="aidbox_sync.config")
+    status = await local_root.call("GET", "/$sync-status")
+    assert status.body["configuration"] == {"profile": "eye-clinic", "error": None}
+    warned = [r.getMessage() for r in caplog.records if "eye-clinic" in r.getMessage()]
+    assert warned == [
+        f"AnonymizationProfile/eye-clinic: questionnaire.questions[{len(questions)}] text "
+        "'Contact lenses' is matched first by questionnaire.questions[1] (redact)"
+    ]
+
+
 async def test_operations_are_routed_through_aidbox_to_the_app(
     sync_app: RunningApp, local_root: AidboxClient
 ) -> None:

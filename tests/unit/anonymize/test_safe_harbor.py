@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from app.anonymize import PseudonymKey, anonymize, compile_profile, explain, load_profile
+from app.anonymize import (
+    PseudonymKey,
+    anonymize,
+    compile_profile,
+    explain,
+    load_profile,
+    shadowed_questions,
+)
+from app.anonymize.profile import QuestionnaireRules, QuestionRule
 from tests.unit.anonymize.conftest import TODAY
 
 PLAN = compile_profile(load_profile("safe-harbor"), today=TODAY)
@@ -269,6 +277,10 @@ def test_an_identifying_question_is_caught_however_its_text_is_encoded(
     [
         *("S.S.N.", "Tel", "Mobile", "Medicare number", "Medicaid ID", "NPI", "Driver's lic. no"),
         *("Beneficiary ID", "Bed number", "Teléfono", "Geburtsdatum", "Nombre", "Vorname"),
+        *("Hospital number", "Patient ID", "NHS number", "D.O.B.", "Initials", "Home tel."),
+        *("PLZ", "Postleitzahl", "Wohnort", "Straße", "Handynummer", "Versichertennummer"),
+        *("Date de naissance", "Nom", "Prénom", "Courriel", "Data di nascita", "Nome"),
+        *("Codice fiscale", "Cognome", "Indirizzo", "DNI", "Correo", "Domicilio", "Celular"),
     ],
 )
 def test_identifying_questions_in_abbreviations_and_other_languages_are_removed(
@@ -280,3 +292,40 @@ def test_identifying_questions_in_abbreviations_and_other_languages_are_removed(
     ]
     pressure = {"linkId": "bp", "text": "Blood pressure", "item": items}
     assert "5550123" not in str(anonymize(response(pressure), PLAN, key))
+
+
+ALLOWED = [q for q in load_profile("safe-harbor").questionnaire.questions if q.method != "redact"]
+
+
+@pytest.mark.parametrize("asked", [text for question in ALLOWED for text in question.text])
+def test_every_question_the_profile_allows_sends_its_answer(key: PseudonymKey, asked: str) -> None:
+    # no word of the redact lists, which come first, hides a question allowed further down
+    sent = anonymize(response(answered("q1", asked, {"integer": 42})), PLAN, key)
+    assert sent["item"][0]["answer"] == [{"value": {"integer": 42}}]
+
+
+def test_the_shipped_profiles_allow_no_question_that_an_earlier_rule_takes() -> None:
+    for profile in ("safe-harbor", "minimal"):
+        assert shadowed_questions(load_profile(profile).questionnaire.questions) == []
+
+
+def test_a_question_allowed_after_the_redact_lists_is_named_as_taken_by_them(
+    key: PseudonymKey,
+) -> None:
+    profile = load_profile("safe-harbor")
+    added = QuestionRule(method="keep", text=["Contact lenses", "Heart rate"], linkId=["cell-2"])
+    questions = [*profile.questionnaire.questions, added]
+    found = shadowed_questions(questions)
+    last = len(questions) - 1
+    assert found == [
+        f"questionnaire.questions[{last}] text 'Contact lenses' is matched first by "
+        "questionnaire.questions[1] (redact)",
+        f"questionnaire.questions[{last}] linkId 'cell-2' is matched first by "
+        "questionnaire.questions[1] (redact)",
+    ]
+    # and so it is: the earlier rule decides
+    plan = compile_profile(
+        profile.model_copy(update={"questionnaire": QuestionnaireRules(questions=questions)})
+    )
+    sent = anonymize(response(answered("q1", "Contact lenses", {"boolean": True})), plan, key)
+    assert "item" not in sent
