@@ -60,11 +60,16 @@ _OWN_TYPES = frozenset({"ChangesInfo", "SyncConfig", "AnonymizationProfile"})
 
 def hide_ids(path: str) -> str:
     """A path as it may be logged where local ids may not (logs leave the clinic; a local id
-    may be an MRN): `/Patient/mrn-1/_history/2` -> `/Patient/…/_history/2`."""
+    may be an MRN): `/Patient/mrn-1/_history/2` -> `/Patient/…/_history/2`. A query string
+    (`?_id=mrn-1`) is hidden whole, and the FHIR API's `/fhir` prefix is read past
+    (api/rest-api/other/aidbox-and-fhir-formats.md)."""
+    path, query, _ = path.partition("?")
     parts = path.split("/")
-    if len(parts) > 2 and parts[2] and not parts[2].startswith("$") and parts[1] not in _OWN_TYPES:
-        parts[2] = "…"
-    return "/".join(parts)
+    at = 2 if len(parts) > 1 and parts[1] == "fhir" else 1
+    named = parts[at + 1] if len(parts) > at + 1 else ""
+    if named and not named.startswith("$") and parts[at] not in _OWN_TYPES:
+        parts[at + 1] = "…"
+    return "/".join(parts) + ("?…" if query else "")
 
 
 class AidboxError(SyncError):

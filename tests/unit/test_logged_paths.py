@@ -20,6 +20,10 @@ from app.aidbox.client import hide_ids, outcome_codes
         ("/AnonymizationProfile/safe-harbor", "/AnonymizationProfile/safe-harbor"),
         ("/Patient/$changes", "/Patient/$changes"),
         ("/$psql", "/$psql"),
+        ("/fhir/Patient/mrn-4711023/_history/2", "/fhir/Patient/…/_history/2"),
+        ("/fhir/Patient/$changes", "/fhir/Patient/$changes"),
+        ("/Patient?_id=mrn-4711023", "/Patient?…"),
+        ("/Patient/mrn-4711023?_format=json", "/Patient/…?…"),
     ],
 )
 def test_a_logged_path_names_no_local_id(path: str, logged: str) -> None:
