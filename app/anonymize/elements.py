@@ -126,11 +126,12 @@ def shaped(frame: Frame) -> CompiledRule | None:
     return frame.cover if frame.owner is None else None
 
 
-def is_age(code: Any, codes: frozenset[tuple[str, str]]) -> bool:
-    """True when a CodeableConcept carries one of the age codes.
+def is_age(code: Any, codes: frozenset[str]) -> bool:
+    """True when a CodeableConcept carries one of the age codes, under any system or none.
 
     Read as the walker sends it, whatever its shape: an array where R4 has one concept, a
-    lone Coding where R4 has an array, are both sent, so an age code in them counts too."""
+    lone Coding where R4 has an array, a list of codes where R4 has one, are all sent, so an
+    age code in them counts too."""
     for concept in code if type(code) is list else (code,):
         codings = concept.get("coding") if type(concept) is dict else None
         if type(codings) is dict:
@@ -138,21 +139,15 @@ def is_age(code: Any, codes: frozenset[tuple[str, str]]) -> bool:
         elif type(codings) is not list:
             continue
         for coding in codings:
-            if type(coding) is dict and not codes.isdisjoint(_pairs(coding)):
+            value = coding.get("code") if type(coding) is dict else None
+            if type(value) is str:
+                if value in codes:
+                    return True
+            elif type(value) is list and not codes.isdisjoint(
+                item for item in value if type(item) is str
+            ):
                 return True
     return False
-
-
-def _pairs(coding: dict) -> list[tuple[str, str]]:
-    """A coding's (system, code), each read as the strings it is sent with: a list of them
-    where R4 has one is sent as it is, so each one counts."""
-    systems, values = coding.get("system"), coding.get("code")
-    return [
-        (system, value)
-        for system in (systems if type(systems) is list else (systems,))
-        for value in (values if type(values) is list else (values,))
-        if type(system) is str and type(value) is str
-    ]
 
 
 def apply_loose(

@@ -15,7 +15,6 @@ the walker applies a rule to a whole subtree at once whenever nothing below it c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -128,7 +127,7 @@ class TypePlan:
     drop_contained: CompiledRule | None
     selectors: dict[str, CompiledRule]  # datatype name -> the first rule selecting it
     datatypes: Datatypes
-    age_codes: frozenset[tuple[str, str]]
+    age_codes: frozenset[str]  # the codes of ageCodes, under any system
     age_rule: CompiledRule
     # The rules are the type's own entry: a first segment the type does not define is a
     # first-class attribute it declares. Not for "*", whose paths name FHIR elements of
@@ -183,7 +182,7 @@ class _Shared:
     """What every type plan of a profile shares."""
 
     datatypes: Datatypes
-    age_codes: frozenset[tuple[str, str]]
+    age_codes: frozenset[str]  # the codes of ageCodes, under any system
     age_rule: CompiledRule
     questions: list[QuestionRule]
 
@@ -258,23 +257,6 @@ def _datatypes(profile: Profile) -> Datatypes:
     return Datatypes(entries, entries.pop(UNKNOWN_DATATYPE, None))
 
 
-# The other names FHIR gives the code systems of ages (R4 terminologies-systems.html: each
-# system's OID, which V3 and CDA feeds still write): an age code under one is the same code.
-_SYSTEM_ALIASES: dict[str, tuple[str, ...]] = {
-    "http://loinc.org": ("urn:oid:2.16.840.1.113883.6.1",),
-    "http://snomed.info/sct": ("urn:oid:2.16.840.1.113883.6.96",),
-}
-
-
-def _with_aliases(codes: Iterable[tuple[str, str]]) -> frozenset[tuple[str, str]]:
-    """The age codes, each under its system's every name."""
-    return frozenset(
-        (name, code)
-        for system, code in codes
-        for name in (system, *_SYSTEM_ALIASES.get(system, ()))
-    )
-
-
 def compile_profile(profile: Profile, *, today: date | None = None) -> Plan:
     """Compile a validated profile. ``today`` pins the date ``age`` measures against (tests);
     by default each call to ``anonymize`` uses the current date."""
@@ -282,7 +264,9 @@ def compile_profile(profile: Profile, *, today: date | None = None) -> Plan:
     questions = profile.questionnaire.questions
     shared = _Shared(
         datatypes=_datatypes(profile),
-        age_codes=_with_aliases((c.system, c.code) for c in profile.age_codes),
+        # A listed code counts whatever system it is sent under: the system is free text (an
+        # OID, "LN", a trailing slash, none), and the code leaves with the value it marks.
+        age_codes=frozenset(c.code for c in profile.age_codes),
         age_rule=compile_rule(MethodSpec(method="age"), LAST, "ageCodes"),
         questions=questions,
     )

@@ -175,9 +175,16 @@ def test_an_age_in_a_time_code_under_another_system_is_still_aggregated(
         {"system": "http://snomed.info/sct", "code": "397659008"},  # age
         {"system": "urn:oid:2.16.840.1.113883.6.1", "code": "30525-0"},  # LOINC by its OID
         {"system": "urn:oid:2.16.840.1.113883.6.96", "code": "445518008"},  # SNOMED CT by OID
+        # the system is free text: none, HL7 v2's name, misspelt, a SNOMED CT edition
+        {"code": "30525-0"},
+        {"system": "LN", "code": "30525-0"},
+        {"system": "http://loinc.org/", "code": "30525-0"},
+        {"system": "https://LOINC.org", "code": "30525-0"},
+        {"system": "http://snomed.info/sct/731000124108", "code": "397659008"},
+        {"system": "http://loinc.org", "code": ["30525-0"]},  # a list where R4 has one code
     ],
 )
-def test_an_age_under_another_age_code_or_its_systems_oid_is_aggregated(
+def test_an_age_under_another_age_code_or_any_system_is_aggregated(
     key: PseudonymKey, coding: dict[str, str]
 ) -> None:
     component = {"code": {"coding": [coding]}, "value": {"Quantity": {"value": 97, "unit": "yo"}}}
