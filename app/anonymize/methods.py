@@ -247,9 +247,11 @@ def state(value: Any, extra: frozenset[str] = frozenset()) -> str | _Drop:
     """
     if not isinstance(value, str):
         return DROP
-    folded = value.strip().casefold()
-    if folded in US_STATES or folded in extra or _ISO_3166_2.fullmatch(value.strip()):
-        return value
+    # sent without the spaces around it, which could carry what no reader sees
+    trimmed = value.strip()
+    folded = trimmed.casefold()
+    if folded in US_STATES or folded in extra or _ISO_3166_2.fullmatch(trimmed):
+        return trimmed
     return DROP
 
 
@@ -257,5 +259,6 @@ def country(value: Any, extra: frozenset[str] = frozenset()) -> str | _Drop:
     """An ISO 3166-1 country (alpha-2, alpha-3 or name) or one of ``extra``: else removed."""
     if not isinstance(value, str):
         return DROP
-    folded = value.strip().casefold()
-    return value if folded in COUNTRIES or folded in extra else DROP
+    trimmed = value.strip()
+    folded = trimmed.casefold()
+    return trimmed if folded in COUNTRIES or folded in extra else DROP

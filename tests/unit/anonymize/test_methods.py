@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -253,6 +254,12 @@ def test_state_keeps_states_and_subdivision_codes(value: str) -> None:
 )
 def test_state_removes_anything_smaller_or_else(value: object) -> None:
     assert state(value) is DROP
+
+
+@pytest.mark.parametrize(("method", "value"), [(state, "CA"), (country, "US")])
+def test_a_state_or_country_leaves_without_the_spaces_around_it(method: Any, value: str) -> None:
+    # runs of spaces and tabs after a valid value would carry bits no reader sees
+    assert method(f"  {value} \t\t \t\u00a0") == value
 
 
 def test_state_accepts_the_listed_extra_states() -> None:
