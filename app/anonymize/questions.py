@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from app.anonymize.paths import Segment
-from app.anonymize.profile import QuestionRule, normalize_question
+from app.anonymize.profile import QuestionRule, normalize_question, question_readings
 from app.anonymize.rules import compile_rule
 from app.anonymize.tree import Edge, Matcher, Node, attach, descend
 
@@ -29,14 +29,15 @@ def _question_matchers(question: QuestionRule) -> Iterator[Matcher]:
         if question.match == "exact":
 
             def test(value: Any) -> bool:
-                return isinstance(value, str) and normalize_question(value) in texts
+                return isinstance(value, str) and any(
+                    asked in texts for asked in question_readings(value)
+                )
         else:
 
             def test(value: Any) -> bool:
                 if not isinstance(value, str):
                     return False
-                asked = normalize_question(value)
-                return any(text in asked for text in texts)
+                return any(text in asked for asked in question_readings(value) for text in texts)
 
         yield Matcher("text", test, ("text", question.match, *texts), False)
         # A linkId is a question's name too ("patient-phone", "Pain score"), and the only

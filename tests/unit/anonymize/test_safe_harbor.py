@@ -264,6 +264,14 @@ def test_what_is_no_age_over_89_is_not_taken_for_one(key: PseudonymKey) -> None:
         "Mem\u200bber ID",  # a zero-width space
         "Mem\u00adber ID",  # a soft hyphen
         "M\ufeffember ID",  # a zero-width no-break space (a byte order mark)
+        # default-ignorable, yet no format character (Unicode DerivedCoreProperties.txt)
+        "Mem\u034fber ID",  # a combining grapheme joiner
+        "Member\ufe0f ID",  # a variation selector
+        "Mem\U000e0101ber ID",  # a supplementary variation selector
+        "Mem\u3164ber ID",  # a Hangul filler
+        "Mem\u17b4ber ID",  # a Khmer inherent vowel
+        "Member\u2800ID",  # a Braille blank, shown as a space
+        "\u202eDI rebmeM",  # a right-to-left override: shown as "Member ID"
     ],
 )
 def test_an_identifying_question_is_caught_however_its_text_is_encoded(
@@ -277,6 +285,19 @@ def test_an_identifying_question_is_caught_however_its_text_is_encoded(
     sent = anonymize(response(pressure(asked)), PLAN, key)
     assert sent == anonymize(response(pressure("Member ID")), PLAN, key)
     assert "5550123" not in str(sent)
+
+
+@pytest.mark.parametrize("blank", ["\ufeff\u3164", "\u2800", "\u034f\u180e"])
+def test_an_item_whose_text_shows_nothing_sends_no_answer_in_an_allowed_question(
+    key: PseudonymKey, blank: str
+) -> None:
+    # judged like an item without text: nobody can read what it asks
+    items = [
+        answered("x1", blank, {"integer": 5550123}),
+        answered("sys", "Systolic", {"integer": 1}),
+    ]
+    pressure = {"linkId": "bp", "text": "Blood pressure", "item": items}
+    assert "5550123" not in str(anonymize(response(pressure), PLAN, key))
 
 
 @pytest.mark.parametrize(
