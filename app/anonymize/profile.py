@@ -236,7 +236,7 @@ class QuestionRule(MethodSpec):
 
     link_id: list[str] = Field(default_factory=list)
     text: list[str] = Field(default_factory=list)
-    match: Literal["exact", "contains"] = "exact"
+    match: Literal["exact", "contains", "words"] = "exact"
 
     @model_validator(mode="after")
     def _check_selector(self) -> Self:
@@ -244,6 +244,8 @@ class QuestionRule(MethodSpec):
             raise ValueError("a question rule needs 'linkId' or 'text'")
         if any(not normalize_question(text) for text in self.text):
             raise ValueError("question texts must not be blank")
+        if self.match == "words" and any(not _WORD.search(text) for text in self.text):
+            raise ValueError("a question text matched by words needs a word (a letter or digit)")
         return self
 
 
@@ -305,6 +307,7 @@ _IGNORABLE = re.compile(
     "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2065\u3164\ufe00-\ufe0f\uffa0"
     "\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
 )
+_WORD = re.compile(r"\w")
 # A right-to-left override shows what follows it reversed, up to a pop or the end.
 _OVERRIDDEN = re.compile("\u202e([^\u202c\u2069]*)")
 

@@ -3,7 +3,8 @@ matchers of each question rule, and their place in the rule tree."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from app.anonymize.paths import Segment
@@ -25,24 +26,40 @@ def _question_matchers(question: QuestionRule) -> Iterator[Matcher]:
         )
     if question.text:
         texts = tuple(sorted({normalize_question(text) for text in question.text}))
+        reads_as = _reading_test(question.match, texts)
 
-        if question.match == "exact":
-
-            def test(value: Any) -> bool:
-                return isinstance(value, str) and any(
-                    asked in texts for asked in question_readings(value)
-                )
-        else:
-
-            def test(value: Any) -> bool:
-                if not isinstance(value, str):
-                    return False
-                return any(text in asked for asked in question_readings(value) for text in texts)
+        def test(value: Any) -> bool:
+            return isinstance(value, str) and any(map(reads_as, question_readings(value)))
 
         yield Matcher("text", test, ("text", question.match, *texts), False)
         # A linkId is a question's name too ("patient-phone", "Pain score"), and the only
         # one of an item without text: the lists apply to it as they do to the text.
         yield Matcher("linkId", test, ("linkId as text", question.match, *texts), False)
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _words(text: str) -> str:
+    """A normalized text as its words, each between spaces (" patient s age ")."""
+    return f" {' '.join(_WORD.findall(text))} "
+
+
+def _reading_test(match: str, texts: tuple[str, ...]) -> Callable[[str], bool]:
+    """Does one normalized reading of a question match ``texts``: as a whole (exact), as a
+    part of it (contains), or as whole words of it (words: "age" in "Current age", not in
+    "Dosage" or "Page 2")."""
+    if match == "exact":
+        return lambda asked: asked in texts
+    if match == "contains":
+        return lambda asked: any(text in asked for text in texts)
+    phrases = tuple(_words(text) for text in texts)
+
+    def in_words(asked: str) -> bool:
+        words = _words(asked)
+        return any(phrase in words for phrase in phrases)
+
+    return in_words
 
 
 def _untitled(value: Any) -> bool:

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.anonymize import Profile, ProfileError, load_profile, parse_profile, shipped_profiles
+from app.anonymize.profile import QuestionRule
 
 
 def body(rules: list[dict[str, Any]], resource_type: str = "Patient", **extra: Any) -> dict:
@@ -160,3 +161,9 @@ def test_invalid_datatype_entries_are_refused(entry: dict[str, Any], message: st
 def test_a_datatype_has_one_entry() -> None:
     twice = [{"type": "string", "method": "redact"}, {"type": "string", "method": "keep"}]
     assert "datatype string has two entries" in str(refused(body([], datatypes=twice)))
+
+
+def test_a_question_matched_by_words_needs_a_word() -> None:
+    with pytest.raises(ValueError, match="needs a word"):
+        QuestionRule(method="redact", text=["#"], match="words")
+    assert QuestionRule(method="age", text=["Age"], match="words").match == "words"

@@ -357,3 +357,32 @@ def test_a_question_allowed_after_the_redact_lists_is_named_as_taken_by_them(
     )
     sent = anonymize(response(answered("q1", "Contact lenses", {"boolean": True})), plan, key)
     assert "item" not in sent
+
+
+def smoking(*nested: dict[str, Any]) -> dict[str, Any]:
+    """An allowed question with nested items (which inherit its keep)."""
+    return {"linkId": "smoke", "text": "Smoking status", "item": list(nested)}
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        *("Current age", "Your age", "Age (in years)", "Patient's age", "Age at onset", "AGE:"),
+        *("How old is the patient", "Years old", "Edad", "Alter", "Âge", "Età del paziente"),
+    ],
+)
+def test_an_age_asked_in_any_wording_is_capped_at_90_nested_too(
+    key: PseudonymKey, asked: str
+) -> None:
+    top = anonymize(response(answered("a", asked, {"integer": 95})), PLAN, key)
+    assert top["item"][0]["answer"] == [{"value": {"integer": 90}}]
+    nested = anonymize(response(smoking(answered("a", asked, {"integer": 95}))), PLAN, key)
+    assert nested["item"][0]["item"][0]["answer"] == [{"value": {"integer": 90}}]
+    young = anonymize(response(smoking(answered("a", asked, {"integer": 40}))), PLAN, key)
+    assert young["item"][0]["item"][0]["answer"] == [{"value": {"integer": 40}}]
+
+
+@pytest.mark.parametrize("asked", ["Average cigarettes per day", "Dosage", "Stage", "Page 2"])
+def test_a_word_that_only_holds_age_is_no_age_question(key: PseudonymKey, asked: str) -> None:
+    out = anonymize(response(smoking(answered("n", asked, {"integer": 120}))), PLAN, key)
+    assert out["item"][0]["item"][0]["answer"] == [{"value": {"integer": 120}}]
