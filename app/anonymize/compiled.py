@@ -75,7 +75,7 @@ def _handler(step: Step) -> Handler:
     if kind == APPLY:
         apply = step.apply
         assert apply is not None
-        return lambda value, ctx: apply(value, ctx.key, ctx.today)
+        return apply
     if kind == REFERENCE:
         assert rule is not None
         node = step.node

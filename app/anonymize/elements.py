@@ -20,7 +20,14 @@ from typing import Any
 
 from app.anonymize.fhir_types import fhir_type, is_resource_type
 from app.anonymize.frames import Frame
-from app.anonymize.methods import DROP, aggregated, is_number, over_age
+from app.anonymize.methods import (
+    DROP,
+    ages_past,
+    aggregated,
+    is_number,
+    over_age,
+    years_since_earliest,
+)
 from app.anonymize.pseudonym import PseudonymKey
 from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE
 from app.anonymize.tree import CompiledRule, Node
@@ -64,6 +71,15 @@ class Context:
     # anonymize_with_targets: the references sent, in order (an object removed after its
     # children were walked takes its own back, see ``finish``)
     targets: list[Target] | None = None
+    resource: Any = None  # the resource walked: its dates bound the ages sent with it
+    _elapsed: int | None = None
+
+    def elapsed(self) -> int:
+        """Years since the resource's earliest date that may leave (``years_since_earliest``),
+        read once, when the first age is met."""
+        if self._elapsed is None:
+            self._elapsed = years_since_earliest(self.resource, self.today)
+        return self._elapsed
 
     def record(self, path: str | None, action: str, rule: str) -> None:
         """Note one change, when tracing (and the walker knows where it is)."""
@@ -88,6 +104,12 @@ def finish(
     ):
         ctx.record(path, "age", "engine: an age over 89 is aggregated")
         result = aggregated(MAX_REPORTABLE_AGE)
+    elif (
+        frame.is_age
+        and "value" in out
+        and (ages_past(obj, ctx.elapsed()) or ages_past(out, ctx.elapsed()))
+    ):
+        ctx.record(path, "removed", "engine: an age a date of the resource puts over 89 today")
     elif frame.extension and "value" not in out and "extension" not in out:
         ctx.record(path, "removed", "engine: an extension without its value")
     elif frame.required and not frame.required <= out.keys():

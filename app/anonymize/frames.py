@@ -34,6 +34,7 @@ from typing import Any
 
 from app.anonymize.fhir_types import ElementType, FhirType, fhir_type
 from app.anonymize.methods import DROP as REMOVED
+from app.anonymize.methods import ages_past
 from app.anonymize.plan import DatatypeEntry, TypePlan
 from app.anonymize.tree import ENGINE_OWNED, CompiledRule, Edge, Node, earlier_rule, lowest
 
@@ -65,7 +66,7 @@ class Step:
     node: Node | None = None  # REFERENCE, LOOSE: where a rule may name a uri
     select: Callable[[Any], Step] | None = None  # SELECT
     accepts: Callable[[Any], bool] = _anything  # KEEP: is the value valid for its datatype
-    apply: Leaf | None = None  # APPLY: the method's result, when valid for the datatype
+    apply: Callable[[Any, Any], Any] | None = None  # APPLY: (value, Context) -> result
     handle: Any = None  # the step as a closure, built by compiled.handler
 
 
@@ -126,16 +127,17 @@ class Frame:
         return self._age_step
 
 
-Leaf = Callable[[Any, Any, Any], Any]  # (value, pseudonym key, today) -> value or DROP
-
-
 def _applying(rule: CompiledRule, element: ElementType | None) -> Step:
-    """An APPLY step: the method's result, when it is a valid value of the element."""
+    """An APPLY step: the method's result, when it is a valid value of the element. An age
+    that a date of the same resource puts over 89 today is removed (``ages_past``)."""
     whole, leaf = rule.whole, rule.leaf
     accepts = element.accepts if element is not None else _anything
+    ages = rule.method == "age"
 
-    def apply(value: Any, key: Any, today: Any) -> Any:
-        result = whole(value) if whole is not None else leaf(value, key, today)
+    def apply(value: Any, ctx: Any) -> Any:
+        result = whole(value) if whole is not None else leaf(value, ctx.key, ctx.today)
+        if ages and result is not REMOVED and ages_past(value, ctx.elapsed()):
+            return REMOVED
         return result if result is REMOVED or accepts(result) else REMOVED
 
     return Step(APPLY, rule, element, apply=apply)

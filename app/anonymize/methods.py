@@ -93,6 +93,11 @@ def _word_unit(quantity: dict[str, Any]) -> str | None:
     return _UNIT_WORDS.get(unit.strip().lower()) if type(unit) is str else None
 
 
+# A FHIR date, dateTime or instant, or a partial one (R4 datatypes.html): its first four
+# characters are the year.
+_DATE_SHAPED = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T.+)?)?)?")
+
+
 def is_number(value: Any) -> bool:
     """True for a JSON number (int or float; a bool is not one)."""
     return type(value) is int or type(value) is float
@@ -126,6 +131,43 @@ def over_age(
     return (by_code is not None and number * _YEARS_PER[by_code] > max_age) or (
         by_word is not None and number * _YEARS_PER[by_word] > max_age
     )
+
+
+def years_since_earliest(resource: Any, today: date, max_age: int = MAX_REPORTABLE_AGE) -> int:
+    """How many years ago the earliest date anywhere in ``resource`` is, among the dates
+    whose year may leave (none more than ``max_age`` years ago, none in the future); 0 without
+    one. Any string shaped as a FHIR date counts, whatever its element: read too widely, an
+    age is removed that could have gone; too narrowly, an age leaves beside the year that
+    dates it."""
+    earliest = today.year
+    stack = [resource]
+    while stack:
+        node = stack.pop()
+        for value in node.values() if type(node) is dict else node:
+            kind = type(value)
+            if kind is dict or kind is list:
+                stack.append(value)
+            elif kind is str and _DATE_SHAPED.fullmatch(value):
+                year = int(value[:4])
+                if today.year - max_age <= year < earliest:
+                    earliest = year
+    return today.year - earliest
+
+
+def ages_past(value: Any, elapsed: int, max_age: int = MAX_REPORTABLE_AGE) -> bool:
+    """True for an age of at most ``max_age`` (a number of years, or a Quantity in a time unit
+    or none) that, measured ``elapsed`` years ago, is over ``max_age`` today: sent with the
+    date it was measured at, it says what ``max_age + 1`` and over may not
+    (§164.514(b)(2)(i)(C): "elements of dates (including year) indicative of such age")."""
+    if elapsed <= 0 or type(value) is bool:
+        return False
+    if is_number(value):
+        return max_age - elapsed < value <= max_age
+    if type(value) is dict and is_number(value.get("value")):
+        return not over_age(value, max_age, in_years=True) and over_age(
+            value, max_age - elapsed, in_years=True
+        )
+    return False
 
 
 def _age_units(quantity: dict[str, Any]) -> dict[str, str]:

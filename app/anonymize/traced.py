@@ -82,7 +82,7 @@ def _one(step: Step, value: Any, ctx: Context, path: str) -> Any:
     if kind == APPLY:
         rule = step.rule
         assert rule is not None and step.apply is not None
-        result = step.apply(value, ctx.key, ctx.today)
+        result = step.apply(value, ctx)
         if result is DROP or result != value:
             ctx.record(path, "removed" if result is DROP else rule.method, rule.label)
         return result

@@ -11,6 +11,7 @@ from app.anonymize import PseudonymKey
 from app.anonymize.methods import (
     DROP,
     age,
+    ages_past,
     country,
     generalize_date,
     keep,
@@ -19,6 +20,7 @@ from app.anonymize.methods import (
     redact,
     replace,
     state,
+    years_since_earliest,
     zip3,
 )
 
@@ -285,3 +287,34 @@ def test_an_age_keeps_only_a_valid_comparator_never_free_text() -> None:
     today = _date(2025, 6, 1)
     assert age({"value": 30, "comparator": "John Smith 555-1234"}, 89, today) == {"value": 30}
     assert age({"value": 30, "comparator": "<"}, 89, today)["comparator"] == "<"
+
+
+def test_the_years_since_a_resources_earliest_date_count_only_dates_whose_year_may_leave() -> None:
+    today = date(2025, 6, 1)
+    resource = {
+        "effective": {"Period": {"start": "2001-02-03T04:05:06Z", "end": "2002"}},
+        "note": [{"time": "1930-01-01"}],  # over 89 years ago: removed, dates nothing
+        "issued": "2031-01-01",  # in the future
+        "code": {"coding": [{"code": "1999-x"}]},  # no date: "1999-x" is not shaped as one
+    }
+    assert years_since_earliest(resource, today) == 24
+    assert years_since_earliest({"status": "final"}, today) == 0
+
+
+@pytest.mark.parametrize(
+    ("age", "elapsed", "past"),
+    [
+        (80, 10, True),
+        (80, 9, False),
+        (95, 10, False),  # over 89 already: aggregated, not removed
+        ({"value": 960, "unit": "months"}, 10, True),  # 80 years
+        ({"value": 960, "unit": "months"}, 0, False),
+        ({"value": 50}, 40, True),  # an age with no unit is in years
+        (True, 100, False),
+        ("80", 10, False),
+    ],
+)
+def test_an_age_is_past_89_when_the_years_since_it_was_measured_put_it_there(
+    age: object, elapsed: int, past: bool
+) -> None:
+    assert ages_past(age, elapsed) is past

@@ -386,3 +386,51 @@ def test_an_age_asked_in_any_wording_is_capped_at_90_nested_too(
 def test_a_word_that_only_holds_age_is_no_age_question(key: PseudonymKey, asked: str) -> None:
     out = anonymize(response(smoking(answered("n", asked, {"integer": 120}))), PLAN, key)
     assert out["item"][0]["item"][0]["answer"] == [{"value": {"integer": 120}}]
+
+
+AGE_CODE = {"coding": [{"system": LOINC, "code": "30525-0"}]}
+
+
+@pytest.mark.parametrize(
+    ("age", "measured", "sent"),
+    [
+        (40, "1950-03-02", False),  # 40 in 1950: 115 in 2025
+        (85, "2019-11-20", False),  # 85 in 2019: 91 now
+        (85, "2022", True),  # 85 in 2022: 88 now
+        (40, "1930-01-01", True),  # the year is not sent (over 89 years ago): nothing dates it
+    ],
+)
+def test_an_age_leaves_only_when_the_dates_beside_it_keep_it_under_90_today(
+    key: PseudonymKey, age: int, measured: str, sent: bool
+) -> None:
+    years = {"value": age, "unit": "years", "system": UCUM, "code": "a"}
+    resource = observation({"Quantity": years}, code=AGE_CODE, effective={"dateTime": measured})
+    out = anonymize(resource, PLAN, key)
+    assert ("value" in out) is sent
+    integer = anonymize(observation({"integer": age}, code=AGE_CODE, issued=measured), PLAN, key)
+    assert ("value" in integer) is sent
+
+
+def test_an_age_at_onset_is_removed_when_the_recorded_year_puts_it_over_89(
+    key: PseudonymKey,
+) -> None:
+    condition = {
+        "resourceType": "Condition",
+        "subject": {"resourceType": "Patient", "id": "p1"},
+        "onset": {"Age": {"value": 60, "unit": "years", "system": UCUM, "code": "a"}},
+        "recordedDate": "1975-05-05",
+    }
+    out = anonymize(condition, PLAN, key)
+    assert "onset" not in out and out["recordedDate"] == "1975"
+    recent = anonymize({**condition, "recordedDate": "2010"}, PLAN, key)
+    assert recent["onset"]["Age"]["value"] == 60
+    reasons = {c.rule for c in explain(condition, PLAN, key).changes}
+    assert "engine: an age a date of the resource puts over 89 today" in reasons
+
+
+def test_an_age_answer_is_removed_when_the_response_dates_it_past_89(key: PseudonymKey) -> None:
+    answer = answered("a", "Age", {"integer": 80})
+    old = anonymize({**response(answer), "authored": "2014-02-02T10:00:00Z"}, PLAN, key)
+    assert "answer" not in old["item"][0] and old["authored"] == "2014"
+    new = anonymize({**response(answer), "authored": "2024-02-02T10:00:00Z"}, PLAN, key)
+    assert new["item"][0]["answer"] == [{"value": {"integer": 80}}]
