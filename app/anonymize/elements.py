@@ -26,7 +26,6 @@ from app.anonymize.methods import (
     aggregated,
     is_number,
     over_age,
-    years_since_earliest,
 )
 from app.anonymize.pseudonym import PseudonymKey
 from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE
@@ -71,15 +70,20 @@ class Context:
     # anonymize_with_targets: the references sent, in order (an object removed after its
     # children were walked takes its own back, see ``finish``)
     targets: list[Target] | None = None
-    resource: Any = None  # the resource walked: its dates bound the ages sent with it
-    _elapsed: int | None = None
+    # Ages under 90 are judged with the dates that leave beside them (engine.py): the years
+    # since the earliest of those (0 on a first walk), and the ages sent (None: none yet).
+    elapsed: int = 0
+    ages: list[Any] | None = None
 
-    def elapsed(self) -> int:
-        """Years since the resource's earliest date that may leave (``years_since_earliest``),
-        read once, when the first age is met."""
-        if self._elapsed is None:
-            self._elapsed = years_since_earliest(self.resource, self.today)
-        return self._elapsed
+    def age_sent(self, age: Any) -> bool:
+        """Whether an age (a number of years, or a time Quantity) may leave as the walk knows
+        so far, noting it when it may (``ages_past``)."""
+        if ages_past(age, self.elapsed):
+            return False
+        if self.ages is None:
+            self.ages = []
+        self.ages.append(age)
+        return True
 
     def record(self, path: str | None, action: str, rule: str) -> None:
         """Note one change, when tracing (and the walker knows where it is)."""
@@ -104,11 +108,7 @@ def finish(
     ):
         ctx.record(path, "age", "engine: an age over 89 is aggregated")
         result = aggregated(MAX_REPORTABLE_AGE)
-    elif (
-        frame.is_age
-        and "value" in out
-        and (ages_past(obj, ctx.elapsed()) or ages_past(out, ctx.elapsed()))
-    ):
+    elif frame.is_age and "value" in out and not (ctx.age_sent(obj) and ctx.age_sent(out)):
         ctx.record(path, "removed", "engine: an age a date of the resource puts over 89 today")
     elif frame.extension and "value" not in out and "extension" not in out:
         ctx.record(path, "removed", "engine: an extension without its value")

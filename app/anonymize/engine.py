@@ -23,7 +23,7 @@ from app.anonymize.compiled import walker
 from app.anonymize.elements import Change, Context, Target, Targets
 from app.anonymize.fhir_types import is_resource_type
 from app.anonymize.frames import Frame
-from app.anonymize.methods import DROP
+from app.anonymize.methods import DROP, ages_past, years_since_earliest
 from app.anonymize.plan import Plan, TypePlan
 from app.anonymize.pseudonym import PseudonymKey
 
@@ -72,6 +72,7 @@ def _resource(
     key: PseudonymKey,
     trace: list[Change] | None,
     targets: list[Target] | None = None,
+    elapsed: int = 0,
 ) -> dict[str, Any]:
     resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
     if not isinstance(resource_type, str):
@@ -89,7 +90,7 @@ def _resource(
         for position, item in enumerate(contained):
             if _sendable(item) and isinstance(item.get("id"), str):
                 local_ids.setdefault(item["id"], f"c{position}")
-    ctx = Context(key, today, local_ids, trace, plan.shared_types, targets, resource)
+    ctx = Context(key, today, local_ids, trace, plan.shared_types, targets, elapsed)
     new_id = None
     if "id" in resource:
         new_id = key.resource_id(resource_type, str(resource["id"]))
@@ -110,6 +111,15 @@ def _resource(
             **(meta if isinstance(meta, dict) else {}),
             "security": [dict(plan.security_label)],
         }
+    if ctx.ages is not None:
+        # An age under 90 leaves only if no date leaving with it says the patient is over 89
+        # today (80 in 2014): those are known once the walk is done; walked again, without them.
+        dated = years_since_earliest(out, today)
+        if dated > elapsed and any(ages_past(age, dated) for age in ctx.ages):
+            for since_first in (trace, targets):
+                if since_first is not None:
+                    since_first.clear()
+            return _resource(resource, plan, key, trace, targets, dated)
     return out
 
 

@@ -34,7 +34,6 @@ from typing import Any
 
 from app.anonymize.fhir_types import ElementType, FhirType, fhir_type
 from app.anonymize.methods import DROP as REMOVED
-from app.anonymize.methods import ages_past
 from app.anonymize.plan import DatatypeEntry, TypePlan
 from app.anonymize.tree import ENGINE_OWNED, CompiledRule, Edge, Node, earlier_rule, lowest
 
@@ -129,14 +128,14 @@ class Frame:
 
 def _applying(rule: CompiledRule, element: ElementType | None) -> Step:
     """An APPLY step: the method's result, when it is a valid value of the element. An age
-    that a date of the same resource puts over 89 today is removed (``ages_past``)."""
+    that a date of the same resource puts over 89 today is removed (``Context.age_sent``)."""
     whole, leaf = rule.whole, rule.leaf
     accepts = element.accepts if element is not None else _anything
     ages = rule.method == "age"
 
     def apply(value: Any, ctx: Any) -> Any:
         result = whole(value) if whole is not None else leaf(value, ctx.key, ctx.today)
-        if ages and result is not REMOVED and ages_past(value, ctx.elapsed()):
+        if ages and result is not REMOVED and not ctx.age_sent(value):
             return REMOVED
         return result if result is REMOVED or accepts(result) else REMOVED
 

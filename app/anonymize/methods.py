@@ -11,6 +11,8 @@ import re
 from datetime import date
 from typing import Any, Final
 
+import orjson
+
 from app.anonymize.pseudonym import PseudonymKey
 from app.anonymize.safe_harbor import (
     COUNTRIES,
@@ -93,9 +95,9 @@ def _word_unit(quantity: dict[str, Any]) -> str | None:
     return _UNIT_WORDS.get(unit.strip().lower()) if type(unit) is str else None
 
 
-# A FHIR date, dateTime or instant, or a partial one (R4 datatypes.html): its first four
-# characters are the year.
-_DATE_SHAPED = re.compile(r"[0-9]{4}(-[0-9]{2}(-[0-9]{2}(T.+)?)?)?")
+# A JSON string shaped as a FHIR date, dateTime or instant, or a partial one (R4
+# datatypes.html): the year it begins with.
+_QUOTED_DATE = re.compile(rb'"([0-9]{4})(?:-[0-9]{2}(?:-[0-9]{2}(?:T[^"]*)?)?)?"')
 
 
 def is_number(value: Any) -> bool:
@@ -136,22 +138,20 @@ def over_age(
 def years_since_earliest(resource: Any, today: date, max_age: int = MAX_REPORTABLE_AGE) -> int:
     """How many years ago the earliest date anywhere in ``resource`` is, among the dates
     whose year may leave (none more than ``max_age`` years ago, none in the future); 0 without
-    one. Any string shaped as a FHIR date counts, whatever its element: read too widely, an
-    age is removed that could have gone; too narrowly, an age leaves beside the year that
-    dates it."""
-    earliest = today.year
-    stack = [resource]
-    while stack:
-        node = stack.pop()
-        for value in node.values() if type(node) is dict else node:
-            kind = type(value)
-            if kind is dict or kind is list:
-                stack.append(value)
-            elif kind is str and _DATE_SHAPED.fullmatch(value):
-                year = int(value[:4])
-                if today.year - max_age <= year < earliest:
-                    earliest = year
-    return today.year - earliest
+    one. Any string shaped as a FHIR date counts, whatever its element. Read from the
+    resource's JSON (a walk in Python costs twenty times more); a resource that is no JSON
+    (a key that is no string) is read as dated ``max_age`` years ago."""
+    try:
+        text = orjson.dumps(resource, default=_unserializable)
+    except TypeError:
+        return max_age
+    oldest = today.year - max_age
+    years = [year for year in map(int, _QUOTED_DATE.findall(text)) if oldest <= year <= today.year]
+    return today.year - min(years) if years else 0
+
+
+def _unserializable(value: Any) -> None:
+    return None  # not JSON, so not a date
 
 
 def ages_past(value: Any, elapsed: int, max_age: int = MAX_REPORTABLE_AGE) -> bool:

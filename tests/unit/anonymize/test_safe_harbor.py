@@ -407,8 +407,12 @@ def test_an_age_leaves_only_when_the_dates_beside_it_keep_it_under_90_today(
     resource = observation({"Quantity": years}, code=AGE_CODE, effective={"dateTime": measured})
     out = anonymize(resource, PLAN, key)
     assert ("value" in out) is sent
-    integer = anonymize(observation({"integer": age}, code=AGE_CODE, issued=measured), PLAN, key)
+    period = {"Period": {"start": measured}}
+    integer = anonymize(observation({"integer": age}, code=AGE_CODE, effective=period), PLAN, key)
     assert ("value" in integer) is sent
+    # an instant is not sent (its year is no instant): it dates nothing that leaves
+    issued = anonymize(observation({"integer": age}, code=AGE_CODE, issued=measured), PLAN, key)
+    assert "value" in issued and "issued" not in issued
 
 
 def test_an_age_at_onset_is_removed_when_the_recorded_year_puts_it_over_89(
