@@ -95,12 +95,13 @@ def _resource(
     if "id" in resource:
         new_id = key.resource_id(resource_type, str(resource["id"]))
         ctx.record(f"{resource_type}.id", "pseudonymized", "engine: resource id")
+    walked = resource
     if plan.security_label is not None:
-        labelled, resource = resource, _without_security(resource)
-        if resource is not labelled:  # the clinic's labels, or a meta that is no Meta, whole
-            replaced = "meta.security" if "meta" in resource else "meta"
+        walked = _without_security(resource)
+        if walked is not resource:  # the clinic's labels, or a meta that is no Meta, whole
+            replaced = "meta.security" if "meta" in walked else "meta"
             ctx.record(f"{resource_type}.{replaced}", "replaced", "engine: the security label")
-    out = _body(resource, new_id, frames.root(type_plan, resource_type), ctx, resource_type)
+    out = _body(walked, new_id, frames.root(type_plan, resource_type), ctx, resource_type)
     if isinstance(contained, list):
         items = _contained(contained, type_plan, plan, ctx, resource_type)
         if items:

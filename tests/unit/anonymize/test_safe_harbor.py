@@ -438,3 +438,22 @@ def test_an_age_answer_is_removed_when_the_response_dates_it_past_89(key: Pseudo
     assert "answer" not in old["item"][0] and old["authored"] == "2014"
     new = anonymize({**response(answer), "authored": "2024-02-02T10:00:00Z"}, PLAN, key)
     assert new["item"][0]["answer"] == [{"value": {"integer": 80}}]
+
+
+def test_a_resource_walked_again_for_its_ages_explains_every_change_once(
+    key: PseudonymKey,
+) -> None:
+    labelled = {"security": [{"system": "urn:clinic", "code": "VIP"}]}
+    condition = {
+        "resourceType": "Condition",
+        "id": "c1",
+        "meta": labelled,
+        "subject": {"resourceType": "Patient", "id": "p1"},
+        "onset": {"Age": {"value": 60, "unit": "years", "system": UCUM, "code": "a"}},
+        "recordedDate": "1975-05-05",
+    }
+    explained = explain(condition, PLAN, key)
+    assert explained.resource == anonymize(condition, PLAN, key)
+    paths = [change.path for change in explained.changes]
+    assert len(paths) == len(set(paths))
+    assert "Condition.meta.security" in paths and "Condition.id" in paths
