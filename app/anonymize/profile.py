@@ -244,7 +244,7 @@ class QuestionRule(MethodSpec):
             raise ValueError("a question rule needs 'linkId' or 'text'")
         if any(not normalize_question(text) for text in self.text):
             raise ValueError("question texts must not be blank")
-        if self.match == "words" and any(not _WORD.search(text) for text in self.text):
+        if self.match == "words" and any(not question_words(text).strip() for text in self.text):
             raise ValueError("a question text matched by words needs a word (a letter or digit)")
         return self
 
@@ -307,7 +307,7 @@ _IGNORABLE = re.compile(
     "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2065\u3164\ufe00-\ufe0f\uffa0"
     "\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
 )
-_WORD = re.compile(r"\w")
+_WORD = re.compile(r"\w+")
 # A right-to-left override shows what follows it reversed, up to a pop or the end.
 _OVERRIDDEN = re.compile("\u202e([^\u202c\u2069]*)")
 
@@ -320,6 +320,12 @@ def normalize_question(text: str) -> str:
     folded = _IGNORABLE.sub("", unicodedata.normalize("NFKC", text)).replace("\u2800", " ")
     visible = "".join(c for c in folded if unicodedata.category(c) != "Cf")
     return " ".join(visible.casefold().split()).rstrip(":?* ")
+
+
+def question_words(text: str) -> str:
+    """A text as its words, each between spaces (" patient s age "): what ``match: words``
+    compares, a phrase's words within a question's."""
+    return f" {' '.join(_WORD.findall(text))} "
 
 
 def question_readings(text: str) -> tuple[str, ...]:

@@ -3,12 +3,16 @@ matchers of each question rule, and their place in the rule tree."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from app.anonymize.paths import Segment
-from app.anonymize.profile import QuestionRule, normalize_question, question_readings
+from app.anonymize.profile import (
+    QuestionRule,
+    normalize_question,
+    question_readings,
+    question_words,
+)
 from app.anonymize.rules import compile_rule
 from app.anonymize.tree import Edge, Matcher, Node, attach, descend
 
@@ -37,14 +41,6 @@ def _question_matchers(question: QuestionRule) -> Iterator[Matcher]:
         yield Matcher("linkId", test, ("linkId as text", question.match, *texts), False)
 
 
-_WORD = re.compile(r"\w+")
-
-
-def _words(text: str) -> str:
-    """A normalized text as its words, each between spaces (" patient s age ")."""
-    return f" {' '.join(_WORD.findall(text))} "
-
-
 def _reading_test(match: str, texts: tuple[str, ...]) -> Callable[[str], bool]:
     """Does one normalized reading of a question match ``texts``: as a whole (exact), as a
     part of it (contains), or as whole words of it (words: "age" in "Current age", not in
@@ -53,10 +49,10 @@ def _reading_test(match: str, texts: tuple[str, ...]) -> Callable[[str], bool]:
         return lambda asked: asked in texts
     if match == "contains":
         return lambda asked: any(text in asked for text in texts)
-    phrases = tuple(_words(text) for text in texts)
+    phrases = tuple(question_words(text) for text in texts)
 
     def in_words(asked: str) -> bool:
-        words = _words(asked)
+        words = question_words(asked)
         return any(phrase in words for phrase in phrases)
 
     return in_words
