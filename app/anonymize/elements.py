@@ -77,9 +77,13 @@ class Context:
 
     def age_sent(self, age: Any) -> bool:
         """Whether an age (a number of years, or a time Quantity) may leave as the walk knows
-        so far, noting it when it may (``ages_past``)."""
+        so far, noting it when it may (``ages_past``). Anything else (a birth date given to
+        the ``age`` method) is no age the dates of the resource can judge: not noted, so that
+        its resource is not read again for them."""
         if ages_past(age, self.elapsed):
             return False
+        if not (is_number(age) or type(age) is dict) or type(age) is bool:
+            return True
         if self.ages is None:
             self.ages = []
         self.ages.append(age)
