@@ -8,8 +8,6 @@ paths are checked against the FHIR R4 definitions (``fhir_types.py``).
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,6 +15,7 @@ from pydantic.alias_generators import to_camel
 
 from app.anonymize.fhir_types import FhirType, datatype_names, fhir_type
 from app.anonymize.paths import PathError, Segment, format_path, parse_path
+from app.anonymize.question_text import normalize_question, question_words
 from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE
 from app.errors import SyncError, validation_problems
 
@@ -297,44 +296,6 @@ class Profile(_Model):
     def to_resource(self) -> dict[str, Any]:
         """The JSON body to store as an ``AnonymizationProfile`` resource."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-# Code points that show nothing yet are no format character (category Cf) either: Unicode's
-# Default_Ignorable_Code_Point (DerivedCoreProperties.txt) beyond Cf: the combining grapheme
-# joiner, Hangul fillers, Khmer inherent vowels, Mongolian and other variation selectors, and
-# the reserved ranges of that property. A Braille blank (U+2800) reads as a space.
-_IGNORABLE = re.compile(
-    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2065\u3164\ufe00-\ufe0f\uffa0"
-    "\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
-)
-_WORD = re.compile(r"\w+")
-# A right-to-left override shows what follows it reversed, up to a pop or the end.
-_OVERRIDDEN = re.compile("\u202e([^\u202c\u2069]*)")
-
-
-def normalize_question(text: str) -> str:
-    """Question text as compared: in Unicode compatibility form (fullwidth letters are
-    letters, NFKC), without what shows nothing (format characters such as zero-width spaces
-    and soft hyphens, category Cf; other default-ignorable code points), case-folded,
-    single-spaced, without trailing ``: ? *``."""
-    folded = _IGNORABLE.sub("", unicodedata.normalize("NFKC", text)).replace("\u2800", " ")
-    visible = "".join(c for c in folded if unicodedata.category(c) != "Cf")
-    return " ".join(visible.casefold().split()).rstrip(":?* ")
-
-
-def question_words(text: str) -> str:
-    """A text as its words, each between spaces (" patient s age "): what ``match: words``
-    compares, a phrase's words within a question's."""
-    return f" {' '.join(_WORD.findall(text))} "
-
-
-def question_readings(text: str) -> tuple[str, ...]:
-    """The ways a question text reads, normalized: as stored, and as shown where a
-    right-to-left override reverses part of it (``\u202eeman`` shows "name")."""
-    stored = normalize_question(text)
-    if "\u202e" not in text:
-        return (stored,)
-    return stored, normalize_question(_OVERRIDDEN.sub(lambda m: m[1][::-1], text))
 
 
 class ProfileError(SyncError, ValueError):

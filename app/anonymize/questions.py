@@ -7,12 +7,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from app.anonymize.paths import Segment
-from app.anonymize.profile import (
-    QuestionRule,
-    normalize_question,
-    question_readings,
-    question_words,
-)
+from app.anonymize.profile import QuestionRule
+from app.anonymize.question_text import normalize_question, question_readings, question_words
 from app.anonymize.rules import compile_rule
 from app.anonymize.tree import Edge, Matcher, Node, attach, descend
 

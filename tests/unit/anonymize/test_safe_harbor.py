@@ -272,6 +272,10 @@ def test_what_is_no_age_over_89_is_not_taken_for_one(key: PseudonymKey) -> None:
         "Mem\u17b4ber ID",  # a Khmer inherent vowel
         "Member\u2800ID",  # a Braille blank, shown as a space
         "\u202eDI rebmeM",  # a right-to-left override: shown as "Member ID"
+        # nested overrides (UAX #9): "ber" put back left-to-right inside a reversed whole;
+        # "reb" reversed by its own override and by the one around it
+        "\u202eDI \u202dber\u202cmeM\u202c",
+        "\u202eDI \u202ereb\u202cmeM\u202c",
     ],
 )
 def test_an_identifying_question_is_caught_however_its_text_is_encoded(
@@ -309,6 +313,8 @@ def test_an_item_whose_text_shows_nothing_sends_no_answer_in_an_allowed_question
         *("PLZ", "Postleitzahl", "Wohnort", "Straße", "Handynummer", "Versichertennummer"),
         *("Date de naissance", "Nom", "Prénom", "Courriel", "Data di nascita", "Nome"),
         *("Codice fiscale", "Cognome", "Indirizzo", "DNI", "Correo", "Domicilio", "Celular"),
+        # decomposed by a joiner between the letter and its accent: still "Teléfono"
+        "Tele\u034f\u0301fono",
     ],
 )
 def test_identifying_questions_in_abbreviations_and_other_languages_are_removed(
@@ -320,6 +326,24 @@ def test_identifying_questions_in_abbreviations_and_other_languages_are_removed(
     ]
     pressure = {"linkId": "bp", "text": "Blood pressure", "item": items}
     assert "5550123" not in str(anonymize(response(pressure), PLAN, key))
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        *("Age at death", "Age at death (years)", "Age at time of death", "Age of death"),
+        *("Patient's age at death", "Date of death", "Time of death", "Sterbealter"),
+        *("Todesdatum", "Fecha de defunción", "Edad al fallecer", "Date du décès"),
+        *("Âge au décès", "Data del decesso"),
+    ],
+)
+def test_a_death_asked_of_in_any_wording_sends_no_answer(key: PseudonymKey, asked: str) -> None:
+    # a date of death is a date element (§164.514(b)(2)(i)(C)), and an age at death is one
+    # in years: with the year of another date it says the year of death
+    items = [answered("d", asked, {"integer": 80}), answered("sys", "Systolic", {"integer": 120})]
+    pressure = {"linkId": "bp", "text": "Blood pressure", "item": items}
+    sent = anonymize(response(pressure), PLAN, key)
+    assert [item["linkId"] for item in sent["item"][0]["item"]] == ["sys"]
 
 
 ALLOWED = [q for q in load_profile("safe-harbor").questionnaire.questions if q.method != "redact"]
@@ -369,6 +393,10 @@ def smoking(*nested: dict[str, Any]) -> dict[str, Any]:
     [
         *("Current age", "Your age", "Age (in years)", "Patient's age", "Age at onset", "AGE:"),
         *("How old is the patient", "Years old", "Edad", "Alter", "Âge", "Età del paziente"),
+        # words joined by underscores or digits are words all the same
+        *("patient_age", "Age1", "AGE_AT_VISIT", "2nd age check"),
+        *("Patientenalter", "Lebensalter", "Alter in Jahren", "Erkrankungsalter"),
+        *("¿Cuántos años tiene?", "Wie alt sind Sie?", "Quanti anni ha?"),
     ],
 )
 def test_an_age_asked_in_any_wording_is_capped_at_90_nested_too(
