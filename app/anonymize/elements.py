@@ -196,7 +196,7 @@ def _object(obj: dict, rule: CompiledRule, ctx: Context, node: Node | None = Non
     if is_reference(obj):
         return reference(obj, rule, ctx, None, node)
     if rule.takes_quantity and is_number(obj.get("value")):
-        return rule.leaf(obj, ctx.key, ctx.today)
+        return _leaf(obj, rule, ctx)
     out = {}
     for name, value in obj.items():
         result = _loose(value, rule, ctx)
@@ -230,8 +230,17 @@ def _loose(value: Any, rule: CompiledRule, ctx: Context, node: Node | None = Non
     if kind is list:
         return _list(value, rule, ctx, node)
     if isinstance(value, _SCALARS):
-        return rule.leaf(value, ctx.key, ctx.today)
+        return _leaf(value, rule, ctx)
     return DROP
+
+
+def _leaf(value: Any, rule: CompiledRule, ctx: Context) -> Any:
+    """The rule's method on one value; under ``age``, an age that a date of the same
+    resource puts over 89 today is removed (``Context.age_sent``), as where FHIR types it."""
+    result = rule.leaf(value, ctx.key, ctx.today)
+    if rule.takes_quantity and result is not DROP and not ctx.age_sent(value):
+        return DROP
+    return result
 
 
 def is_reference(obj: dict) -> bool:

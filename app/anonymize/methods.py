@@ -96,8 +96,12 @@ def _word_unit(quantity: dict[str, Any]) -> str | None:
 
 
 # A JSON string shaped as a FHIR date, dateTime or instant, or a partial one (R4
-# datatypes.html): the year it begins with.
-_QUOTED_DATE = re.compile(rb'"([0-9]{4})(?:-[0-9]{2}(?:-[0-9]{2}(?:T[^"]*)?)?)?"')
+# datatypes.html), with the key it is the value of, if any: the key and the year.
+_QUOTED_DATE = re.compile(rb'(?:"(\w+)":)?"([0-9]{4})(?:-[0-9]{2}(?:-[0-9]{2}(?:T[^"]*)?)?)?"')
+# Keys whose values date no age: names and codes (R4 QuestionnaireResponse.item.linkId,
+# Coding.code: strings, a "1950" among them), and a birth date, which says when an age was 0:
+# its own year is what tells an age over 89, and leaves only when it does not (generalize_date).
+_UNDATED_KEYS = frozenset({b"linkId", b"code", b"birthDate"})
 
 
 def is_number(value: Any) -> bool:
@@ -138,7 +142,8 @@ def over_age(
 def years_since_earliest(resource: Any, today: date, max_age: int = MAX_REPORTABLE_AGE) -> int:
     """How many years ago the earliest date anywhere in ``resource`` is, among the dates
     whose year may leave (none more than ``max_age`` years ago, none in the future); 0 without
-    one. Any string shaped as a FHIR date counts, whatever its element. Read from the
+    one. Any string shaped as a FHIR date counts, whatever its element, but a name, a code or
+    a birth date (``_UNDATED_KEYS``). Read from the
     resource's JSON (a walk in Python costs twenty times more); a resource that is no JSON
     (a key that is no string) is read as dated ``max_age`` years ago."""
     try:
@@ -146,7 +151,11 @@ def years_since_earliest(resource: Any, today: date, max_age: int = MAX_REPORTAB
     except TypeError:
         return max_age
     oldest = today.year - max_age
-    years = [year for year in map(int, _QUOTED_DATE.findall(text)) if oldest <= year <= today.year]
+    years = [
+        year
+        for key, found in _QUOTED_DATE.findall(text)
+        if key not in _UNDATED_KEYS and oldest <= (year := int(found)) <= today.year
+    ]
     return today.year - min(years) if years else 0
 
 
@@ -161,11 +170,14 @@ def ages_past(value: Any, elapsed: int, max_age: int = MAX_REPORTABLE_AGE) -> bo
     (§164.514(b)(2)(i)(C): "elements of dates (including year) indicative of such age")."""
     if elapsed <= 0 or type(value) is bool:
         return False
+    # An age of n at a date in year Y is a birth in year Y - n or Y - n - 1: "past" as soon as
+    # the earlier one would be removed as a birth year (``generalize_date``), so from
+    # n + 1 + elapsed > max_age on (fractions of a year are counted as a whole one).
     if is_number(value):
-        return max_age - elapsed < value <= max_age
+        return max_age - elapsed - 1 < value <= max_age
     if type(value) is dict and is_number(value.get("value")):
         return not over_age(value, max_age, in_years=True) and over_age(
-            value, max_age - elapsed, in_years=True
+            value, max_age - elapsed - 1, in_years=True
         )
     return False
 

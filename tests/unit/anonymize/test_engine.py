@@ -534,6 +534,23 @@ def test_declared_first_class_attributes_follow_their_rules(key: PseudonymKey) -
     }
 
 
+def test_an_age_in_a_first_class_attribute_is_judged_by_the_dates_beside_it(
+    key: PseudonymKey,
+) -> None:
+    # 80 years measured in 2010 are 95 today: the age goes, not the date beside it
+    plan = plan_of([rules("Observation", ("ageAtVisit", "age"), ("effective", "generalize-date"))])
+    years = {"value": 80, "unit": "years", "system": "http://unitsofmeasure.org", "code": "a"}
+    for age in (80, years, [80], {"visit": years}):
+        effective = {"dateTime": "2010-01-05"}
+        resource = {"resourceType": "Observation", "ageAtVisit": age, "effective": effective}
+        assert anonymize(resource, plan, key) == {
+            "resourceType": "Observation",
+            "effective": {"dateTime": "2010"},
+        }, age
+        recent = anonymize({**resource, "effective": {"dateTime": "2024"}}, plan, key)
+        assert recent["ageAtVisit"] == age
+
+
 def test_undeclared_first_class_attributes_leave_only_by_the_wildcard_datatype_entry(
     key: PseudonymKey,
 ) -> None:
