@@ -96,12 +96,13 @@ def _word_unit(quantity: dict[str, Any]) -> str | None:
 
 
 # A JSON string shaped as a FHIR date, dateTime or instant, or a partial one (R4
-# datatypes.html), with the key it is the value of, if any: the key and the year.
-_QUOTED_DATE = re.compile(rb'(?:"(\w+)":)?"([0-9]{4})(?:-[0-9]{2}(?:-[0-9]{2}(?:T[^"]*)?)?)?"')
-# Keys whose values date no age: names and codes (R4 QuestionnaireResponse.item.linkId,
-# Coding.code: strings, a "1950" among them), and a birth date, which says when an age was 0:
-# its own year is what tells an age over 89, and leaves only when it does not (generalize_date).
-_UNDATED_KEYS = frozenset({b"linkId", b"code", b"birthDate"})
+# datatypes.html): the year it begins with.
+_QUOTED_DATE = re.compile(rb'"([0-9]{4})(?:-[0-9]{2}(?:-[0-9]{2}(?:T[^"]*)?)?)?"')
+# Keys (as orjson writes them, before a value) whose values date no age: names and codes
+# (R4 QuestionnaireResponse.item.linkId, Coding.code: strings, a "1950" among them), and a
+# birth date, which says when an age was 0: its own year is what tells an age over 89, and it
+# leaves only when it does not (generalize_date).
+_UNDATED_KEYS = (b'"linkId":', b'"code":', b'"birthDate":')
 
 
 def is_number(value: Any) -> bool:
@@ -153,8 +154,9 @@ def years_since_earliest(resource: Any, today: date, max_age: int = MAX_REPORTAB
     oldest = today.year - max_age
     years = [
         year
-        for key, found in _QUOTED_DATE.findall(text)
-        if key not in _UNDATED_KEYS and oldest <= (year := int(found)) <= today.year
+        for found in _QUOTED_DATE.finditer(text)
+        if oldest <= (year := int(found[1])) <= today.year
+        and not text.endswith(_UNDATED_KEYS, 0, found.start())
     ]
     return today.year - min(years) if years else 0
 
