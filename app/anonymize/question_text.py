@@ -4,6 +4,7 @@ where bidirectional controls reorder it. Pure functions on strings, no profile i
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -34,6 +35,9 @@ _OPENS = {
 }
 _PDF, _PDI = "\u202c", "\u2069"
 _MAX_DEPTH = 125  # UAX #9 BD2: deeper levels are ignored
+# Every question rule reads an item's text (and its linkId) again, and a questionnaire's
+# texts repeat in each of its responses: each distinct text is read once, while it is used.
+_READ_TEXTS = 8192
 
 
 def normalize_question(text: str) -> str:
@@ -48,12 +52,14 @@ def normalize_question(text: str) -> str:
     return " ".join(composed.split()).rstrip(":?* ")
 
 
+@functools.lru_cache(maxsize=_READ_TEXTS)
 def question_words(text: str) -> str:
     """A text as its words, each between spaces (" patient s age "): what ``match: words``
     compares, a phrase's words within a question's."""
     return f" {' '.join(_WORD.findall(text))} "
 
 
+@functools.lru_cache(maxsize=_READ_TEXTS)
 def question_readings(text: str) -> tuple[str, ...]:
     """The ways a question text reads, normalized: as stored, and as shown where explicit
     directional controls reorder it (``\u202eeman`` shows "name")."""
