@@ -273,6 +273,7 @@ def _cases() -> list[tuple[str, str, str, Any]]:
     # aidbox-and-fhir-formats.md) naming a resource. Neither is checked for existence, so
     # each would land, and read back through /fhir as a reference to B's patient.
     by_reference = observation_with({"reference": f"Patient/{yours}"})
+    mine_o = by_reference["id"]
     by_relative_uri = observation_with({"uri": f"Patient/{yours}"})
     by_absolute_uri = observation_with({"uri": f"https://hq.example/fhir/Patient/{yours}"})
     by_versioned_uri = observation_with({"uri": f"Patient/{yours}/_history/1"})
@@ -280,6 +281,13 @@ def _cases() -> list[tuple[str, str, str, Any]]:
     by_urn = observation_with({"uri": "urn:uuid:6f1a9f9e-1111-4222-8333-444455556666"})
     by_padded_urn = observation_with({"uri": "\turn:uuid:6f1a9f9e-1111-4222-8333-444455556666"})
     by_search = observation_with({"uri": "Patient?identifier=urn:mrn|123"})
+    # the same url as a resolver reads it: an empty segment, a letter or a slash
+    # percent-encoded (RFC 3986 2.1), a backslash (a slash to WHATWG URL parsers)
+    hq = "https://hq.example/fhir"
+    by_doubled_slash = observation_with({"uri": f"{hq}/Patient//{yours}"})
+    by_encoded_letter = observation_with({"uri": f"{hq}/%50atient/{yours}"})
+    by_encoded_slash = observation_with({"uri": f"{hq}/Patient%2F{yours}"})
+    by_backslash = observation_with({"uri": f"{hq}/Patient\\{yours}"})
     contained_reference = body(
         "Patient",
         mine,
@@ -323,6 +331,10 @@ def _cases() -> list[tuple[str, str, str, Any]]:
         ("a urn uri", "PUT", f"/Observation/{by_reference['id']}", by_urn),
         ("a padded urn uri", "PUT", f"/Observation/{by_reference['id']}", by_padded_urn),
         ("a conditional uri", "PUT", f"/Observation/{by_reference['id']}", by_search),
+        ("a uri with an empty segment", "PUT", f"/Observation/{mine_o}", by_doubled_slash),
+        ("a uri with an encoded letter", "PUT", f"/Observation/{mine_o}", by_encoded_letter),
+        ("a uri with an encoded slash", "PUT", f"/Observation/{mine_o}", by_encoded_slash),
+        ("a uri with a backslash", "PUT", f"/Observation/{mine_o}", by_backslash),
         ("a contained reference string", "PUT", f"/Patient/{mine}", contained_reference),
         ("a reference string in an extension", "PUT", f"/Patient/{mine}", in_an_extension),
         ("a reference string at the top", "PUT", f"/Patient/{mine}", at_the_top),
@@ -696,13 +708,44 @@ def _render(query: str, request: dict[str, Any]) -> str:
     return re.sub(r"\{\{([^}!]+)\}\}", value, query)
 
 
+async def _policy_allows(global_root: AidboxClient, request: dict[str, Any]) -> bool:
+    """What the clinics' policy, as installed, answers for a request object."""
+    policy = (await global_root.call("GET", "/AccessPolicy/aidbox-sync-clinics")).body
+    query = _render(policy["sql"]["query"], request)
+    resp = await global_root.call("POST", "/$psql", json={"query": query})
+    return bool(next(iter(parse_psql_response(resp.body)[0][0].values())))
+
+
+async def test_the_path_a_request_is_judged_by_is_the_path_it_asks_for(
+    headquarters: Headquarters, global_root: AidboxClient
+) -> None:
+    # The route's params name the resource; the uri says where the request went. Were a
+    # route elsewhere (another prefix, an API of its own) to give an operation id and params
+    # of a plain read, they must not speak for it.
+    mine = own("Patient", "p5")
+    read = {
+        "client": {"id": CLINIC},
+        "operation": {"id": "Read"},
+        "request-method": "get",
+        "params": {"resource/type": "Patient", "resource/id": mine},
+    }
+    assert await _policy_allows(global_root, {**read, "uri": f"/Patient/{mine}"})
+    for uri in (f"/Organization/org-b/api/Patient/{mine}", f"/fhir/Patient/{mine}", None):
+        assert not await _policy_allows(global_root, {**read, "uri": uri}), uri
+    create = {**read, "operation": {"id": "Create"}, "request-method": "post", "params": {}}
+    created = {**create, "params": {"resource/type": "Patient", "_id": mine}}
+    created["resource"] = body("Patient", mine)
+    created["query-string"] = f"_id={mine}"
+    assert await _policy_allows(global_root, {**created, "uri": "/Patient"})
+    assert not await _policy_allows(global_root, {**created, "uri": "/Patient/x/../"})
+
+
 async def test_a_bundle_is_judged_by_its_entries_even_if_entries_were_not_checked_apart(
     headquarters: Headquarters, global_root: AidboxClient, b_patient: str
 ) -> None:
     # accesspolicy-examples.md #18 says entries are checked one by one, not what an entry's
     # request object holds: if Aidbox showed entries only the bundle's, the policy must still
     # refuse a bundle with one forbidden entry, from the bundle's body alone.
-    policy = (await global_root.call("GET", "/AccessPolicy/aidbox-sync-clinics")).body
 
     async def allows(bundle: dict[str, Any]) -> bool:
         request = {
@@ -713,9 +756,7 @@ async def test_a_bundle_is_judged_by_its_entries_even_if_entries_were_not_checke
             "resource": bundle,
             "params": {},
         }
-        query = _render(policy["sql"]["query"], request)
-        resp = await global_root.call("POST", "/$psql", json={"query": query})
-        return bool(next(iter(parse_psql_response(resp.body)[0][0].values())))
+        return await _policy_allows(global_root, request)
 
     mine = body("Patient", own("Patient", "p5"))
     assert await allows(transaction(put(mine)))
@@ -741,5 +782,15 @@ async def test_a_bundle_is_judged_by_its_entries_even_if_entries_were_not_checke
         put(
             body("Patient", own("Patient", "p6"), link=[{"other": {"uri": f"Patient/{b_patient}"}}])
         ),
+        # a path judged by its first segments, with more after an empty one: with dot
+        # segments removed (RFC 3986 5.2.4) it is another resource, another type
+        {"request": {"method": "PUT", "url": f"Patient/{mine['id']}//../../{b_patient}"}},
+        {"request": {"method": "DELETE", "url": f"Patient/{mine['id']}//../../{b_patient}"}},
+        {
+            "request": {"method": "POST", "url": "SyncFence///../../../AccessPolicy"},
+            "resource": {"resourceType": "AccessPolicy", "id": own("SyncFence", "f")},
+        },
+        {"request": {"method": "GET", "url": f"Patient/{mine['id']}//_history"}},
+        {"request": {"method": "GET", "url": f"Patient/{mine['id']}/"}},
     ):
         assert not await allows(transaction(put(mine), bad)), bad
