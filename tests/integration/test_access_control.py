@@ -784,7 +784,10 @@ async def test_a_bundle_is_judged_by_its_entries_even_if_entries_were_not_checke
         ),
         # a path judged by its first segments, with more after an empty one: with dot
         # segments removed (RFC 3986 5.2.4) it is another resource, another type
-        {"request": {"method": "PUT", "url": f"Patient/{mine['id']}//../../{b_patient}"}},
+        {
+            "request": {"method": "PUT", "url": f"Patient/{mine['id']}//../../{b_patient}"},
+            "resource": mine,
+        },
         {"request": {"method": "DELETE", "url": f"Patient/{mine['id']}//../../{b_patient}"}},
         {
             "request": {"method": "POST", "url": "SyncFence///../../../AccessPolicy"},
