@@ -103,9 +103,12 @@ def finish(
     removed. ``mark``: how many targets were noted before its children were walked (those
     noted since are not sent when it is removed or replaced)."""
     result: Any = DROP
+    if frame.quantity and type(out.get("value")) is list:
+        # R4 Quantity.value is 0..1: a list of numbers is no value an age's checks can read
+        ctx.record(path, "removed", "engine: a Quantity whose value is an array")
     # the age as the clinic wrote it, and the unit it leaves with (what a profile keeps of
     # its units may read as another unit than the whole did)
-    if (
+    elif (
         frame.quantity
         and "value" in out
         and (over_age(obj, in_years=frame.is_age) or over_age(out))

@@ -235,6 +235,19 @@ def test_a_reference_to_a_pulled_type_is_sent_only_with_an_id(key: PseudonymKey)
         assert "serviceProvider" not in anonymize(sent, plan, key), typed
 
 
+@pytest.mark.parametrize("value", [[97], [80], [40, 97]])
+def test_a_quantity_whose_value_is_an_array_is_removed(key: PseudonymKey, value: list) -> None:
+    # R4 Quantity.value is 0..1: an array of them is no value the checks of an age can read
+    age = {"value": value, "unit": "years", "system": UCUM, "code": "a"}
+    condition = {"resourceType": "Condition", "onset": {"Age": age}}
+    assert "onset" not in anonymize(condition, PLAN, key)
+    assert "onset" not in anonymize({**condition, "recordedDate": "2014-03-01"}, PLAN, key)
+    coded = observation({"Quantity": age}, code=AGE_CODE)
+    assert "value" not in anonymize(coded, PLAN, key)
+    weight = {"linkId": "w", "text": "Weight", "answer": [{"value": {"Quantity": age}}]}
+    assert "answer" not in anonymize(response(weight), PLAN, key)["item"][0]
+
+
 def test_what_is_no_age_over_89_is_not_taken_for_one(key: PseudonymKey) -> None:
     # the checks above must not aggregate what says no age over 89: a dose range in an
     # extension (Extension.value[x] offers every type, a Range among them, and an Age), a
