@@ -28,7 +28,7 @@ from app.anonymize.methods import (
     over_age,
 )
 from app.anonymize.pseudonym import PseudonymKey
-from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE
+from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE, US_STATES, ZIP_COUNTRIES
 from app.anonymize.tree import CompiledRule, Node
 
 # An absolute reference in Aidbox format is {"uri": ...}; a choice-type URI (value.uri) has the
@@ -103,6 +103,12 @@ def finish(
     removed. ``mark``: how many targets were noted before its children were walked (those
     noted since are not sent when it is removed or replaced)."""
     result: Any = DROP
+    if frame.address and "postalCode" in out and _abroad(obj) and _zip3(frame):
+        del out["postalCode"]
+        where = f"{path}.postalCode" if path is not None else None
+        ctx.record(where, "removed", "engine: a ZIP3 of an address outside the US")
+        if not out:
+            return DROP
     if frame.quantity and type(out.get("value")) is list:
         # R4 Quantity.value is 0..1: a list of numbers is no value an age's checks can read
         ctx.record(path, "removed", "engine: a Quantity whose value is an array")
@@ -126,6 +132,25 @@ def finish(
     if ctx.targets is not None:
         del ctx.targets[mark:]  # what was walked inside it is not sent
     return result
+
+
+def _abroad(address: dict) -> bool:
+    """Whether an Address says it is outside the US: by its country, else by its state; one
+    that says neither is read as a US address."""
+    for said, us in (("country", ZIP_COUNTRIES), ("state", US_STATES)):
+        value = address.get(said)
+        if type(value) is str and value.strip():
+            return value.strip().casefold() not in us
+        if value is not None and type(value) is not str:
+            return True  # no place anyone can read: not a US one either
+    return False
+
+
+def _zip3(frame: Frame) -> bool:
+    """Whether the profile sends this Address's postal code by the ``zip3`` method (another
+    rule, a keep, is the profile's own decision)."""
+    rule = frame.step("postalCode").rule
+    return rule is not None and rule.method == "zip3"
 
 
 def complete(

@@ -103,7 +103,8 @@ class Frame:
     quantity: bool = False  # a Quantity: over 89 years in a time unit is aggregated
     is_age: bool = False  # an Age: over 89 is aggregated, in years when no time unit is given
     extension: bool = False  # an Extension: removed when neither value nor extension is left
-    finishing: bool = False  # one of the three above: the walker checks the object's output
+    address: bool = False  # an Address: its ZIP3 leaves only from a US address
+    finishing: bool = False  # one of the above: the walker checks the object's output
     ages: bool = False  # has code and value, and the profile lists age codes
     _age_step: Step | None = None
     walk: Any = None  # the frame as a closure, built by compiled.walker
@@ -174,7 +175,10 @@ def _frame(
             found.quantity = owner.is_a("Quantity")
             found.is_age = owner.is_a("Age")
             found.extension = owner.is_a("Extension")
-            found.finishing = bool(found.required) or found.quantity or found.extension
+            found.address = owner.is_a("Address")
+            found.finishing = (
+                bool(found.required) or found.quantity or found.extension or found.address
+            )
             value = owner.elements.get("value")
             found.ages = bool(
                 plan.age_codes

@@ -48,3 +48,15 @@ _GEOGRAPHY = json.loads(Path(__file__).with_name("geography.json").read_text(enc
 US_STATES: Final[frozenset[str]] = frozenset(name.casefold() for name in _GEOGRAPHY["usStates"])
 COUNTRIES: Final[frozenset[str]] = frozenset(name.casefold() for name in _GEOGRAPHY["countries"])
 ISO_3166_2_CODE: Final = r"[A-Z]{2}-[A-Z0-9]{1,3}"
+
+# §164.514(b)(2)(i)(B)'s three-digit prefix is a rule for US ZIP codes, drawn from the Census
+# Bureau's ZIP code areas: the United States and the territories it covers (ISO 3166-1 codes
+# and names, casefolded). Another country's postal code keeps no prefix.
+ZIP_COUNTRIES: Final[frozenset[str]] = frozenset(
+    {
+        "us", "usa", "u.s.", "u.s.a.", "united states", "united states of america",
+        "pr", "pri", "puerto rico", "gu", "gum", "guam", "vi", "vir", "virgin islands, u.s.",
+        "u.s. virgin islands", "as", "asm", "american samoa", "mp", "mnp",
+        "northern mariana islands",
+    }
+)  # fmt: skip

@@ -248,6 +248,44 @@ def test_a_quantity_whose_value_is_an_array_is_removed(key: PseudonymKey, value:
     assert "answer" not in anonymize(response(weight), PLAN, key)["item"][0]
 
 
+def patient_at(**address: Any) -> dict[str, Any]:
+    return {"resourceType": "Patient", "address": [address]}
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        {"postalCode": "75001", "country": "FR", "city": "Paris"},
+        {"postalCode": "10115", "country": "Germany"},
+        {"postalCode": "00118", "country": "ITA"},
+        {"postalCode": "28001", "state": "Madrid"},
+        {"postalCode": "06000", "state": "DE-BY"},
+        {"postalCode": "80331", "country": ["DE"]},
+    ],
+)
+def test_a_postal_code_of_an_address_outside_the_us_does_not_leave(
+    key: PseudonymKey, address: dict[str, Any]
+) -> None:
+    # the three-digit prefix is a rule for US ZIP codes (§164.514(b)(2)(i)(B)); another
+    # country's prefix is a geographic unit smaller than a state ("75" is Paris)
+    sent = anonymize(patient_at(**address), PLAN, key)
+    assert "postalCode" not in str(sent)
+
+
+@pytest.mark.parametrize(
+    ("address", "zip3"),
+    [
+        ({"postalCode": "02139", "country": "US"}, "021"),
+        ({"postalCode": "02139", "country": " United States of America "}, "021"),
+        ({"postalCode": "02139", "state": "MA"}, "021"),
+        ({"postalCode": "00901", "country": "PR"}, "009"),
+        ({"postalCode": "02139"}, "021"),  # nothing says where: read as a US address
+    ],
+)
+def test_a_us_address_sends_its_zip3(key: PseudonymKey, address: dict[str, Any], zip3: str) -> None:
+    assert anonymize(patient_at(**address), PLAN, key)["address"][0]["postalCode"] == zip3
+
+
 def test_what_is_no_age_over_89_is_not_taken_for_one(key: PseudonymKey) -> None:
     # the checks above must not aggregate what says no age over 89: a dose range in an
     # extension (Extension.value[x] offers every type, a Range among them, and an Age), a
