@@ -1,6 +1,6 @@
 """Generate ``app/anonymize/geography.json``: the coarse geography Safe Harbor lets through.
 
-Source: the ISO 3166-1 country list and the ISO 3166-2:US subdivisions as packaged by the
+Source: the ISO 3166-1 country list and the ISO 3166-2 subdivisions as packaged by the
 ``pycountry`` PyPI package (a development tool only, not a dependency of the App):
 
     python -m venv /tmp/geo && /tmp/geo/bin/pip install pycountry==26.2.16
@@ -18,6 +18,15 @@ import json
 import sys
 
 import pycountry
+
+# ISO 3166-2 subdivision types of a town's size (pycountry's ``type``).
+_TOWNS = frozenset(
+    {
+        "Municipality", "Urban municipality", "Special municipality", "Local council",
+        "Parish", "City", "City with county rights", "Commune", "Quarter", "Town", "Borough",
+        "Island council", "Administrative precinct",
+    }
+)  # fmt: skip
 
 
 def main() -> None:
@@ -43,11 +52,22 @@ def main() -> None:
             for name in (subdivision.code.removeprefix("US-"), subdivision.code, subdivision.name)
         }
     )
+    # Elsewhere, a state is a first-level subdivision (no parent in ISO 3166-2), unless ISO
+    # names it a town: where a country's first level is its municipalities (Slovenia,
+    # Malta's local councils), each is a unit smaller than a state.
+    subdivisions = sorted(
+        subdivision.code
+        for subdivision in pycountry.subdivisions
+        if subdivision.parent_code is None
+        and subdivision.country_code != "US"
+        and subdivision.type not in _TOWNS
+    )
     table = {
         "source": f"pycountry {pycountry.__version__} (ISO 3166-1 countries; ISO 3166-2:US"
-        " states, district and outlying areas)",
+        " states, district and outlying areas; other countries' first-level subdivisions)",
         "countries": countries,
         "usStates": states,
+        "subdivisions": subdivisions,
     }
     json.dump(table, sys.stdout, ensure_ascii=False, indent=0)
     sys.stdout.write("\n")

@@ -16,10 +16,10 @@ import orjson
 from app.anonymize.pseudonym import PseudonymKey
 from app.anonymize.safe_harbor import (
     COUNTRIES,
-    ISO_3166_2_CODE,
     MAX_REPORTABLE_AGE,
     RESTRICTED_ZIP3,
     RESTRICTED_ZIP3_REPLACEMENT,
+    SUBDIVISIONS,
     US_STATES,
 )
 
@@ -63,7 +63,6 @@ _UNIT_WORDS: Final = {
     **{word: "min" for word in ("mins", "minute", "minutes")},
     **{word: "s" for word in ("sec", "secs", "second", "seconds")},
 }
-_ISO_3166_2 = re.compile(ISO_3166_2_CODE)
 _COMPARATORS: Final = frozenset({"<", "<=", ">=", ">"})
 
 
@@ -295,8 +294,9 @@ def age(value: Any, max_age: int, today: date) -> Any:
 
 
 def state(value: Any, extra: frozenset[str] = frozenset()) -> str | _Drop:
-    """A US state, district or outlying area (code or name), an ISO 3166-2 subdivision code, or
-    one of ``extra`` (casefolded; a clinic outside the US lists its states): else removed.
+    """A US state, district or outlying area (code or name), another country's first-level ISO
+    3166-2 subdivision code (``SUBDIVISIONS``), or one of ``extra`` (casefolded; a clinic outside
+    the US lists its state names): else removed.
 
     §164.514(b)(2)(i)(B): a city, a street or a ZIP code typed into a state field is a
     subdivision smaller than a state and must not leave.
@@ -306,7 +306,7 @@ def state(value: Any, extra: frozenset[str] = frozenset()) -> str | _Drop:
     # sent without the spaces around it, which could carry what no reader sees
     trimmed = value.strip()
     folded = trimmed.casefold()
-    if folded in US_STATES or folded in extra or _ISO_3166_2.fullmatch(trimmed):
+    if folded in US_STATES or folded in SUBDIVISIONS or folded in extra:
         return trimmed
     return DROP
 

@@ -246,13 +246,22 @@ def test_age_keeps_only_time_units_never_free_text() -> None:
     assert age(ucum, 89, TODAY) == ucum
 
 
-@pytest.mark.parametrize("value", ["MA", "ma", "Massachusetts", "US-MA", "PR", "DE-BY", "GB-ENG"])
+@pytest.mark.parametrize(
+    "value", ["MA", "ma", "Massachusetts", "US-MA", "PR", "DE-BY", "GB-ENG", "FR-IDF", "CA-ON"]
+)
 def test_state_keeps_states_and_subdivision_codes(value: str) -> None:
     assert state(value) == value
 
 
 @pytest.mark.parametrize(
-    "value", ["02139", "Cambridge", "12 Main St", "Springfield County", "", "ma-1", 25, None]
+    "value",
+    [
+        *("02139", "Cambridge", "12 Main St", "Springfield County", "", "ma-1", 25, None),
+        # shaped as ISO 3166-2 codes: invented (cities), or below a country's first level
+        # (Milan, the City of London, Paris, the province of Madrid), or a municipality
+        # where that is the first level (Slovenia)
+        *("US-NYC", "US-BOS", "IT-MI", "GB-LND", "FR-75", "FR-75C", "ES-M", "SI-001"),
+    ],
 )
 def test_state_removes_anything_smaller_or_else(value: object) -> None:
     assert state(value) is DROP
