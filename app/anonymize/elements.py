@@ -25,6 +25,7 @@ from app.anonymize.methods import (
     ages_past,
     aggregated,
     is_number,
+    is_time,
     over_age,
 )
 from app.anonymize.pseudonym import PseudonymKey
@@ -121,7 +122,12 @@ def finish(
     ):
         ctx.record(path, "age", "engine: an age over 89 is aggregated")
         result = aggregated(MAX_REPORTABLE_AGE)
-    elif frame.is_age and "value" in out and not (ctx.age_sent(obj) and ctx.age_sent(out)):
+    elif (
+        frame.quantity
+        and (frame.is_age or is_time(obj))
+        and "value" in out
+        and not (ctx.age_sent(obj) and ctx.age_sent(out))
+    ):
         ctx.record(path, "removed", "engine: an age a date of the resource puts over 89 today")
     elif frame.extension and "value" not in out and "extension" not in out:
         ctx.record(path, "removed", "engine: an extension without its value")

@@ -55,10 +55,37 @@ _YEARS_PER: Final = {
 }
 _UNIT_WORDS: Final = {
     **{code: code for code in _YEARS_PER},
-    **{word: "a" for word in ("ann", "annum", "y", "yr", "yrs", "year", "years")},
-    **{word: "mo" for word in ("mos", "month", "months")},
-    **{word: "wk" for word in ("wks", "week", "weeks")},
-    **{word: "d" for word in ("day", "days")},
+    # as typed in English (abbreviated too: "yo", "y/o", "year(s)") and in the languages the
+    # shipped profile reads questions in (German, Spanish, French, Italian)
+    **{
+        word: "a"
+        for word in (
+            *("ann", "annum", "y", "yr", "yrs", "yr(s)", "year", "years", "year(s)"),
+            *("yo", "y/o", "y.o.", "jahr", "jahre", "año", "años", "ano", "anos"),
+            *("an", "ans", "anno", "anni"),
+        )
+    },
+    **{
+        word: "mo"
+        for word in (
+            *("mos", "month", "months", "month(s)", "monat", "monate", "mes", "meses"),
+            *("mois", "mese", "mesi"),
+        )
+    },
+    **{
+        word: "wk"
+        for word in (
+            *("wks", "week", "weeks", "week(s)", "woche", "wochen", "semana", "semanas"),
+            *("semaine", "semaines", "settimana", "settimane"),
+        )
+    },
+    **{
+        word: "d"
+        for word in (
+            *("day", "days", "day(s)", "tag", "tage", "día", "días", "dia", "dias"),
+            *("jour", "jours", "giorno", "giorni"),
+        )
+    },
     **{word: "h" for word in ("hr", "hrs", "hour", "hours")},
     **{word: "min" for word in ("mins", "minute", "minutes")},
     **{word: "s" for word in ("sec", "secs", "second", "seconds")},
@@ -102,6 +129,12 @@ _QUOTED_DATE = re.compile(rb'"([0-9]{4})(?:-[0-9]{2}(?:-[0-9]{2}(?:T[^"]*)?)?)?"
 # birth date, which says when an age was 0: its own year is what tells an age over 89, and it
 # leaves only when it does not (generalize_date).
 _UNDATED_KEYS = (b'"linkId":', b'"code":', b'"birthDate":')
+
+
+def is_time(quantity: dict[str, Any]) -> bool:
+    """True for a Quantity whose code or unit word names a time unit (an age, or a length of
+    time that may be read as one)."""
+    return _code_unit(quantity, any_system=True) is not None or _word_unit(quantity) is not None
 
 
 def is_number(value: Any) -> bool:

@@ -286,6 +286,44 @@ def test_a_us_address_sends_its_zip3(key: PseudonymKey, address: dict[str, Any],
     assert anonymize(patient_at(**address), PLAN, key)["address"][0]["postalCode"] == zip3
 
 
+LOCAL_AGE = {"coding": [{"system": "http://clinic.example/flowsheet", "code": "AGE"}]}
+
+
+@pytest.mark.parametrize(
+    "unit", ["Jahre", "años", "ans", "anni", "yo", "y/o", "y.o.", "year(s)", "Monate"]
+)
+def test_a_time_in_a_unit_word_of_another_language_is_read_as_one(
+    key: PseudonymKey, unit: str
+) -> None:
+    months = unit == "Monate"
+    quantity = {"value": 97 * 12 if months else 97, "unit": unit}
+    out = anonymize(observation({"Quantity": quantity}, code=LOCAL_AGE), PLAN, key)
+    assert out["value"] == {"Quantity": AGGREGATED}
+
+
+def test_a_time_under_a_code_no_list_has_is_judged_by_the_dates_beside_it(
+    key: PseudonymKey,
+) -> None:
+    # 82 years in 2014 are 93 today, whatever code says it is an age
+    years = {"value": 82, "unit": "years", "system": UCUM, "code": "a"}
+    dated = {"effective": {"dateTime": "2014-02-01"}, "code": LOCAL_AGE}
+    out = anonymize(observation({"Quantity": years}, **dated), PLAN, key)
+    assert "value" not in out and out["effective"] == {"dateTime": "2014"}
+    recent = {**dated, "effective": {"dateTime": "2024"}}
+    assert (
+        anonymize(observation({"Quantity": years}, **recent), PLAN, key)["value"]["Quantity"][
+            "value"
+        ]
+        == 82
+    )
+    # a Quantity in no time unit is no age: an old weight stays
+    weight = {"value": 80, "unit": "kg", "system": UCUM, "code": "kg"}
+    old = {**dated, "effective": {"dateTime": "1950"}}
+    assert anonymize(observation({"Quantity": weight}, **old), PLAN, key)["value"] == {
+        "Quantity": weight
+    }
+
+
 def test_what_is_no_age_over_89_is_not_taken_for_one(key: PseudonymKey) -> None:
     # the checks above must not aggregate what says no age over 89: a dose range in an
     # extension (Extension.value[x] offers every type, a Range among them, and an Age), a
