@@ -402,6 +402,7 @@ def test_an_item_whose_text_shows_nothing_sends_no_answer_in_an_allowed_question
         *("PLZ", "Postleitzahl", "Wohnort", "Straße", "Handynummer", "Versichertennummer"),
         *("Date de naissance", "Nom", "Prénom", "Courriel", "Data di nascita", "Nome"),
         *("Codice fiscale", "Cognome", "Indirizzo", "DNI", "Correo", "Domicilio", "Celular"),
+        *("Year of birth", "Time of birth", "Birth year", "Año de nacimiento"),
         # decomposed by a joiner between the letter and its accent: still "Teléfono"
         "Tele\u034f\u0301fono",
     ],
