@@ -7,13 +7,12 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 from hypothesis import settings
 
-from tests.support.postgres import create_database, postgres_server, with_database
+from tests.support.postgres import database, postgres_server, with_database
 
 # Property tests explore new examples on a developer's machine; in CI (CI=true) they replay a
 # fixed sequence, so a red build always means a change, never a dice roll. Any counterexample
@@ -54,19 +53,13 @@ async def fresh_emulator(server_dsn: str, template: str, **kwargs: Any) -> Async
     """A started Aidbox emulator on a new database cloned from the template; dropped after."""
     from aidbox_emulator import Emulator
 
-    dsn = await create_database(server_dsn, "emu", template=template)
-    emulator = Emulator(dsn, **kwargs)
-    try:
-        await emulator.start(host="127.0.0.1", port=0)
-        yield emulator
-    finally:
-        await emulator.stop()
-        conn = await asyncpg.connect(server_dsn)
+    async with database(server_dsn, "emu", template=template) as dsn:
+        emulator = Emulator(dsn, **kwargs)
         try:
-            name = urlsplit(dsn).path.lstrip("/")
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await emulator.start(host="127.0.0.1", port=0)
+            yield emulator
         finally:
-            await conn.close()
+            await emulator.stop()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ secret that registration answered, as an operator would hand it over.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -15,29 +16,32 @@ from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from tests.support.apps import RunningApp, running_app
 from tests.support.headquarters import CLINIC, Headquarters
-from tests.support.postgres import create_database
+from tests.support.postgres import database
 
 
-async def _emulator(pg_server_dsn: str, prefix: str) -> Emulator:
-    emu = Emulator(await create_database(pg_server_dsn, prefix))
-    await emu.start()
-    return emu
+@asynccontextmanager
+async def _emulator(pg_server_dsn: str, prefix: str) -> AsyncIterator[Emulator]:
+    async with database(pg_server_dsn, prefix) as dsn:
+        emu = Emulator(dsn)
+        await emu.start()
+        try:
+            yield emu
+        finally:
+            await emu.stop()
 
 
 @pytest.fixture
 async def local_aidbox(pg_server_dsn: str) -> AsyncIterator[Emulator]:
     """The clinic's Aidbox."""
-    emu = await _emulator(pg_server_dsn, "local")
-    yield emu
-    await emu.stop()
+    async with _emulator(pg_server_dsn, "local") as emu:
+        yield emu
 
 
 @pytest.fixture
 async def global_aidbox(pg_server_dsn: str) -> AsyncIterator[Emulator]:
     """Headquarters' Aidbox."""
-    emu = await _emulator(pg_server_dsn, "global")
-    yield emu
-    await emu.stop()
+    async with _emulator(pg_server_dsn, "global") as emu:
+        yield emu
 
 
 @pytest.fixture
@@ -78,9 +82,8 @@ async def sync_app(
 @pytest.fixture
 async def clinic_b(pg_server_dsn: str) -> AsyncIterator[Emulator]:
     """A second clinic's Aidbox (clinic-b, in another country than clinic-a)."""
-    emu = await _emulator(pg_server_dsn, "clinic_b")
-    yield emu
-    await emu.stop()
+    async with _emulator(pg_server_dsn, "clinic_b") as emu:
+        yield emu
 
 
 @pytest.fixture

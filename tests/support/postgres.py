@@ -9,8 +9,8 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -50,3 +50,22 @@ async def create_database(server_dsn: str, prefix: str = "t", template: str | No
     finally:
         await conn.close()
     return with_database(server_dsn, name)
+
+
+@asynccontextmanager
+async def database(
+    server_dsn: str, prefix: str = "t", template: str | None = None
+) -> AsyncIterator[str]:
+    """A new database's DSN (``create_database``), dropped when the block ends: a session
+    creates hundreds, and left behind they made the cluster's removal at the end of the
+    session outlast the test timeout."""
+    dsn = await create_database(server_dsn, prefix, template)
+    try:
+        yield dsn
+    finally:
+        conn = await asyncpg.connect(server_dsn)
+        try:
+            name = urlsplit(dsn).path.lstrip("/")
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
