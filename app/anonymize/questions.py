@@ -8,7 +8,7 @@ from typing import Any
 
 from app.anonymize.paths import Segment
 from app.anonymize.profile import QuestionRule
-from app.anonymize.question_text import normalize_question, question_readings, question_words
+from app.anonymize.question_text import normalize_question, question_reading, question_words
 from app.anonymize.rules import compile_rule
 from app.anonymize.tree import Edge, Matcher, Node, attach, descend
 
@@ -29,7 +29,7 @@ def _question_matchers(question: QuestionRule) -> Iterator[Matcher]:
         reads_as = _reading_test(question.match, texts)
 
         def test(value: Any) -> bool:
-            return isinstance(value, str) and any(map(reads_as, question_readings(value)))
+            return isinstance(value, str) and reads_as(question_reading(value))
 
         yield Matcher("text", test, ("text", question.match, *texts), False)
         # A linkId is a question's name too ("patient-phone", "Pain score"), and the only
@@ -55,7 +55,7 @@ def _reading_test(match: str, texts: tuple[str, ...]) -> Callable[[str], bool]:
 
 
 def _untitled(value: Any) -> bool:
-    return not isinstance(value, str) or not normalize_question(value)
+    return not isinstance(value, str) or not question_reading(value)
 
 
 def add_questions(root: Node, questions: list[QuestionRule]) -> None:

@@ -360,11 +360,6 @@ def test_what_is_no_age_over_89_is_not_taken_for_one(key: PseudonymKey) -> None:
         "Mem\u3164ber ID",  # a Hangul filler
         "Mem\u17b4ber ID",  # a Khmer inherent vowel
         "Member\u2800ID",  # a Braille blank, shown as a space
-        "\u202eDI rebmeM",  # a right-to-left override: shown as "Member ID"
-        # nested overrides (UAX #9): "ber" put back left-to-right inside a reversed whole;
-        # "reb" reversed by its own override and by the one around it
-        "\u202eDI \u202dber\u202cmeM\u202c",
-        "\u202eDI \u202ereb\u202cmeM\u202c",
     ],
 )
 def test_an_identifying_question_is_caught_however_its_text_is_encoded(
@@ -378,6 +373,31 @@ def test_an_identifying_question_is_caught_however_its_text_is_encoded(
     sent = anonymize(response(pressure(asked)), PLAN, key)
     assert sent == anonymize(response(pressure("Member ID")), PLAN, key)
     assert "5550123" not in str(sent)
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        "\u202eDI rebmeM",  # a right-to-left override: shown as "Member ID"
+        # nested overrides and isolates, marks, paragraph breaks (UAX #9): shown as
+        # "Member ID" or "Year of birth" by a bidi implementation (libfribidi)
+        "\u202eDI \u202dber\u202cmeM\u202c",
+        "\u2067\u2066birth\u2069 \u2066of\u2069 \u2066Year\u2069\u2069",
+        "\u200fbirth \u200fof \u200fYear",
+        "\u202eraeY\u2029\u202efo\u2029\u202ehtrib",
+        "\u05e9\u05dd",  # Hebrew, "name": a right-to-left script
+        "\u0627\u0644\u0627\u0633\u0645 Pain score",  # Arabic, "the name"
+    ],
+)
+def test_a_text_a_screen_may_show_in_another_order_reads_as_no_text(
+    key: PseudonymKey, asked: str
+) -> None:
+    # an order rebuilt here may differ from the one shown: the item is judged by its linkId
+    member = answered("x1", asked, {"integer": 5550123})
+    items = [member, answered("sys", "Systolic", {"integer": 120})]
+    sent = anonymize(response({"linkId": "bp", "text": "Blood pressure", "item": items}), PLAN, key)
+    assert "5550123" not in str(sent)
+    assert "5550123" not in str(anonymize(response(member), PLAN, key))
 
 
 @pytest.mark.parametrize("blank", ["\ufeff\u3164", "\u2800", "\u034f\u180e"])
