@@ -288,6 +288,9 @@ def _cases() -> list[tuple[str, str, str, Any]]:
     by_encoded_letter = observation_with({"uri": f"{hq}/%50atient/{yours}"})
     by_encoded_slash = observation_with({"uri": f"{hq}/Patient%2F{yours}"})
     by_backslash = observation_with({"uri": f"{hq}/Patient\\{yours}"})
+    # a tab or a line break inside, which URL parsers strip (WHATWG URL; urllib.parse)
+    by_tab = observation_with({"uri": f"{hq}/Pat\tient/{yours}"})
+    by_line_break = observation_with({"uri": f"{hq}/Patient\n/{yours}"})
     contained_reference = body(
         "Patient",
         mine,
@@ -335,6 +338,8 @@ def _cases() -> list[tuple[str, str, str, Any]]:
         ("a uri with an encoded letter", "PUT", f"/Observation/{mine_o}", by_encoded_letter),
         ("a uri with an encoded slash", "PUT", f"/Observation/{mine_o}", by_encoded_slash),
         ("a uri with a backslash", "PUT", f"/Observation/{mine_o}", by_backslash),
+        ("a uri with a tab", "PUT", f"/Observation/{mine_o}", by_tab),
+        ("a uri with a line break", "PUT", f"/Observation/{mine_o}", by_line_break),
         ("a contained reference string", "PUT", f"/Patient/{mine}", contained_reference),
         ("a reference string in an extension", "PUT", f"/Patient/{mine}", in_an_extension),
         ("a reference string at the top", "PUT", f"/Patient/{mine}", at_the_top),
