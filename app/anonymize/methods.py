@@ -61,7 +61,8 @@ _UNIT_WORDS: Final = {
         word: "a"
         for word in (
             *("ann", "annum", "y", "yr", "yrs", "yr(s)", "year", "years", "year(s)"),
-            *("yo", "y/o", "y.o.", "jahr", "jahre", "año", "años", "ano", "anos"),
+            *("yo", "y/o", "y.o", "jahr", "jahre", "jahren", "lebensjahr", "lebensjahre"),
+            *("año", "años", "ano", "anos"),
             *("an", "ans", "anno", "anni"),
         )
     },
@@ -115,10 +116,21 @@ def _code_unit(quantity: dict[str, Any], *, any_system: bool = False) -> str | N
     return _UNIT_WORDS.get(typed.lower())
 
 
+# What follows a unit word when an age is written out: "years old", "años de edad".
+_AGE_WORDS: Final = re.compile(r"\s+(?:old|of age|de edad|compiuti|d'âge)$")
+
+
 def _word_unit(quantity: dict[str, Any]) -> str | None:
-    """The UCUM time code a Quantity's ``unit`` word names, or None."""
+    """The UCUM time code a Quantity's ``unit`` word names, or None. Read without case, a
+    final dot ("yrs.") and the words that say it is an age ("years old"); a single capital
+    letter is a unit of its own ("D", a diopter; "A", an ampere), no time."""
     unit = quantity.get("unit")
-    return _UNIT_WORDS.get(unit.strip().lower()) if type(unit) is str else None
+    if type(unit) is not str:
+        return None
+    typed = unit.strip()
+    if len(typed) == 1 and typed.isupper():
+        return None
+    return _UNIT_WORDS.get(_AGE_WORDS.sub("", typed.lower().rstrip(".")))
 
 
 # A JSON string shaped as a FHIR date, dateTime or instant, or a partial one (R4

@@ -290,7 +290,12 @@ LOCAL_AGE = {"coding": [{"system": "http://clinic.example/flowsheet", "code": "A
 
 
 @pytest.mark.parametrize(
-    "unit", ["Jahre", "años", "ans", "anni", "yo", "y/o", "y.o.", "year(s)", "Monate"]
+    "unit",
+    [
+        *("Jahre", "años", "ans", "anni", "yo", "y/o", "y.o.", "year(s)", "Monate"),
+        *("years old", "yrs.", "yr.", "y.o", "yo.", "a.", "Jahren", "Lebensjahre"),
+        *("años de edad", "anni compiuti", "year old"),
+    ],
 )
 def test_a_time_in_a_unit_word_of_another_language_is_read_as_one(
     key: PseudonymKey, unit: str
@@ -316,7 +321,12 @@ def test_a_time_under_a_code_no_list_has_is_judged_by_the_dates_beside_it(
         ]
         == 82
     )
-    # a Quantity in no time unit is no age: an old weight stays
+    # a Quantity in no time unit is no age: an old weight stays, and so does a power in
+    # diopters ("D": one capital letter is a unit of its own, not a day)
+    diopters = {"value": 43.5, "unit": "D"}
+    near_90 = {**dated, "effective": {"dateTime": "1937"}}
+    sent = anonymize(observation({"Quantity": diopters}, **near_90), PLAN, key)
+    assert sent["value"]["Quantity"]["value"] == 43.5
     weight = {"value": 80, "unit": "kg", "system": UCUM, "code": "kg"}
     old = {**dated, "effective": {"dateTime": "1950"}}
     assert anonymize(observation({"Quantity": weight}, **old), PLAN, key)["value"] == {
