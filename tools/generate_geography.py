@@ -19,13 +19,12 @@ import sys
 
 import pycountry
 
-# ISO 3166-2 subdivision types of a town's size (pycountry's ``type``).
-_TOWNS = frozenset(
-    {
-        "Municipality", "Urban municipality", "Special municipality", "Local council",
-        "Parish", "City", "City with county rights", "Commune", "Quarter", "Town", "Borough",
-        "Island council", "Administrative precinct",
-    }
+# Words of the ISO 3166-2 subdivision types of a town's or a city's size (pycountry's
+# ``type``: "Municipality", "State city", "Town council", "Capital city", ...). A city that is
+# a first-level unit (Ulsan, Ventspils, Prague) is still a city, smaller than a state.
+_TOWN_WORDS = (
+    "city", "town", "capital", "municip", "council", "parish", "commune", "quarter",
+    "borough", "precinct",
 )  # fmt: skip
 
 
@@ -53,14 +52,14 @@ def main() -> None:
         }
     )
     # Elsewhere, a state is a first-level subdivision (no parent in ISO 3166-2), unless ISO
-    # names it a town: where a country's first level is its municipalities (Slovenia,
-    # Malta's local councils), each is a unit smaller than a state.
+    # names it a town or a city: where a country's first level is its municipalities
+    # (Slovenia, Malta's local councils), each is a unit smaller than a state.
     subdivisions = sorted(
         subdivision.code
         for subdivision in pycountry.subdivisions
         if subdivision.parent_code is None
         and subdivision.country_code != "US"
-        and subdivision.type not in _TOWNS
+        and not any(word in subdivision.type.casefold() for word in _TOWN_WORDS)
     )
     table = {
         "source": f"pycountry {pycountry.__version__} (ISO 3166-1 countries; ISO 3166-2:US"

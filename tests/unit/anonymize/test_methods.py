@@ -261,6 +261,8 @@ def test_state_keeps_states_and_subdivision_codes(value: str) -> None:
         # (Milan, the City of London, Paris, the province of Madrid), or a municipality
         # where that is the first level (Slovenia)
         *("US-NYC", "US-BOS", "IT-MI", "GB-LND", "FR-75", "FR-75C", "ES-M", "SI-001"),
+        # cities and towns at a country's first level: Ventspils, Funafuti, Pattaya, Ulsan
+        *("LV-VEN", "TV-FUN", "TH-S", "KR-31"),
     ],
 )
 def test_state_removes_anything_smaller_or_else(value: object) -> None:
