@@ -130,7 +130,11 @@ def _word_unit(quantity: dict[str, Any]) -> str | None:
     typed = unit.strip()
     if len(typed) == 1 and typed.isupper():
         return None
-    return _UNIT_WORDS.get(_AGE_WORDS.sub("", typed.lower().rstrip(".")))
+    word = typed.lower()
+    found = _UNIT_WORDS.get(word)
+    if found is None and word:
+        found = _UNIT_WORDS.get(_AGE_WORDS.sub("", word.rstrip(".")))
+    return found
 
 
 # A JSON string shaped as a FHIR date, dateTime or instant, or a partial one (R4
