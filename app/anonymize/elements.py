@@ -104,7 +104,7 @@ def finish(
     removed. ``mark``: how many targets were noted before its children were walked (those
     noted since are not sent when it is removed or replaced)."""
     result: Any = DROP
-    if frame.address and "postalCode" in out and _abroad(obj) and _zip3(frame):
+    if frame.zip3 and "postalCode" in out and _abroad(obj):
         del out["postalCode"]
         where = f"{path}.postalCode" if path is not None else None
         ctx.record(where, "removed", "engine: a ZIP3 of an address outside the US")
@@ -124,8 +124,8 @@ def finish(
         result = aggregated(MAX_REPORTABLE_AGE)
     elif (
         frame.quantity
-        and (frame.is_age or is_time(obj))
         and "value" in out
+        and (frame.is_age or is_time(obj))
         and not (ctx.age_sent(obj) and ctx.age_sent(out))
     ):
         ctx.record(path, "removed", "engine: an age a date of the resource puts over 89 today")
@@ -145,18 +145,12 @@ def _abroad(address: dict) -> bool:
     that says neither is read as a US address."""
     for said, us in (("country", ZIP_COUNTRIES), ("state", US_STATES)):
         value = address.get(said)
-        if type(value) is str and value.strip():
-            return value.strip().casefold() not in us
-        if value is not None and type(value) is not str:
+        if type(value) is str:
+            if value.strip():
+                return value.strip().casefold() not in us
+        elif value is not None:
             return True  # no place anyone can read: not a US one either
     return False
-
-
-def _zip3(frame: Frame) -> bool:
-    """Whether the profile sends this Address's postal code by the ``zip3`` method (another
-    rule, a keep, is the profile's own decision)."""
-    rule = frame.step("postalCode").rule
-    return rule is not None and rule.method == "zip3"
 
 
 def complete(

@@ -103,7 +103,7 @@ class Frame:
     quantity: bool = False  # a Quantity: over 89 years in a time unit is aggregated
     is_age: bool = False  # an Age: over 89 is aggregated, in years when no time unit is given
     extension: bool = False  # an Extension: removed when neither value nor extension is left
-    address: bool = False  # an Address: its ZIP3 leaves only from a US address
+    zip3: bool = False  # an Address whose postalCode goes by zip3: only from a US address
     finishing: bool = False  # one of the above: the walker checks the object's output
     ages: bool = False  # has code and value, and the profile lists age codes
     _age_step: Step | None = None
@@ -175,9 +175,10 @@ def _frame(
             found.quantity = owner.is_a("Quantity")
             found.is_age = owner.is_a("Age")
             found.extension = owner.is_a("Extension")
-            found.address = owner.is_a("Address")
+            # zip3 is the rule of US ZIP codes; another rule on postalCode is the profile's
+            found.zip3 = owner.is_a("Address") and _method_of(found, "postalCode") == "zip3"
             found.finishing = (
-                bool(found.required) or found.quantity or found.extension or found.address
+                bool(found.required) or found.quantity or found.extension or found.zip3
             )
             value = owner.elements.get("value")
             found.ages = bool(
@@ -189,6 +190,12 @@ def _frame(
         if len(plan.frames) < _MEMO_LIMIT:
             plan.frames[key] = found
     return found
+
+
+def _method_of(frame: Frame, name: str) -> str | None:
+    """The method of the rule that decides the child ``name`` of ``frame``, if any."""
+    rule = frame.step(name).rule
+    return rule.method if rule is not None else None
 
 
 def _decide(frame: Frame, name: str) -> Step:

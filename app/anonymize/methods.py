@@ -110,9 +110,15 @@ def _code_unit(quantity: dict[str, Any], *, any_system: bool = False) -> str | N
         return None
     if code in _YEARS_PER:
         return code
-    typed = code.strip()
+    return _time_word(code.strip())
+
+
+def _time_word(typed: str) -> str | None:
+    """The UCUM time code a code or unit word names as typed, case aside; a single capital
+    letter is a unit of its own, UCUM being case-sensitive ("A", the ampere; "D", a diopter),
+    no time."""
     if len(typed) == 1 and typed.isupper():
-        return None  # a UCUM code of one letter, and UCUM is case-sensitive: "A" is the ampere
+        return None
     return _UNIT_WORDS.get(typed.lower())
 
 
@@ -121,19 +127,15 @@ _AGE_WORDS: Final = re.compile(r"\s+(?:old|of age|de edad|compiuti|d'âge)$")
 
 
 def _word_unit(quantity: dict[str, Any]) -> str | None:
-    """The UCUM time code a Quantity's ``unit`` word names, or None. Read without case, a
-    final dot ("yrs.") and the words that say it is an age ("years old"); a single capital
-    letter is a unit of its own ("D", a diopter; "A", an ampere), no time."""
+    """The UCUM time code a Quantity's ``unit`` word names (``_time_word``), or None; read
+    also without a final dot ("yrs.") and the words that say it is an age ("years old")."""
     unit = quantity.get("unit")
     if type(unit) is not str:
         return None
     typed = unit.strip()
-    if len(typed) == 1 and typed.isupper():
-        return None
-    word = typed.lower()
-    found = _UNIT_WORDS.get(word)
-    if found is None and word:
-        found = _UNIT_WORDS.get(_AGE_WORDS.sub("", word.rstrip(".")))
+    found = _time_word(typed)
+    if found is None and len(typed) > 1:
+        found = _UNIT_WORDS.get(_AGE_WORDS.sub("", typed.lower().rstrip(".")))
     return found
 
 
