@@ -49,11 +49,14 @@ async def _build_emulator_template(server_dsn: str) -> str:
 
 
 @asynccontextmanager
-async def fresh_emulator(server_dsn: str, template: str, **kwargs: Any) -> AsyncIterator[Any]:
-    """A started Aidbox emulator on a new database cloned from the template; dropped after."""
+async def fresh_emulator(
+    server_dsn: str, template: str | None = None, prefix: str = "emu", **kwargs: Any
+) -> AsyncIterator[Any]:
+    """A started Aidbox emulator on a new database (cloned from ``template`` when given, else
+    given its schema by the emulator as it starts); dropped after."""
     from aidbox_emulator import Emulator
 
-    async with database(server_dsn, "emu", template=template) as dsn:
+    async with database(server_dsn, prefix, template=template) as dsn:
         emulator = Emulator(dsn, **kwargs)
         try:
             await emulator.start(host="127.0.0.1", port=0)

@@ -8,39 +8,27 @@ secret that registration answered, as an operator would hand it over.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
+from tests.conftest import fresh_emulator
 from tests.support.apps import RunningApp, running_app
 from tests.support.headquarters import CLINIC, Headquarters
-from tests.support.postgres import database
-
-
-@asynccontextmanager
-async def _emulator(pg_server_dsn: str, prefix: str) -> AsyncIterator[Emulator]:
-    async with database(pg_server_dsn, prefix) as dsn:
-        emu = Emulator(dsn)
-        await emu.start()
-        try:
-            yield emu
-        finally:
-            await emu.stop()
 
 
 @pytest.fixture
 async def local_aidbox(pg_server_dsn: str) -> AsyncIterator[Emulator]:
     """The clinic's Aidbox."""
-    async with _emulator(pg_server_dsn, "local") as emu:
+    async with fresh_emulator(pg_server_dsn, prefix="local") as emu:
         yield emu
 
 
 @pytest.fixture
 async def global_aidbox(pg_server_dsn: str) -> AsyncIterator[Emulator]:
     """Headquarters' Aidbox."""
-    async with _emulator(pg_server_dsn, "global") as emu:
+    async with fresh_emulator(pg_server_dsn, prefix="global") as emu:
         yield emu
 
 
@@ -82,7 +70,7 @@ async def sync_app(
 @pytest.fixture
 async def clinic_b(pg_server_dsn: str) -> AsyncIterator[Emulator]:
     """A second clinic's Aidbox (clinic-b, in another country than clinic-a)."""
-    async with _emulator(pg_server_dsn, "clinic_b") as emu:
+    async with fresh_emulator(pg_server_dsn, prefix="clinic_b") as emu:
         yield emu
 
 
