@@ -53,7 +53,7 @@ async def psql_handler(rt: Any, caller: Caller, req: Req) -> Res:
     if not isinstance(req.body, dict) or not isinstance(req.body.get("query"), str):
         raise invalid('Expected {"query": "<sql>"}')
     query = req.body["query"]
-    await rt.tables.ensure_all()
+    await rt.tables.ensure_for_query(query)
     execute = req.query.get("execute", "false").lower() == "true"
     started = time.perf_counter()
     body: dict[str, Any] = {"query": query}

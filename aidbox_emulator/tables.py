@@ -2,19 +2,21 @@
 
 Aidbox has every table from the start. Creating ~300 tables makes each fresh test database
 slow (a template copy takes seconds), so the emulator creates a FHIR type's tables the first
-time the type is touched (any route, a reference to it, or the first `$psql`, which creates
-them all so raw SQL sees the full layout). DDL runs on its own connection, committed before
-the request's transaction uses the tables.
+time the type is touched: any route, a reference to it, or a `$psql` query naming its table.
+A query that reads the catalog (``information_schema``, ``pg_class``, ...) gets them all, so
+raw SQL sees the full layout wherever it could tell. DDL runs on its own connection, committed
+before the request's transaction uses the tables.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable
 
 import asyncpg
 
-from .resource_types import AIDBOX_TYPES, BUILTIN_TYPES
+from .resource_types import AIDBOX_TYPES, BUILTIN_TYPES, history_table_name, table_name
 from .schema import DDL_LOCK, ensure_type_tables
 
 
@@ -48,3 +50,36 @@ class Tables:
     async def ensure_all(self) -> None:
         """Create the tables of every built-in type."""
         await self.ensure(BUILTIN_TYPES)
+
+    async def ensure_for_query(self, query: str) -> None:
+        """Create the tables a raw SQL query may read: those it names, or every one when it
+        reads the catalog (where a missing table would show)."""
+        if _CATALOG.search(query):
+            await self.ensure_all()
+        else:
+            await self.ensure(types_named(query))
+
+
+# Catalog relations a query lists tables through (PostgreSQL docs, "System Catalogs" and
+# "The Information Schema").
+_CATALOG = re.compile(
+    r"information_schema|pg_(?:class|tables|attribute|namespace|indexes|stat_user_tables)\b",
+    re.IGNORECASE,
+)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+_TYPE_OF_TABLE = {
+    name: resource_type
+    for resource_type in BUILTIN_TYPES
+    for name in (table_name(resource_type), history_table_name(resource_type))
+}
+
+
+def types_named(query: str) -> set[str]:
+    """The built-in types whose table or history table a query names (quoted or not; a word
+    that is no table, such as ``status`` or ``group`` as a keyword, may add one: harmless)."""
+    found = set()
+    for word in _IDENTIFIER.findall(query):
+        resource_type = _TYPE_OF_TABLE.get(word.lower())
+        if resource_type is not None:
+            found.add(resource_type)
+    return found

@@ -64,3 +64,36 @@ async def test_sdk_drop_before_all_runs_on_the_schema(box, uid):
     )
     assert dropped.body["status"] == "success", dropped.body
     assert (await box.get(f"/Patient/keep-{uid}")).status in (404, 410)
+
+
+async def test_psql_reads_the_table_of_a_type_nothing_touched_yet(box):
+    # Aidbox keeps a table and a history table for every type (database/database-schema.md):
+    # raw SQL over a type no request has used reads them, empty, rather than failing.
+    answer = await box.post(
+        "/$psql",
+        {
+            "query": "SELECT (SELECT count(*) FROM researchdefinition) AS live, "
+            "(SELECT count(*) FROM ResearchDefinition_history) AS history"
+        },
+    )
+    assert answer.body["status"] == "success", answer.body
+    assert parse_psql_response(answer.body) == [[{"live": 0, "history": 0}]]
+
+
+async def test_psql_sees_every_types_table_in_the_catalog(box):
+    # database/database-schema.md: one table per resource type, in the public schema.
+    answer = await box.post(
+        "/$psql",
+        {
+            "query": "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'public' AND table_name IN "
+            "('medicinalproductpackaged', 'medicinalproductpackaged_history') "
+            "ORDER BY table_name"
+        },
+    )
+    assert parse_psql_response(answer.body) == [
+        [
+            {"table_name": "medicinalproductpackaged"},
+            {"table_name": "medicinalproductpackaged_history"},
+        ]
+    ]
