@@ -270,20 +270,23 @@ class TransactionSink:
         """Delete again each target just written on a referrer's behalf that the source no
         longer has: the source deleted it after it was read for the create, and its own
         stream's deletion may have landed before the create did (docs/push.md, "Refusals").
-        Only the version the target holds now is deleted (If-Match, api/rest-api/crud/
-        delete.md): a write since, by the target's own stream, is the source's newer state,
-        and stays. Best effort: what is left behind, `$reconcile` finds."""
+        Only the version the target held before the source was asked is deleted (If-Match,
+        api/rest-api/crud/delete.md): a write since, by the target's own stream, is the
+        source's newer state (created again), and stays. Read in the other order, a
+        re-creation and its stream's write between the two reads would be deleted, and never
+        sent again. Best effort: what is left behind, `$reconcile` finds."""
         for item in created:
             try:
-                if await self._source.holds(item.source.resource_type, item.source.id):
-                    continue
                 path = f"/{item.target_type}/{item.target_id}"
                 held = await self._client.call("GET", path, accept=(404, 410))
                 version = (held.body or {}).get("meta", {}).get("versionId") if held.ok else None
-                if version is not None:
-                    await self._client.call(
-                        "DELETE", path, headers={"if-match": str(version)}, accept=(404, 410, 412)
-                    )
+                if version is None or await self._source.holds(
+                    item.source.resource_type, item.source.id
+                ):
+                    continue
+                await self._client.call(
+                    "DELETE", path, headers={"if-match": str(version)}, accept=(404, 410, 412)
+                )
             except SyncError as exc:
                 log.warning(
                     "%s/%s, written on a referrer's behalf and since deleted at the source, may "

@@ -542,6 +542,40 @@ async def test_a_target_created_on_a_referrers_behalf_after_the_clinic_deleted_i
     assert KEY.resource_id("Observation", "o1") in await resources(global_root, "Observation")
 
 
+async def test_a_target_created_on_a_referrers_behalf_then_created_again_is_not_deleted(
+    sync_app: RunningApp,
+    global_aidbox: Emulator,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # As above, but the clinic creates p1 again, and the Patient stream writes it, after the
+    # App saw p1 gone and before its read of headquarters' version: the If-Match of the
+    # deletion must name the version read before the clinic was asked, or it deletes the
+    # stream's own newer write, which nothing sends again (docs/push.md, "Refusals").
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p1"))
+    gid = KEY.resource_id("Patient", "p1")
+    refused = global_aidbox.faults.hold_next_request("POST", "/")  # o1 alone: p1 is missing
+    observations = asyncio.create_task(sync_app.service.sync(["Observation"]))
+    await refused.arrived()
+    create = global_aidbox.faults.hold_next_request("POST", "/", answer=True)
+    refused.release()
+    assert await refused.answered() == 422
+    await create.arrived()  # p1 created if absent, o1 written; the answer waits
+    await local_root.call("DELETE", "/Patient/p1")
+    look = global_aidbox.faults.hold_next_request("GET", f"/Patient/{gid}")
+    create.release()
+    await look.arrived()  # the App's read of headquarters' p1, held
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="male"))
+    [patients] = await sync_app.service.sync(["Patient"])
+    assert patients.error is None
+    look.release()
+    [referrer] = await observations
+    assert referrer.error is None
+    assert all(run.error is None for run in await sync_app.service.sync())
+    assert (await resources(global_root, "Patient"))[gid]["gender"] == "male"
+
+
 async def test_a_target_created_on_a_referrers_behalf_is_never_taken_for_sent(
     sync_app: RunningApp,
     global_aidbox: Emulator,
