@@ -72,7 +72,7 @@ class AppSettings(BaseSettings):
     )
     poll_interval: float = Field(5.0, gt=0, validation_alias=AliasChoices("SYNC_POLL_INTERVAL"))
     batch_max_entries: int = Field(
-        200, ge=1, le=10_000, validation_alias=AliasChoices("SYNC_BATCH_MAX_ENTRIES")
+        200, ge=1, le=1_000, validation_alias=AliasChoices("SYNC_BATCH_MAX_ENTRIES")
     )
     batch_max_bytes: int = Field(
         1_000_000, ge=10_000, validation_alias=AliasChoices("SYNC_BATCH_MAX_BYTES")

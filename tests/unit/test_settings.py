@@ -52,6 +52,7 @@ def test_local_role_needs_the_global_and_a_key() -> None:
         ("SYNC_ROLE", "hq"),
         ("SYNC_INSTANCE_ID", "has space"),
         ("SYNC_BATCH_MAX_ENTRIES", "0"),
+        ("SYNC_BATCH_MAX_ENTRIES", "1001"),  # headquarters refuses larger bundles
     ],
 )
 def test_invalid_values_are_refused_by_name(name: str, value: str) -> None:
