@@ -4,12 +4,17 @@ Aidbox takes a write transaction's txid from `transaction_id_seq` when the trans
 so txid 99 may commit after 100 is already visible (api/other/changes-api.md, "Possible Race
 Condition"). A reader that moves past 100 while 99 is in flight loses 99 forever.
 
-The bound used here is exact rather than time-based. We read the sequence's `last_value` H at
-database time t, then, in a later statement, the start time of the oldest transaction still
-open in the database. A transaction holding a txid <= H took it before t, so it started before
-t. If no transaction that started before t is still open, every txid <= H is committed or
-rolled back, and the window (checkpoint, H] can be read once and never changes again (new writes
-get txids > H). Otherwise the last bound proven settled is kept, and the caller retries soon.
+The bound used here is exact, and needs no clock. `nextval` takes a RowExclusiveLock on the
+sequence that its transaction holds until it ends (PostgreSQL, src/backend/commands/sequence.c,
+`lock_and_open_sequence`; shown by tests/integration/test_watermark.py), and `pg_locks` shows
+every backend's locks to any user (PostgreSQL docs, "pg_locks"). We read the sequence's
+`last_value` H, then, in a later statement, the transactions holding that lock: every
+transaction that took a txid <= H and is still open is among them. Once none of those is open
+any more, every txid <= H is committed or rolled back, and the window (checkpoint, H] can be
+read once and never changes again (new writes get txids > H). Until then the last bound proven
+settled is kept, and the caller retries soon. A transaction that only reads (a backup's
+snapshot, a report) takes no txid and holds nothing back; a clock stepped back cannot settle a
+bound early, since no times are compared.
 
 Both reads go through `$psql` (api/other/sql-endpoints.md), which the SDK itself relies on.
 """
@@ -25,34 +30,37 @@ from app.aidbox.client import AidboxClient
 from app.aidbox.psql import PsqlError, rows
 from app.errors import SyncError
 
-# The highest txid handed out (`last_value` is not yet used while `is_called` is false), the
-# sequence's cache (a backend caching values could hand out one <= head later: refused), and
-# the time, as integer microseconds since the epoch: exact, and no timestamp format to parse.
+# The highest txid handed out (`last_value` is not yet used while `is_called` is false), and
+# the sequence's cache (a backend caching values could hand out one <= head later: refused).
 _HEAD_SQL = (
     "SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END AS head, "
     "(SELECT seqcache FROM pg_sequence WHERE seqrelid = 'transaction_id_seq'::regclass) "
-    "AS cache, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS at "
-    "FROM transaction_id_seq s"
+    "AS cache FROM transaction_id_seq s"
 )
-# Client backends of this database other than the one answering this query; idle pooled
-# connections have no xact_start.
-# A session of another role shows '<insufficient privilege>' instead of its query and no
-# xact_start: then nothing can be proven, and the bound must not move.
-_OLDEST_OPEN_SQL = (
-    "SELECT (extract(epoch FROM min(xact_start)) * 1000000)::bigint AS oldest, "
-    "count(*) FILTER (WHERE query = '<insufficient privilege>') AS hidden "
-    "FROM pg_stat_activity "
-    "WHERE datname = current_database() AND backend_type = 'client backend' "
-    "AND pid <> pg_backend_pid()"
+# The transactions of this database, other than the one answering, that took a value of the
+# sequence (their virtual transaction ids, space-separated; NULL when none), and when the
+# oldest of them started, as integer microseconds since the epoch, for `$sync-status` only
+# (NULL where pg_stat_activity hides another role's session). A prepared transaction has no
+# pid: IS DISTINCT FROM keeps it.
+_HOLDERS_SQL = (
+    "SELECT string_agg(DISTINCT l.virtualtransaction, ' ') AS holders, "
+    "(extract(epoch FROM min(a.xact_start)) * 1000000)::bigint AS oldest "
+    "FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid "
+    "WHERE l.locktype = 'relation' AND l.relation = 'transaction_id_seq'::regclass "
+    "AND l.mode = 'RowExclusiveLock' "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND l.pid IS DISTINCT FROM pg_backend_pid()"
 )
+_MAX_PENDING = 64
 
 
 @dataclass(frozen=True)
 class Observation:
-    """A head observed at a database time."""
+    """A head, and the transactions that may hold a txid at or below it (those holding one
+    when it was read, and still open after)."""
 
     head: int
-    at: int  # microseconds since the epoch, database clock
+    holders: frozenset[str]
 
 
 class WatermarkError(SyncError):
@@ -64,12 +72,12 @@ class Watermark:
 
     def __init__(self, client: AidboxClient) -> None:
         self._client = client
-        # Unsettled observations, oldest first; bounded: a long transaction blocks them all
-        # alike, and the newest settle as soon as it ends.
-        self._pending: deque[Observation] = deque(maxlen=64)
+        # Unsettled observations, oldest first, at most _MAX_PENDING (a newer one replaces the
+        # newest kept: the oldest are the next to settle).
+        self._pending: deque[Observation] = deque()
         self.settled = 0
-        self.open_since: int | None = None  # start of the oldest open transaction, µs
-        # One observation at a time: a caller's activity read proves settled only what was
+        self.open_since: int | None = None  # start of the oldest transaction holding a txid, µs
+        # One observation at a time: a caller's holders read proves settled only what was
         # observed before it, so two interleaved observations (the global serves many
         # clinics at once) could settle a head seen after the proof.
         self._observing = asyncio.Lock()
@@ -92,19 +100,22 @@ class Watermark:
 
     async def _observe(self) -> int:
         row = await self._query(_HEAD_SQL)
-        head, at = int(row["head"]), int(row["at"])
+        head = int(row["head"])
         if int(row.get("cache") or 1) > 1:
             raise WatermarkError("transaction_id_seq caches values; the settled bound is unsafe")
-        activity = await self._query(_OLDEST_OPEN_SQL)
-        if int(activity.get("hidden") or 0):
-            raise WatermarkError("$psql cannot see every session; grant pg_read_all_stats")
-        oldest = activity.get("oldest")
-        self.open_since = int(oldest) if oldest is not None else None
-        # Observations are kept oldest first; each is settled once every transaction open now
-        # started after it. Under a steady flow of short overlapping transactions the newest
-        # is always blocked, while older ones settle: keeping only the newest would stall.
-        self._pending.append(Observation(head, at))
-        while self._pending and (self.open_since is None or self.open_since > self._pending[0].at):
+        found = await self._query(_HOLDERS_SQL)
+        holders = frozenset(str(found.get("holders") or "").split())
+        oldest = found.get("oldest")
+        self.open_since = int(oldest) if oldest is not None and holders else None
+        # Each observation settles once none of its holders is open. Under a steady flow of
+        # short overlapping transactions the newest is always held back, while older ones
+        # settle: keeping only the newest would stall.
+        observed = Observation(head, holders)
+        if len(self._pending) >= _MAX_PENDING:
+            self._pending[-1] = observed  # settles no earlier than the one it replaces
+        else:
+            self._pending.append(observed)
+        while self._pending and not (self._pending[0].holders & holders):
             self.settled = max(self.settled, self._pending.popleft().head)
         if self._pending and self._pending[-1].head <= self.settled:
             self._pending.clear()

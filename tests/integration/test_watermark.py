@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
+
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from app.sync.watermark import Watermark
 from tests.support.apps import RunningApp
-from tests.support.clinic import last_txid, patient
+from tests.support.clinic import KEY, last_txid, patient, resources
 from tests.support.headquarters import Headquarters
 
 
@@ -58,6 +60,49 @@ async def test_older_observations_settle_while_newer_ones_wait(
     second.release()
     await writes[1]
     assert await watermark.advance() >= second_txid
+
+
+async def test_a_transaction_holds_the_bound_back_from_its_first_txid_until_it_ends(
+    local_aidbox: Emulator, local_root: AidboxClient
+) -> None:
+    # What the bound relies on, in PostgreSQL itself: nextval's lock on the sequence is held
+    # by its transaction through later statements and idle time, until it ends
+    # (src/backend/commands/sequence.c, lock_and_open_sequence), whoever's session it is.
+    watermark = Watermark(local_root)
+    writer = await asyncpg.connect(local_aidbox.dsn)
+    try:
+        async with writer.transaction():
+            txid = await writer.fetchval("SELECT nextval('transaction_id_seq')")
+            await writer.fetchval("SELECT count(*) FROM pg_class")  # more work, then idle
+            assert await watermark.advance() < txid
+            assert watermark.pending and watermark.open_since is not None
+        assert await watermark.advance() >= txid
+        assert not watermark.pending and watermark.open_since is None
+    finally:
+        await writer.close()
+
+
+async def test_a_transaction_that_only_reads_holds_nothing_back(
+    sync_app: RunningApp,
+    local_aidbox: Emulator,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # A backup's snapshot (pg_dump: repeatable read, read only), a report, a session left
+    # idle in a transaction: none takes a txid, none can hide a change, and none may stop the
+    # push (helper-31's review: the bound waited for every open transaction).
+    reader = await asyncpg.connect(local_aidbox.dsn)
+    try:
+        snapshot = reader.transaction(isolation="repeatable_read", readonly=True)
+        await snapshot.start()
+        await reader.fetchval("SELECT count(*) FROM pg_class")
+        await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+        [run] = await sync_app.service.sync(["Patient"])
+        assert run.error is None and run.counters.written == 1
+        assert KEY.resource_id("Patient", "p1") in await resources(global_root, "Patient")
+        await snapshot.rollback()
+    finally:
+        await reader.close()
 
 
 async def test_an_app_client_without_psql_is_told_by_sync_and_by_sync_status(
