@@ -77,19 +77,20 @@ class LocalEditScan:
         # (a write per look would itself move the clinic's head, forever).
         self._checked: dict[str, int] = {}
 
-    async def scan(self, resource_type: str, upto: int) -> int:
+    async def scan(self, resource_type: str, upto: int) -> list[Change]:
         """Look at the clinic's changes of `resource_type` up to its settled bound `upto`;
-        returns how many local edits were found."""
+        returns the local edits found (what the pull's memory of what it sent must forget:
+        the clinic no longer holds what it was sent)."""
         info = await self._checkpoints.load(Direction.PULL, resource_type)
         if info.localEdits is None:  # the first look: edits are counted from now on
             await self._checkpoints.save(
                 info.model_copy(update={"localEdits": LocalEdits(checked=upto)})
             )
             self._checked[resource_type] = upto
-            return 0
+            return []
         lo = max(info.localEdits.checked, self._checked.get(resource_type, 0))
         if upto <= lo:
-            return 0
+            return []
         synced: set[str] = set()
         async for _, tokens in ChangeFeed(self._clinic, FENCE_TYPE).windows(lo, upto):
             synced.update(
@@ -100,7 +101,7 @@ class LocalEditScan:
             found += [c for c in changes if change_mark(c) not in synced]
         self._checked[resource_type] = upto
         if not found:
-            return 0
+            return []
         await self._checkpoints.save(recorded(info, found, upto, datetime.now(UTC)))
         log.warning(
             "stream %s: %d local edit(s) of pulled resources; headquarters' next change "
@@ -108,4 +109,4 @@ class LocalEditScan:
             info.id,
             len(found),
         )
-        return len(found)
+        return found

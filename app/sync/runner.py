@@ -153,9 +153,13 @@ class SyncService:
 
     async def _look_for_local_edits(self, resource_type: str) -> None:
         """Before a pull overwrites them, report the clinic's edits of pulled resources
-        (local_edits.py); a failure to look never holds the pull back."""
+        (local_edits.py), and forget having sent them: headquarters' next change of one is
+        written even if its body is the one pulled before (a rename undone, a re-save). A
+        failure to look never holds the pull back."""
         try:
-            await self._edits.scan(resource_type, await self._watermark.advance())
+            found = await self._edits.scan(resource_type, await self._watermark.advance())
+            for change in found:
+                self._sent[Direction.PULL].forget((change.resource_type, change.id))
         except Exception as exc:
             log.warning("pull %s: local edits not looked at: %s", resource_type, logged_reason(exc))
 

@@ -103,6 +103,31 @@ async def test_a_local_edit_of_a_pulled_organization_is_overwritten_and_reported
     assert stream["localEdits"]["count"] == 1
 
 
+async def test_headquarters_next_change_overwrites_a_local_edit_even_with_the_body_pulled_before(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    # docs/pull.md, "Headquarters is authoritative": its next change overwrites the edit, even
+    # when that change's body is the one pulled before (a rename undone, a re-save), which the
+    # pull's memory of what it sent would skip as unchanged (helper-31's review).
+    await put(global_root, organization("org-us", "US", "Boston Group"))
+    await put(global_root, organization("org-de", "US", "Berlin Group"))
+    await pull(local_root)
+    await put(local_root, organization("org-us", "US", "Renamed at the clinic"))
+    await local_root.call("DELETE", "/Organization/org-de")
+    await put(global_root, organization("org-us", "US", "Boston Group East"))
+    await put(global_root, organization("org-us", "US", "Boston Group"))
+    await put(global_root, organization("org-de", "US", "Berlin Group"))
+    await pull(local_root)
+    held = await resources(local_root, "Organization")
+    assert {k: v["name"] for k, v in held.items()} == {
+        "org-us": "Boston Group",
+        "org-de": "Berlin Group",
+    }
+    status = (await local_root.call("GET", "/$sync-status")).body
+    [stream] = [s for s in status["streams"] if s["stream"] == "pull-Organization"]
+    assert stream["localEdits"]["count"] == 2
+
+
 async def test_a_type_configured_both_ways_is_refused_and_the_previous_configuration_stays(
     sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
 ) -> None:
