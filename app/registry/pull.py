@@ -14,7 +14,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from app.aidbox.client import AidboxClient
 from app.errors import SyncError
@@ -22,11 +29,12 @@ from app.model import AidboxInstance, ResourceTypeName
 from app.registry.inventory import caller_instance
 from app.registry.scope import PUSHED_ID, SyncScope, in_scope
 from app.sync.feed import HIDDEN, FeedError
+from app.sync.source import HEADQUARTERS_MAX_PROBE
 from app.sync.watermark import Watermark
 
 log = logging.getLogger("aidbox_sync.pull")
 
-MAX_COUNT = 10_000  # entries per window read
+MAX_COUNT = 10_000  # entries per window read with resources
 MAX_IDS = 100  # ids per $pull-read
 # A FHIR id (FHIR R4 datatypes, "id").
 _FHIR_ID = r"^[A-Za-z0-9\-.]{1,64}$"
@@ -51,9 +59,17 @@ class ChangesQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: ResourceTypeName
     version: tuple[int, int] | None = None
-    count: int = Field(1000, ge=1, le=MAX_COUNT, alias="_count")
+    count: int = Field(1000, ge=1, le=HEADQUARTERS_MAX_PROBE, alias="_count")
     omit_resources: bool = Field(False, alias="omit-resources")
     settle: bool = False
+
+    @model_validator(mode="after")
+    def _bodies_bounded(self) -> ChangesQuery:
+        # ids alone are small: a transaction larger than a page is counted by its ids
+        # (app/sync/feed.py), and a country's subdivisions may be thousands in one import
+        if not self.omit_resources and self.count > MAX_COUNT:
+            raise ValueError(f"_count: at most {MAX_COUNT} with resources")
+        return self
 
     @field_validator("version", mode="before")
     @classmethod

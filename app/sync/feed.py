@@ -62,6 +62,9 @@ class FeedError(SyncError):
 class ChangeSource(Protocol):
     """An Aidbox end a stream reads (source.py)."""
 
+    # The most entries one id-only read may ask for, if the source has a limit.
+    max_probe: int | None
+
     async def head(self, resource_type: str) -> int:
         """The type's latest version this reader may read up to."""
 
@@ -245,9 +248,17 @@ class ChangeFeed:
         """The window (a, b] of one transaction larger than a page, a page at a time: its ids
         first (ids only, `omit-resources`), then the current state of each, by `_id` lists.
         Every part but the last is yielded with upper None: the window is not complete."""
-        count = self.page_size + 1
+        count, limit = self.page_size + 1, self._source.max_probe
         while len(probe := await self._changes(a, b, count, probe=True)) >= count:
+            if limit is not None and count >= limit:
+                raise FeedError(
+                    f"{self.resource_type}: one transaction holds {limit:,} changes or more, "
+                    "more than the source answers at once; split such a load into smaller "
+                    "transactions"
+                )
             count *= 4  # ids only: small, however large the transaction
+            if limit is not None:
+                count = min(count, limit)
         ids = sorted(
             {str((item.get("resource") or {}).get("id")) for item in probe if not _hidden(item)}
         )

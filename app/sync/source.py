@@ -17,6 +17,9 @@ from app.sync.feed import FeedError
 
 # Ids per search by `_id` list: keeps the request line short (a few kilobytes).
 ID_LIST = 50
+# Entries of one id-only `$pull-changes` read (docs/pull.md): how large one transaction of a
+# pulled type may be at headquarters. Aidbox's own `$changes` states no maximum `_count`.
+HEADQUARTERS_MAX_PROBE = 200_000
 
 
 def _changes_list(resource_type: str, status: int, body: Any) -> list[Any]:
@@ -38,6 +41,8 @@ def _window(lo: int, hi: int, count: int, probe: bool) -> dict[str, str]:
 
 class AidboxSource:
     """An Aidbox's own Changes API and searches (the clinic's, for push)."""
+
+    max_probe: int | None = None
 
     def __init__(self, client: AidboxClient) -> None:
         self.client = client
@@ -77,6 +82,8 @@ class AidboxSource:
 class HeadquartersSource:
     """Headquarters' administrative data as this clinic may have it: the global App's
     `$pull-changes` and `$pull-read` (docs/pull.md, "The operations")."""
+
+    max_probe: int | None = HEADQUARTERS_MAX_PROBE
 
     def __init__(self, client: AidboxClient) -> None:
         self.client = client

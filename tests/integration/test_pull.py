@@ -8,9 +8,10 @@ from typing import Any
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
+from app.aidbox.psql import rows
 from tests.support.apps import RunningApp
-from tests.support.clinic import encounter, patient, pull, resources
-from tests.support.headquarters import CLINIC, area, location, organization
+from tests.support.clinic import encounter, patient, pull, resources, store_rows
+from tests.support.headquarters import CLINIC, Headquarters, area, location, organization
 
 PULLED = ["AdministrativeArea", "Organization", "Location"]
 
@@ -126,6 +127,32 @@ async def test_headquarters_next_change_overwrites_a_local_edit_even_with_the_bo
     status = (await local_root.call("GET", "/$sync-status")).body
     [stream] = [s for s in status["streams"] if s["stream"] == "pull-Organization"]
     assert stream["localEdits"]["count"] == 2
+
+
+async def test_a_country_list_imported_in_one_transaction_reaches_the_clinic(
+    local_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # ISO 3166-2 lists about 5,000 subdivisions, which an import writes in one transaction
+    # (one txid). Larger than a page, it is counted by ids, in reads growing fourfold: past
+    # 10,000 entries (3,216 * 4) they were refused, and the stream failed at that window on
+    # every run (helper-31's review); ids alone may be read up to 200,000 (docs/pull.md).
+    await put(global_root, area("US", "United States"))
+    n = 3300
+    subdivisions = (
+        "SELECT 'US-' || g::text, tx.txid, jsonb_build_object('code', 'US-' || g::text, "
+        "'name', 'Area ' || g::text, 'kind', 'subdivision', 'country', 'US', "
+        "'status', 'active') "
+        f"FROM (SELECT nextval('transaction_id_seq') AS txid) AS tx, generate_series(1, {n}) g"
+    )
+    await store_rows(global_root, "AdministrativeArea", subdivisions)
+    env = {"SYNC_RUNNER_ENABLED": "false", "SYNC_BATCH_MAX_ENTRIES": "200"}
+    async with headquarters.clinic_app(local_aidbox.url, **env):
+        await pull(local_root)
+    [held] = await rows(local_root, "SELECT count(*) AS n FROM administrativearea")
+    assert int(held["n"]) == n + 1
 
 
 async def test_a_type_configured_both_ways_is_refused_and_the_previous_configuration_stays(

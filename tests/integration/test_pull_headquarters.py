@@ -176,6 +176,7 @@ async def test_a_window_above_the_settled_bound_is_refused(
         {"version": "²,3"},  # a digit to str.isdigit, not to int()
         {"version": "0,3", "_count": "0"},
         {"version": "0,3", "_count": "10001"},
+        {"version": "0,3", "_count": "200001", "omit-resources": "true"},
         {"since": "3"},
     ],
 )
@@ -185,6 +186,15 @@ async def test_malformed_windows_are_refused(
     resp = await pull(as_a, "pull-changes", type="Organization", **params)
     assert resp.status == 400, resp.body
     assert resp.body["resourceType"] == "OperationOutcome"
+
+
+async def test_ids_alone_may_be_read_in_larger_counts_than_resources(
+    headquarters: Headquarters, as_a: AidboxClient
+) -> None:
+    # A transaction larger than a page is counted by its ids (docs/pull.md): up to 200,000.
+    params = {"version": "0,3", "_count": "200000", "omit-resources": "true"}
+    resp = await pull(as_a, "pull-changes", type="Organization", **params)
+    assert resp.status == 200, resp.body
 
 
 async def test_a_read_lists_only_what_exists_in_the_callers_scope(
