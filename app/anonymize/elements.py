@@ -29,7 +29,12 @@ from app.anonymize.methods import (
     over_age,
 )
 from app.anonymize.pseudonym import PseudonymKey
-from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE, US_STATES, ZIP_COUNTRIES
+from app.anonymize.safe_harbor import (
+    MAX_REPORTABLE_AGE,
+    SUBDIVISIONS,
+    US_STATES,
+    ZIP_COUNTRIES,
+)
 from app.anonymize.tree import CompiledRule, Node
 
 # An absolute reference in Aidbox format is {"uri": ...}; a choice-type URI (value.uri) has the
@@ -104,10 +109,8 @@ def finish(
     removed. ``mark``: how many targets were noted before its children were walked (those
     noted since are not sent when it is removed or replaced)."""
     result: Any = DROP
-    if frame.zip3 and "postalCode" in out and _abroad(obj):
-        del out["postalCode"]
-        where = f"{path}.postalCode" if path is not None else None
-        ctx.record(where, "removed", "engine: a ZIP3 of an address outside the US")
+    if frame.zip3 or frame.states:
+        _us_only(obj, out, frame, ctx, path)
         if not out:
             return DROP
     if frame.quantity and type(out.get("value")) is list:
@@ -138,6 +141,30 @@ def finish(
     if ctx.targets is not None:
         del ctx.targets[mark:]  # what was walked inside it is not sent
     return result
+
+
+def _us_only(obj: dict, out: dict[str, Any], frame: Frame, ctx: Context, path: str | None) -> None:
+    """Remove from an Address outside the US what only a US address may send: a ZIP3 (a rule
+    of US ZIP codes), and a US state's code or name (which abroad names a place below a
+    state)."""
+    zip3 = frame.zip3 and "postalCode" in out
+    state = frame.states and _us_state(out.get("state"))
+    if not (zip3 or state) or not _abroad(obj):
+        return
+    for name, sent, what in (("postalCode", zip3, "a ZIP3"), ("state", state, "a US state")):
+        if sent:
+            del out[name]
+            where = f"{path}.{name}" if path is not None else None
+            ctx.record(where, "removed", f"engine: {what} in an address outside the US")
+
+
+def _us_state(value: Any) -> bool:
+    """A US state's code or name that is no other country's subdivision code: outside the US,
+    "MI" is Milan's province and "CO" Como's, below a state (§164.514(b)(2)(i)(B))."""
+    if type(value) is not str:
+        return False
+    folded = value.strip().casefold()
+    return folded in US_STATES and folded not in SUBDIVISIONS
 
 
 def _abroad(address: dict) -> bool:

@@ -286,6 +286,39 @@ def test_a_us_address_sends_its_zip3(key: PseudonymKey, address: dict[str, Any],
     assert anonymize(patient_at(**address), PLAN, key)["address"][0]["postalCode"] == zip3
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        {"country": "IT", "city": "Milano", "state": "MI"},  # Milan's province, not Michigan
+        {"country": "ES", "state": "MA"},  # Málaga's province
+        {"country": "Italia", "state": "CO"},  # Como; a country no list knows is not the US
+        {"country": "FR", "state": "Georgia"},
+    ],
+)
+def test_a_us_states_code_in_an_address_outside_the_us_does_not_leave(
+    key: PseudonymKey, address: dict[str, Any]
+) -> None:
+    # abroad, a code that reads as a US state names a province, below a state
+    # (§164.514(b)(2)(i)(B)); helper-29's review
+    sent = anonymize(patient_at(**address), PLAN, key)
+    assert "state" not in str(sent), sent
+
+
+@pytest.mark.parametrize(
+    ("address", "state"),
+    [
+        ({"country": "US", "state": "MI"}, "MI"),
+        ({"state": "CO"}, "CO"),  # nothing says where: read as a US address
+        ({"country": "DE", "state": "DE-BY"}, "DE-BY"),
+        ({"country": "IT", "state": "IT-25"}, "IT-25"),  # Lombardy, a region: first level
+    ],
+)
+def test_a_state_that_matches_its_address_leaves(
+    key: PseudonymKey, address: dict[str, Any], state: str
+) -> None:
+    assert anonymize(patient_at(**address), PLAN, key)["address"][0]["state"] == state
+
+
 LOCAL_AGE = {"coding": [{"system": "http://clinic.example/flowsheet", "code": "AGE"}]}
 
 
