@@ -120,11 +120,18 @@ def test_an_item_without_text_in_an_allowed_question_sends_no_answer(key: Pseudo
     ]
 
 
-@pytest.mark.parametrize("code", ["30525-0", "21611-9", "21612-7", "29553-5", "30972-4", "63900-5"])
+@pytest.mark.parametrize(
+    "code", ["30525-0", "21611-9", "21612-7", "29553-5", "30972-4", "63900-5", "39016-1"]
+)
 def test_an_age_coded_observation_over_89_is_aggregated(key: PseudonymKey, code: str) -> None:
-    # LOINC 63900-5 "Current age or age at death": an age in years, as the others
+    # LOINC 63900-5 "Current age or age at death": an age in years, as the others; 39016-1
+    # "Age at death", the Decedent Age of HL7's death reporting IG (helper-29's review)
     coded = {"coding": [{"system": LOINC, "code": code}]}
-    for value in ({"integer": 95}, {"Quantity": {"value": 95, "unit": "a"}}):
+    for value in (
+        {"integer": 95},
+        {"Quantity": {"value": 95, "unit": "a"}},
+        {"Quantity": {"value": 95}},
+    ):
         out = anonymize(observation(value, code=coded), PLAN, key)
         assert out["value"] in ({"integer": 90}, {"Quantity": AGGREGATED}), (code, value)
     young = anonymize(observation({"integer": 45}, code=coded), PLAN, key)
