@@ -316,7 +316,8 @@ def zip3(value: Any) -> str | _Drop:
 def age(value: Any, max_age: int, today: date) -> Any:
     """Cap an age, or reduce a birth date to its year unless that year says "over ``max_age``".
 
-    - a number above ``max_age`` becomes ``max_age + 1`` (the single "90 or older" category);
+    - a number above ``max_age`` becomes ``max_age + 1`` (the single "90 or older" category),
+      and a number below zero (no age) is removed, in a Quantity too;
     - a Quantity/Age (a dict with a numeric ``value``) over ``max_age`` years, in whatever time
       unit it is written (UCUM code, with or without its system, or unit word; none, or one
       that is not a time, means years), becomes "``max_age + 1`` years or more"; a younger one
@@ -328,9 +329,10 @@ def age(value: Any, max_age: int, today: date) -> Any:
     if isinstance(value, bool):
         return DROP
     if isinstance(value, int | float):
-        return max_age + 1 if value > max_age else value
+        # no age is below zero: "-123456789" is a number typed into an age field (an SSN)
+        return DROP if value < 0 else max_age + 1 if value > max_age else value
     if isinstance(value, dict):
-        if not is_number(value.get("value")):
+        if not is_number(value.get("value")) or value["value"] < 0:
             return DROP
         if over_age(value, max_age, in_years=True):
             return aggregated(max_age)

@@ -21,6 +21,7 @@ _IGNORABLE = re.compile(
 # A word is a run of letters (with their marks) or a run of digits: "patient_age" and "Age1"
 # hold the word "age" as a reader sees it.
 _WORD = re.compile(r"[^\W\d_]+|\d+")
+_LETTER = re.compile(r"[^\W\d_]")
 
 # What may show a text in another order than it is stored in (Unicode Standard Annex #9): the
 # directional marks, embeddings, overrides and isolates, and letters of right-to-left scripts
@@ -69,10 +70,13 @@ def question_reading(text: str) -> str:
     may be in another order than what is stored: a text with a directional control, or with
     letters of a right-to-left script. Such a text reads as no text (its answers are judged
     by its linkId alone): "DI rebmeM" after a right-to-left override (U+202E) shows
-    "Member ID", and an order rebuilt here could differ from the one a screen shows."""
+    "Member ID", and an order rebuilt here could differ from the one a screen shows. So does
+    a text without a letter (".", "—", "1."), which tells no more than a missing one of what
+    it asks."""
     if not text.isascii() and (
         _DIRECTIONAL.search(text)
         or any(unicodedata.bidirectional(char) in _RIGHT_TO_LEFT for char in text)
     ):
         return ""
-    return normalize_question(text)
+    normalized = normalize_question(text)
+    return normalized if _LETTER.search(normalized) else ""

@@ -645,3 +645,33 @@ def test_a_resource_walked_again_for_its_ages_explains_every_change_once(
     paths = [change.path for change in explained.changes]
     assert len(paths) == len(set(paths))
     assert "Condition.meta.security" in paths and "Condition.id" in paths
+
+
+@pytest.mark.parametrize("text", [".", "—", "_", "()", "·", "1.", " - "])
+def test_a_nested_item_whose_text_has_no_letter_sends_no_answer(
+    key: PseudonymKey, text: str
+) -> None:
+    # a text with no letter tells no more than a missing one of what it asks: it does not
+    # inherit the keep of its group (helper-29's review)
+    group = {
+        "linkId": "w",
+        "text": "Weight",
+        "answer": [{"value": {"integer": 70}}],
+        "item": [{"linkId": "w.1", "text": text, "answer": [{"value": {"integer": 123456789}}]}],
+    }
+    out = anonymize(response(group), PLAN, key)
+    assert "123456789" not in str(out), out
+    assert out["item"][0]["answer"] == [{"value": {"integer": 70}}]
+
+
+def test_an_age_answer_below_zero_is_no_age_and_does_not_leave(key: PseudonymKey) -> None:
+    # a number typed with a leading "-" into an age field (an SSN, a phone number) is no age
+    answers = [
+        {"value": {"integer": -123456789}},
+        {"value": {"decimal": -6175551234}},
+        {"value": {"Quantity": {"value": -123456789, "unit": "a"}}},
+        {"value": {"integer": 0}},
+        {"value": {"integer": 45}},
+    ]
+    out = anonymize(response({"linkId": "age", "text": "Age", "answer": answers}), PLAN, key)
+    assert out["item"][0]["answer"] == [{"value": {"integer": 0}}, {"value": {"integer": 45}}]
