@@ -49,6 +49,11 @@ KEEP = 10_000
 # The most transactions of one stream any run may have in flight: the reserve of a new run,
 # and the run of missing numbers after which no token of the stream can exist.
 MAX_IN_FLIGHT = 4
+# The most entries the fence opens one transaction with: a run's first token and its reserve
+# (the numbers missing up to MAX_IN_FLIGHT past the last present, at most 2 * MAX_IN_FLIGHT),
+# each with the deletion of the token KEEP below it. Headquarters' policy for clinics allows
+# bundles of SYNC_BATCH_MAX_ENTRIES' largest value and these (docs/access-control.md).
+MAX_FENCE_ENTRIES = 4 * MAX_IN_FLIGHT
 
 
 class FenceLost(SyncError):

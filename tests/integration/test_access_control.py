@@ -803,14 +803,14 @@ async def test_a_bundle_is_judged_by_its_entries_even_if_entries_were_not_checke
     ):
         assert not await allows(transaction(put(mine), bad)), bad
     # A bundle whose entries cannot be read from its body would read as empty: refused, as
-    # are an empty bundle and one longer than the App's largest batch with its fence token.
+    # are an empty bundle and one longer than the App's largest batch with its fence entries.
     bundle = transaction(put(body("Patient", b_patient)))
     as_text = json.dumps(json.dumps(bundle))  # a jsonb string, not the object
     for unreadable in (None, as_text, [bundle], {"resourceType": "Bundle"}):
         assert not await allows(unreadable), unreadable  # type: ignore[arg-type]
     assert not await allows(transaction())
-    many = [put(body("Patient", own("Patient", f"n{n}"))) for n in range(1002)]
-    assert await allows(transaction(*many[:1001]))
+    many = [put(body("Patient", own("Patient", f"n{n}"))) for n in range(1017)]
+    assert await allows(transaction(*many[:1016]))
     assert not await allows(transaction(*many))
 
 
@@ -819,8 +819,8 @@ async def test_a_clinic_may_not_hold_a_transaction_open_at_headquarters_with_a_h
 ) -> None:
     # Every clinic's pull waits for the transactions open at headquarters (docs/pull.md): a
     # bundle of more entries than the App ever sends is refused before it runs.
-    many = [put(body("Patient", own("Patient", f"n{n}"))) for n in range(1002)]
+    many = [put(body("Patient", own("Patient", f"n{n}"))) for n in range(1017)]
     refused = await as_a.request("POST", "/", json=transaction(*many))
     assert refused.status == 403, refused.body
-    allowed = await as_a.request("POST", "/", json=transaction(*many[:1001]))
+    allowed = await as_a.request("POST", "/", json=transaction(*many[:1016]))
     assert allowed.status == 200, allowed.body

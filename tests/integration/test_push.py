@@ -8,6 +8,7 @@ import logging
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
@@ -147,6 +148,54 @@ async def test_observation_ahead_of_its_patient_brings_the_patient(
     later = await sync(local_root, "/ChangesInfo/push-Patient/$sync")
     assert later["push-Patient"]["written"] == 1
     assert await resources(global_root, "Patient") == brought
+
+
+async def test_a_full_batch_of_the_largest_size_is_accepted_by_headquarters(
+    local_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # The clinics' policy caps a bundle's entries (docs/access-control.md): the App's largest
+    # batch, its run's first transaction (fence token, reserve) included, stays within it
+    # (helper-32's review: 1,000 entries and the fence's were refused).
+    await bulk_load(local_root, "Patient", [f"p{n}" for n in range(1000)])
+    env = {"SYNC_RUNNER_ENABLED": "false", "SYNC_BATCH_MAX_ENTRIES": "1000"}
+    async with headquarters.clinic_app(local_aidbox.url, **env) as app:
+        [run] = await app.service.sync(["Patient"])
+    assert run.error is None, run.error
+    assert len(await resources(global_root, "Patient")) == 1000
+
+
+async def test_targets_created_on_referrers_behalf_never_grow_a_transaction_past_a_batch(
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each Observation refers to a Patient headquarters lacks: each is created on its behalf
+    # in the Observation's transaction, and a batch they outgrow goes as batches.
+    for n in range(4):
+        await local_root.call("PUT", f"/Patient/p{n}", json=patient(f"p{n}"))
+        await local_root.call("PUT", f"/Observation/o{n}", json=observation(f"o{n}", f"p{n}"))
+    sizes: list[int] = []
+    carry_out = Emulator._carry_out
+
+    async def counted(self: Emulator, request: web.Request) -> web.StreamResponse:
+        if self is global_aidbox and request.method == "POST" and request.path == "/":
+            entries = (await request.json()).get("entry") or []
+            sizes.append(sum(1 for e in entries if "SyncFence" not in e["request"]["url"]))
+        return await carry_out(self, request)
+
+    monkeypatch.setattr(Emulator, "_carry_out", counted)
+    env = {"SYNC_RUNNER_ENABLED": "false", "SYNC_BATCH_MAX_ENTRIES": "4"}
+    async with headquarters.clinic_app(local_aidbox.url, **env) as app:
+        [run] = await app.service.sync(["Observation"])
+    assert run.error is None and run.counters.written == 4
+    assert len(await resources(global_root, "Patient")) == 4
+    assert max(sizes) <= 4, sizes
 
 
 async def test_rejected_resource_is_quarantined_and_the_rest_arrives(

@@ -10,7 +10,8 @@ from app.anonymize.fhir_types import is_resource_type
 from app.registry.instances import default_types
 from app.registry.scope import PUSHED_ID
 from app.registry.types import REGISTRABLE_TYPES, unregistrable
-from app.settings import Role
+from app.settings import AppSettings, Role
+from app.sync.fence import MAX_FENCE_ENTRIES
 from tests.support.clinic import clinic_key
 
 
@@ -69,3 +70,12 @@ def test_references_to_pulled_data_exclude_the_pushed_shape_the_pull_excludes() 
     ]
     for rid in samples:
         assert bool(in_policy.fullmatch(rid)) == bool(PUSHED_ID.fullmatch(rid)), rid
+
+
+def test_the_bundle_size_allowed_is_the_apps_largest_transaction() -> None:
+    # The most entries a clinic's transaction holds: the largest batch SYNC_BATCH_MAX_ENTRIES
+    # allows (targets created on referrers' behalf included: app/sync/sink.py splits a batch
+    # they outgrow) and the fence's entries; the policy refuses a longer bundle.
+    largest = AppSettings.model_fields["batch_max_entries"].metadata
+    [bound] = re.findall(r"jsonb_array_length\(r\.body -> 'entry'\) BETWEEN 1 AND (\d+)", _query())
+    assert int(bound) == max(m.le for m in largest if hasattr(m, "le")) + MAX_FENCE_ENTRIES
