@@ -41,9 +41,11 @@ _HEAD_SQL = (
 # sequence (their virtual transaction ids, space-separated; NULL when none), and when the
 # oldest of them started, as integer microseconds since the epoch, for `$sync-status` only
 # (NULL where pg_stat_activity hides another role's session). A prepared transaction has no
-# pid: IS DISTINCT FROM keeps it.
+# pid (IS DISTINCT FROM keeps it) and its virtual id changes when the server restarts: all
+# of them are one holder, "prepared", which an observation waits for until none is left.
 _HOLDERS_SQL = (
-    "SELECT string_agg(DISTINCT l.virtualtransaction, ' ') AS holders, "
+    "SELECT string_agg(DISTINCT CASE WHEN l.pid IS NULL THEN 'prepared' "
+    "ELSE l.virtualtransaction END, ' ') AS holders, "
     "(extract(epoch FROM min(a.xact_start)) * 1000000)::bigint AS oldest "
     "FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid "
     "WHERE l.locktype = 'relation' AND l.relation = 'transaction_id_seq'::regclass "

