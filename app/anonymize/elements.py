@@ -29,12 +29,7 @@ from app.anonymize.methods import (
     over_age,
 )
 from app.anonymize.pseudonym import PseudonymKey
-from app.anonymize.safe_harbor import (
-    MAX_REPORTABLE_AGE,
-    SUBDIVISIONS,
-    US_STATES,
-    ZIP_COUNTRIES,
-)
+from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE, US_STATES, ZIP_COUNTRIES
 from app.anonymize.tree import CompiledRule, Node
 
 # An absolute reference in Aidbox format is {"uri": ...}; a choice-type URI (value.uri) has the
@@ -109,7 +104,7 @@ def finish(
     removed. ``mark``: how many targets were noted before its children were walked (those
     noted since are not sent when it is removed or replaced)."""
     result: Any = DROP
-    if frame.zip3 or frame.states:
+    if frame.zip3 or frame.states is not None:
         _us_only(obj, out, frame, ctx, path)
         if not out:
             return DROP
@@ -148,7 +143,7 @@ def _us_only(obj: dict, out: dict[str, Any], frame: Frame, ctx: Context, path: s
     of US ZIP codes), and a US state's code or name (which abroad names a place below a
     state)."""
     zip3 = frame.zip3 and "postalCode" in out
-    state = frame.states and _us_state(out.get("state"))
+    state = frame.states is not None and _us_state(out.get("state"), frame.states)
     if not (zip3 or state) or not _abroad(obj):
         return
     for name, sent, what in (("postalCode", zip3, "a ZIP3"), ("state", state, "a US state")):
@@ -158,13 +153,14 @@ def _us_only(obj: dict, out: dict[str, Any], frame: Frame, ctx: Context, path: s
             ctx.record(where, "removed", f"engine: {what} in an address outside the US")
 
 
-def _us_state(value: Any) -> bool:
-    """A US state's code or name that is no other country's subdivision code: outside the US,
-    "MI" is Milan's province and "CO" Como's, below a state (§164.514(b)(2)(i)(B))."""
+def _us_state(value: Any, listed: frozenset[str]) -> bool:
+    """A US state's code or name that the profile does not list as a state of its own:
+    outside the US, "MI" is Milan's province and "CO" Como's, below a state
+    (§164.514(b)(2)(i)(B)); "WA" may be Western Australia's, where a clinic lists it."""
     if type(value) is not str:
         return False
     folded = value.strip().casefold()
-    return folded in US_STATES and folded not in SUBDIVISIONS
+    return folded in US_STATES and folded not in listed
 
 
 def _abroad(address: dict) -> bool:

@@ -104,7 +104,9 @@ class Frame:
     is_age: bool = False  # an Age: over 89 is aggregated, in years when no time unit is given
     extension: bool = False  # an Extension: removed when neither value nor extension is left
     zip3: bool = False  # an Address whose postalCode goes by zip3: only from a US address
-    states: bool = False  # an Address whose state goes by state: a US one only from the US
+    # an Address whose state goes by state: a US one only from the US, unless the rule lists
+    # it (the clinic's own states: Western Australia's WA); None for any other frame
+    states: frozenset[str] | None = None
     finishing: bool = False  # one of the above: the walker checks the object's output
     ages: bool = False  # has code and value, and the profile lists age codes
     _age_step: Step | None = None
@@ -178,13 +180,15 @@ def _frame(
             found.extension = owner.is_a("Extension")
             # zip3 is the rule of US ZIP codes; another rule on postalCode is the profile's
             found.zip3 = owner.is_a("Address") and _method_of(found, "postalCode") == "zip3"
-            found.states = owner.is_a("Address") and _method_of(found, "state") == "state"
+            if owner.is_a("Address") and _method_of(found, "state") == "state":
+                rule = found.step("state").rule
+                found.states = rule.values if rule is not None else frozenset()
             found.finishing = (
                 bool(found.required)
                 or found.quantity
                 or found.extension
                 or found.zip3
-                or found.states
+                or found.states is not None
             )
             value = owner.elements.get("value")
             found.ages = bool(

@@ -20,10 +20,15 @@ def _unchanged(value: Any, key: PseudonymKey, today: date) -> Any:
     return methods.keep(value)
 
 
+def _listed(spec: MethodSpec) -> frozenset[str]:
+    """A rule's ``values``, casefolded: the states or countries a clinic adds to the lists."""
+    return frozenset(value.casefold() for value in spec.values or ())
+
+
 def _bind(spec: MethodSpec) -> tuple[Leaf, Callable[[Any], Any] | None]:
     """The per-primitive function and the whole-element function of a method."""
     values = frozenset(spec.values) if spec.values is not None else None
-    extra = frozenset(value.casefold() for value in spec.values or ())
+    extra = _listed(spec)
     match spec.method:
         case "keep" if values is None:
             return _unchanged, None
@@ -64,6 +69,7 @@ def compile_rule(spec: MethodSpec, index: int, label: str) -> CompiledRule:
         takes_quantity=spec.method == "age",
         removes=spec.method == "redact",
         is_keep=keep,
+        values=_listed(spec),
     )
 
 

@@ -38,6 +38,7 @@ class CompiledRule:
     takes_quantity: bool = False
     removes: bool = False  # redact: lets the walker skip an element without a call
     is_keep: bool = False
+    values: frozenset[str] = frozenset()  # the rule's own list, casefolded (state, country)
 
 
 @dataclass(frozen=True, slots=True)

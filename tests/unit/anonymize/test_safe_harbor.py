@@ -16,7 +16,7 @@ from app.anonymize import (
     load_profile,
     shadowed_questions,
 )
-from app.anonymize.profile import QuestionnaireRules, QuestionRule
+from app.anonymize.profile import QuestionnaireRules, QuestionRule, parse_profile
 from tests.unit.anonymize.conftest import TODAY
 
 PLAN = compile_profile(load_profile("safe-harbor"), today=TODAY)
@@ -324,6 +324,22 @@ def test_a_state_that_matches_its_address_leaves(
     key: PseudonymKey, address: dict[str, Any], state: str
 ) -> None:
     assert anonymize(patient_at(**address), PLAN, key)["address"][0]["state"] == state
+
+
+def test_a_state_the_profile_lists_leaves_from_its_countrys_addresses(key: PseudonymKey) -> None:
+    # README, `state`: a clinic outside the US lists its states in `values`; Western
+    # Australia's "WA" is also Washington's code, and leaves where the profile lists it
+    # (helper-32's review)
+    states = ["NSW", "VIC", "QLD", "WA", "SA", "TAS", "ACT", "NT"]
+    body = load_profile("safe-harbor").model_dump(by_alias=True, exclude_none=True)
+    [address] = [entry for entry in body["datatypes"] if entry["type"] == "Address"]
+    [rule] = [rule for rule in address["rules"] if rule["path"] == "state"]
+    rule["values"] = states
+    plan = compile_profile(parse_profile(body), today=TODAY)
+    for state in states:
+        sent = anonymize(patient_at(country="AU", state=state), plan, key)
+        assert sent["address"][0].get("state") == state, sent
+    assert "state" not in anonymize(patient_at(country="AU", state="MI"), plan, key)["address"][0]
 
 
 LOCAL_AGE = {"coding": [{"system": "http://clinic.example/flowsheet", "code": "AGE"}]}
