@@ -83,6 +83,11 @@ class Watermark:
         # observed before it, so two interleaved observations (the global serves many
         # clinics at once) could settle a head seen after the proof.
         self._observing = asyncio.Lock()
+        # Observations begun and finished, counted: callers that waited for the lock while
+        # one observation ran share the next one (every clinic's pull asks headquarters'
+        # bound, with settle=true every 10 ms: one pair of queries serves them all).
+        self._begun = 0
+        self._finished = 0
 
     @property
     def pending(self) -> bool:
@@ -96,9 +101,16 @@ class Watermark:
             raise WatermarkError(str(exc) or "unexpected $psql answer: no row") from None
 
     async def advance(self) -> int:
-        """Observe the database once and return the settled bound (never decreases)."""
+        """Observe the database once and return the settled bound (never decreases): an
+        observation that began after this call, this caller's or one it waited for."""
+        wanted = self._begun + 1  # one in progress began before this call: not that one
         async with self._observing:
-            return await self._observe()
+            if self._finished >= wanted:
+                return self.settled
+            self._begun += 1
+            settled = await self._observe()
+            self._finished = self._begun  # a failed one serves no one: each tries its own
+            return settled
 
     async def _observe(self) -> int:
         row = await self._query(_HEAD_SQL)

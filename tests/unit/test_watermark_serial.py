@@ -89,3 +89,26 @@ async def test_a_long_writer_holds_back_only_what_it_may_hold(
     assert mark.open_since == 1
     assert await mark.advance() == 1_100
     assert not mark.pending and mark.open_since is None
+
+
+async def test_callers_waiting_for_one_observation_share_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Many clinics ask headquarters' bound at once: those that waited while one observation
+    # ran need one begun after their call, and one serves them all (two observations for
+    # five callers, not five), each bound proven after its caller asked.
+    heads = iter(range(100, 200))
+    observed: list[int] = []
+
+    async def rows(client: Any, sql: str) -> list[dict[str, Any]]:
+        if "transaction_id_seq s" in sql:
+            observed.append(next(heads))
+            return [{"head": observed[-1], "cache": 1}]
+        await asyncio.sleep(0)
+        return [{"holders": None, "oldest": None}]
+
+    monkeypatch.setattr(watermark, "rows", rows)
+    mark = Watermark(client=None)  # type: ignore[arg-type]
+    bounds = await asyncio.gather(*(mark.advance() for _ in range(5)))
+    assert observed == [100, 101]
+    assert bounds == [100, 101, 101, 101, 101]
