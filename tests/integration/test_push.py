@@ -11,8 +11,10 @@ import pytest
 from aiohttp import web
 
 from aidbox_emulator import Emulator
+from aidbox_emulator.faults import RequestHold
 from app.aidbox.client import AidboxClient
 from app.aidbox.psql import rows
+from app.sync.stream import RunSummary
 from tests.phi.scanner import find_planted
 from tests.support.apps import RunningApp
 from tests.support.clinic import (
@@ -562,6 +564,22 @@ async def test_a_dependency_push_racing_the_targets_own_write_is_sent_again(
     assert KEY.resource_id("Observation", "o1") in await resources(global_root, "Observation")
 
 
+async def _creating_on_o1s_behalf(
+    sync_app: RunningApp, global_aidbox: Emulator, *, answer: bool
+) -> tuple[asyncio.Task[list[RunSummary]], RequestHold]:
+    """Start the Observation stream on o1, whose Patient p1 headquarters lacks: o1 alone is
+    refused (422), then the transaction creating p1 on its behalf arrives and is held (before
+    it runs, or with `answer` after it ran); returns the run and that hold."""
+    refused = global_aidbox.faults.hold_next_request("POST", "/")  # o1 alone: p1 is missing
+    observations = asyncio.create_task(sync_app.service.sync(["Observation"]))
+    await refused.arrived()
+    create = global_aidbox.faults.hold_next_request("POST", "/", answer=answer)
+    refused.release()
+    assert await refused.answered() == 422
+    await create.arrived()
+    return observations, create
+
+
 async def test_a_target_created_on_a_referrers_behalf_after_the_clinic_deleted_it_goes_again(
     sync_app: RunningApp,
     global_aidbox: Emulator,
@@ -573,13 +591,8 @@ async def test_a_target_created_on_a_referrers_behalf_after_the_clinic_deleted_i
     # does. Headquarters must end as the clinic is: no p1 (docs/push.md, "Refusals").
     await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
     await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p1"))
-    refused = global_aidbox.faults.hold_next_request("POST", "/")  # o1 alone: p1 is missing
-    observations = asyncio.create_task(sync_app.service.sync(["Observation"]))
-    await refused.arrived()
-    create = global_aidbox.faults.hold_next_request("POST", "/")
-    refused.release()
-    assert await refused.answered() == 422
-    await create.arrived()  # p1 as the clinic had it, and o1: held before they are written
+    # p1 as the clinic had it, and o1: held before they are written
+    observations, create = await _creating_on_o1s_behalf(sync_app, global_aidbox, answer=False)
     await local_root.call("DELETE", "/Patient/p1")
     [deletion] = await sync_app.service.sync(["Patient"])
     assert deletion.error is None
@@ -604,13 +617,8 @@ async def test_a_target_created_on_a_referrers_behalf_then_created_again_is_not_
     await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
     await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p1"))
     gid = KEY.resource_id("Patient", "p1")
-    refused = global_aidbox.faults.hold_next_request("POST", "/")  # o1 alone: p1 is missing
-    observations = asyncio.create_task(sync_app.service.sync(["Observation"]))
-    await refused.arrived()
-    create = global_aidbox.faults.hold_next_request("POST", "/", answer=True)
-    refused.release()
-    assert await refused.answered() == 422
-    await create.arrived()  # p1 created if absent, o1 written; the answer waits
+    # p1 created if absent, o1 written; the answer waits
+    observations, create = await _creating_on_o1s_behalf(sync_app, global_aidbox, answer=True)
     await local_root.call("DELETE", "/Patient/p1")
     look = global_aidbox.faults.hold_next_request("GET", f"/Patient/{gid}")
     create.release()
@@ -641,13 +649,8 @@ async def test_a_target_created_on_a_referrers_behalf_is_never_taken_for_sent(
     patients = asyncio.create_task(sync_app.service.sync(["Patient"]))
     await older.arrived()
     await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="male"))
-    refused = global_aidbox.faults.hold_next_request("POST", "/")  # o1 alone: p1 is missing
-    observations = asyncio.create_task(sync_app.service.sync(["Observation"]))
-    await refused.arrived()
-    create = global_aidbox.faults.hold_next_request("POST", "/", answer=True)
-    refused.release()
-    assert await refused.answered() == 422
-    await create.arrived()  # p1 (male) and o1 written; the answer waits
+    # p1 (male) and o1 written; the answer waits
+    observations, create = await _creating_on_o1s_behalf(sync_app, global_aidbox, answer=True)
     older.release()
     [first] = await patients  # p1 female over it
     create.release()
