@@ -139,6 +139,7 @@ class TransactionSink:
         counters = Counters(skipped=len(settled))
         ordered = order_by_references(fresh)
         for batch in batches(ordered, self._max_entries, self._max_bytes):
+            mark = self._sent.mark()
             result = await self.write(batch)
             # A target written on a referrer's behalf belongs to its own stream, which records
             # and counts it; here only this stream's changes are. Nor is it remembered as
@@ -146,7 +147,7 @@ class TransactionSink:
             # the order of the two answers says nothing of the order they landed in.
             own = [i for i in result.written if not i.if_absent]
             for item in own:
-                self._sent.remember(item)
+                self._sent.remember(item, mark)
             refusals = [(i, reason) for i, reason in result.quarantined if not i.if_absent]
             sent = sum(1 for i in batch if not i.if_absent)
             example = refusals[0][1] if refusals else Refusal("", "")
@@ -278,19 +279,13 @@ class TransactionSink:
         api/rest-api/crud/delete.md): a write since, by the target's own stream, is the
         source's newer state (created again), and stays. Read in the other order, a
         re-creation and its stream's write between the two reads would be deleted, and never
-        sent again. Best effort: what is left behind, `$reconcile` finds."""
+        sent again. The target is doubted meanwhile (SentCache.doubting): its own stream,
+        which may have sent the body it held, then sends the next change of it whatever that
+        body is. Best effort: what is left behind, `$reconcile` finds."""
         for item in created:
             try:
-                path = f"/{item.target_type}/{item.target_id}"
-                held = await self._client.call("GET", path, accept=(404, 410))
-                version = (held.body or {}).get("meta", {}).get("versionId") if held.ok else None
-                if version is None or await self._source.holds(
-                    item.source.resource_type, item.source.id
-                ):
-                    continue
-                await self._client.call(
-                    "DELETE", path, headers={"if-match": str(version)}, accept=(404, 410, 412)
-                )
+                with self._sent.doubting(item.key):
+                    await self._delete_if_vanished(item)
             except SyncError as exc:
                 log.warning(
                     "%s/%s, written on a referrer's behalf and since deleted at the source, may "
@@ -299,3 +294,13 @@ class TransactionSink:
                     item.target_id,
                     type(exc).__name__,
                 )
+
+    async def _delete_if_vanished(self, item: Outgoing) -> None:
+        path = f"/{item.target_type}/{item.target_id}"
+        held = await self._client.call("GET", path, accept=(404, 410))
+        version = (held.body or {}).get("meta", {}).get("versionId") if held.ok else None
+        if version is None or await self._source.holds(item.source.resource_type, item.source.id):
+            return
+        await self._client.call(
+            "DELETE", path, headers={"if-match": str(version)}, accept=(404, 410, 412)
+        )

@@ -660,3 +660,35 @@ async def test_a_target_created_on_a_referrers_behalf_is_never_taken_for_sent(
     assert second.error is None
     gid = KEY.resource_id("Patient", "p1")
     assert (await resources(global_root, "Patient"))[gid]["gender"] == "male"
+
+
+async def test_a_target_deleted_again_on_a_referrers_behalf_is_sent_when_the_clinic_restores_it(
+    sync_app: RunningApp,
+    local_aidbox: Emulator,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # The Patient stream writes p1 while the Observation stream creates it on o1's behalf;
+    # the clinic then deletes p1, so the App deletes it again at headquarters (docs/push.md,
+    # "Refusals"). The clinic restores p1 as it was: the Patient stream must send it, though
+    # the body is the one it remembers sending (app/sync/sent.py).
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p1"))
+    gid = KEY.resource_id("Patient", "p1")
+    read_for_create = local_aidbox.faults.hold_next_request("GET", "/Patient")
+    observations = asyncio.create_task(sync_app.service.sync(["Observation"]))
+    await read_for_create.arrived()
+    [first] = await sync_app.service.sync(["Patient"])
+    assert first.error is None and gid in await resources(global_root, "Patient")
+    look = local_aidbox.faults.hold_next_request("GET", "/Patient")  # is p1 still there?
+    read_for_create.release()
+    await look.arrived()
+    await local_root.call("DELETE", "/Patient/p1")
+    look.release()
+    [referrer] = await observations
+    assert referrer.error is None
+    assert gid not in await resources(global_root, "Patient")  # as the clinic was
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    [restored] = await sync_app.service.sync(["Patient"])
+    assert restored.error is None
+    assert gid in await resources(global_root, "Patient")

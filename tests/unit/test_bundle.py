@@ -141,15 +141,41 @@ def test_missing_reference_is_read_from_aidbox_422() -> None:
 def test_sent_cache_skips_only_identical_state_and_is_bounded() -> None:
     cache = SentCache(capacity=2)
     first = put("Patient", "p", body={"resourceType": "Patient", "id": "p", "gender": "male"})
-    cache.remember(first)
+    cache.remember(first, cache.mark())
     assert cache.unchanged(
         put("Patient", "p", body={"id": "p", "gender": "male", "resourceType": "Patient"})
     )
     assert not cache.unchanged(put("Patient", "p", body={"resourceType": "Patient", "id": "p"}))
     assert not cache.unchanged(delete("Patient", "p", "p"))
-    cache.remember(put("Patient", "q"))
-    cache.remember(put("Patient", "r"))
+    cache.remember(put("Patient", "q"), cache.mark())
+    cache.remember(put("Patient", "r"), cache.mark())
     assert not cache.unchanged(first)  # evicted
+
+
+def test_sent_cache_trusts_no_write_of_a_resource_that_was_doubted_meanwhile() -> None:
+    # Another stream deletes a resource at the target while it is doubted (app/sync/sink.py,
+    # the undo of a create on a referrer's behalf): that deletion may land after any write
+    # sent before the doubt ended, so none of those is remembered.
+    cache = SentCache()
+    p, other = put("Patient", "p"), put("Patient", "o")
+    cache.remember(p, cache.mark())
+    sent_before = cache.mark()
+    with cache.doubting(p.key):
+        assert not cache.unchanged(p)
+        sent_during = cache.mark()
+        cache.remember(p, sent_during)
+        assert not cache.unchanged(p)
+    cache.remember(p, sent_before)  # answered after the doubt ended
+    cache.remember(p, sent_during)
+    cache.remember(other, sent_before)
+    assert not cache.unchanged(p) and not cache.unchanged(other)
+    cache.remember(p, cache.mark())  # sent after the deletion was answered
+    assert cache.unchanged(p)
+    with cache.doubting(p.key), cache.doubting(p.key):
+        pass
+    assert not cache.unchanged(p)
+    cache.remember(p, cache.mark())
+    assert cache.unchanged(p)
 
 
 def test_only_postgres_conflict_messages_make_an_error_transient() -> None:
@@ -199,8 +225,8 @@ def test_a_queued_write_holds_no_body_only_the_anonymized_entry_bytes() -> None:
 def test_sent_cache_forgets_one_type_and_keeps_the_others() -> None:
     cache = SentCache()
     patient, encounter = put("Patient", "x"), put("Encounter", "x")  # the same id, two types
-    cache.remember(patient)
-    cache.remember(encounter)
+    cache.remember(patient, cache.mark())
+    cache.remember(encounter, cache.mark())
     cache.forget_type("Patient")
     assert not cache.unchanged(patient)
     assert cache.unchanged(encounter)
