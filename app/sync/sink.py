@@ -173,6 +173,7 @@ class TransactionSink:
             return
         digest = batch_digest(i.encoded for i in items)
         token: Token | None = await fence.take()
+        conflict: AidboxError | None = None
         try:
             for _ in range(_FENCE_RETRIES):
                 first = fence.entries(token, digest, items)
@@ -192,15 +193,17 @@ class TransactionSink:
                         # An earlier attempt landed: only its answer is lost.
                         token = None
                         return
-                    if any(item.if_absent for item in items):
-                        # Not the token: a create-if-absent raced the target's own stream,
-                        # which created it first (read-committed: docs/push.md, "Isolation").
-                        # Sent again, the create finds it there and writes nothing.
-                        continue
-                    raise
+                    # Not the token: another transaction created a resource of this one
+                    # first, a create on a referrer's behalf and the resource's own stream
+                    # racing each other (read-committed: docs/push.md, "Isolation"). Sent
+                    # again, the write finds the resource there.
+                    conflict = err
+                    continue
                 fence.landed(token)
                 token = None
                 return
+            if conflict is not None:
+                raise conflict
             raise FenceLost(f"stream {fence.stream_id}: its tokens kept being taken")
         except BaseException as exc:
             if token is not None:

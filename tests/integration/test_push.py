@@ -692,3 +692,28 @@ async def test_a_target_deleted_again_on_a_referrers_behalf_is_sent_when_the_cli
     [restored] = await sync_app.service.sync(["Patient"])
     assert restored.error is None
     assert gid in await resources(global_root, "Patient")
+
+
+async def test_the_targets_own_write_racing_a_create_on_a_referrers_behalf_is_sent_again(
+    sync_app: RunningApp,
+    global_aidbox: Emulator,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # The mirror of the race above: the create of p1 on o1's behalf runs first, and the
+    # Patient stream's write of p1 waits for it, then fails with 409 at read-committed
+    # (docs/push.md, "Isolation"). Sent again, it finds p1 there: the run does not fail.
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="male"))
+    await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p1"))
+    hold = global_aidbox.faults.hold_next_write("Patient")  # the create of p1, before COMMIT
+    observations = asyncio.create_task(sync_app.service.sync(["Observation"]))
+    await hold.txid_taken()
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1", gender="female"))
+    patients = asyncio.create_task(sync_app.service.sync(["Patient"]))
+    await _a_transaction_waits_on_a_lock(global_root)  # the Patient stream's write of p1
+    hold.release()
+    [referrer] = await observations
+    [own] = await patients
+    assert referrer.error is None and own.error is None
+    gid = KEY.resource_id("Patient", "p1")
+    assert (await resources(global_root, "Patient"))[gid]["gender"] == "female"
