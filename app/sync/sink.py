@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -92,6 +93,12 @@ def missing_reference(body: object) -> Ref | None:
 
 # Times a transaction is sent again after an older run's late token took its place.
 _FENCE_RETRIES = 3
+
+# Times a refused resource is read again at the source in one write: the state read may be
+# replaced too before it is refused, and only a refusal of the current state is quarantined
+# (docs/push.md, "Refusals"); a source replacing it faster than that gets its last state read
+# quarantined.
+_REREADS = 3
 
 
 # Records a refused change (ids, version, reason) and tells whether the refusal is new (1) or
@@ -236,7 +243,7 @@ class TransactionSink:
         current state, or quarantined."""
         result = SinkResult()
         tried: set[Ref] = set()
-        refreshed: set[Ref] = set()  # each resource is re-read once per write
+        refreshed: Counter[Ref] = Counter()  # re-reads of each resource in this write
         stack = [items]
         while stack:
             part = stack.pop()
@@ -258,8 +265,8 @@ class TransactionSink:
                 else:
                     [item] = part
                     replaced = None
-                    if not item.if_absent and item.key not in refreshed:
-                        refreshed.add(item.key)
+                    if not item.if_absent and refreshed[item.key] < _REREADS:
+                        refreshed[item.key] += 1
                         replaced = await self._source.current(item)
                     if replaced is None:
                         refusal = Refusal(

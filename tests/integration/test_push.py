@@ -717,3 +717,33 @@ async def test_the_targets_own_write_racing_a_create_on_a_referrers_behalf_is_se
     assert referrer.error is None and own.error is None
     gid = KEY.resource_id("Patient", "p1")
     assert (await resources(global_root, "Patient"))[gid]["gender"] == "female"
+
+
+async def test_a_refused_replacement_that_was_replaced_too_is_not_quarantined(
+    sync_app: RunningApp,
+    global_aidbox: Emulator,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # o1 is refused because its Patient is gone; the clinic's newer o1, sent instead, is
+    # refused for the same reason, while the clinic replaced it again. Only a refusal of the
+    # current state is quarantined (docs/push.md, "Refusals"): the newest o1 must arrive.
+    for pid in ("a", "p", "q"):
+        await local_root.call("PUT", f"/Patient/{pid}", json=patient(pid))
+    await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p"))
+    first = global_aidbox.faults.hold_next_request("POST", "/")  # o1 -> p on its way
+    observations = asyncio.create_task(sync_app.service.sync(["Observation"]))
+    await first.arrived()
+    await local_root.call("PUT", "/Observation/o1", json=observation("o1", "q"))
+    await local_root.call("DELETE", "/Patient/p")
+    second = global_aidbox.faults.hold_next_request("POST", "/")  # o1 -> q, sent instead
+    first.release()
+    await second.arrived()
+    await local_root.call("PUT", "/Observation/o1", json=observation("o1", "a"))
+    await local_root.call("DELETE", "/Patient/q")
+    second.release()
+    [run] = await observations
+    assert run.error is None and run.counters.quarantined == 0
+    assert await resources(local_root, "SyncQuarantine") == {}
+    held = (await resources(global_root, "Observation"))[KEY.resource_id("Observation", "o1")]
+    assert held["subject"]["id"] == KEY.resource_id("Patient", "a")
