@@ -60,13 +60,18 @@ def _untitled(value: Any) -> bool:
 
 def add_questions(root: Node, questions: list[QuestionRule]) -> None:
     """Question rules act on the matching items: keep and redact take the whole item (its
-    answers and its nested items); other methods transform its answer values.
+    answers, and its nested items but those judged on their own); other methods transform
+    its answer values.
 
-    An item without text is no part of an allowed question around it: what its answers are
-    is unknown (a member number, an account), so it is judged like a top-level item, by the
-    rules matching its linkId, else the type's default (answers are default-deny)."""
+    A nested item is no part of an allowed question around it unless a rule names it too:
+    one without text asks nobody knows what (a member number, an account), and one whose
+    question no rule names may ask anything ("Ville", "Rufnummer": the redact lists name
+    identifying questions in a few languages, never all). Either is judged like a top-level
+    item, by the rules matching its linkId or text, else the type's default (answers are
+    default-deny); a redact around it still takes it."""
     edge = root.children.setdefault("item", Edge())
     edge.filtered.append((Matcher("text", _untitled, ("text", "none"), False), Node(detached=True)))
+    edge.otherwise = Node(detached=True)
     for index, question in enumerate(questions):
         rule = compile_rule(question, index, f"questionnaire.questions[{index}]")
         for matcher in _question_matchers(question):

@@ -79,6 +79,8 @@ class Edge:
 
     plain: Node | None = None
     filtered: list[tuple[Matcher, Node]] = field(default_factory=list)
+    # Merged into an item's node when no filter matches it (a question no rule names).
+    otherwise: Node | None = None
     keys: tuple[str, ...] = ()
     memo: dict[tuple[Any, ...], Node | None] = field(default_factory=dict)
 
@@ -93,6 +95,8 @@ class Edge:
             yield self.plain
         for _, node in self.filtered:
             yield node
+        if self.otherwise is not None:
+            yield self.otherwise
 
     def select(self, item: Any) -> Node | None:
         """The node for one item: the unfiltered node merged with every matching filter's."""
@@ -112,9 +116,12 @@ class Edge:
 
     def _resolve(self, item: dict[str, Any]) -> Node | None:
         node = self.plain
+        matched = False
         for matcher, child in self.filtered:
             if matcher.test(item.get(matcher.key)):
-                node = merge(node, child)
+                node, matched = merge(node, child), True
+        if not matched and self.otherwise is not None:
+            node = merge(node, self.otherwise)
         return node
 
 
@@ -152,6 +159,7 @@ def _merge_edges(a: Edge | None, b: Edge) -> Edge:
     if a is None or a is b:
         return b
     plain = merge(a.plain, b.plain) if b.plain is not None else a.plain
+    otherwise = merge(a.otherwise, b.otherwise) if b.otherwise is not None else a.otherwise
     filtered = list(a.filtered)
     for matcher, node in b.filtered:
         for i, (existing, other) in enumerate(filtered):
@@ -160,7 +168,7 @@ def _merge_edges(a: Edge | None, b: Edge) -> Edge:
                 break
         else:
             filtered.append((matcher, node))
-    return Edge(plain=plain, filtered=filtered).seal()
+    return Edge(plain=plain, filtered=filtered, otherwise=otherwise).seal()
 
 
 # Marks the elements the engine owns at the root of every type (resourceType, id, contained).

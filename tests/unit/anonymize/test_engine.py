@@ -380,10 +380,15 @@ def test_answers_are_default_deny_and_leave_only_for_allowed_questions(key: Pseu
     ]
 
 
-def test_an_allowed_question_covers_its_nested_items_by_their_datatypes(
+def test_an_allowed_question_sends_its_nested_items_only_where_a_rule_names_them(
     key: PseudonymKey,
 ) -> None:
-    plan = questionnaire_plan([{"text": ["Vitals"], "method": "keep"}], datatypes=STRICT_TEXT)
+    # A nested question no rule names may ask anything, in any language ("Ville", a city):
+    # it is judged like a top-level item (default-deny), not covered by the keep around it.
+    plan = questionnaire_plan(
+        [{"text": ["Vitals"], "method": "keep"}, {"text": ["Heart rate"], "method": "keep"}],
+        datatypes=STRICT_TEXT,
+    )
     resource = {
         "resourceType": "QuestionnaireResponse",
         "item": [
@@ -393,6 +398,7 @@ def test_an_allowed_question_covers_its_nested_items_by_their_datatypes(
                 "item": [
                     answered("hr", "Heart rate", {"integer": 70}),
                     answered("who", "Taken by", {"string": "Nurse Jane Roe"}),
+                    answered("city", "Ville", {"integer": 75011}),
                 ],
             }
         ],
@@ -400,7 +406,11 @@ def test_an_allowed_question_covers_its_nested_items_by_their_datatypes(
     assert anonymize(resource, plan, key)["item"] == [
         {
             "linkId": "v",
-            "item": [{"linkId": "hr", "answer": [{"value": {"integer": 70}}]}, {"linkId": "who"}],
+            "item": [
+                {"linkId": "hr", "answer": [{"value": {"integer": 70}}]},
+                {"linkId": "who"},
+                {"linkId": "city"},
+            ],
         }
     ]
 
@@ -638,7 +648,7 @@ def test_question_texts_are_matched_against_link_ids_too(key: PseudonymKey) -> N
     plan = questionnaire_plan(
         [
             {"text": ["member", "phone"], "match": "contains", "method": "redact"},
-            {"text": ["Vitals", "Pain score"], "method": "keep"},
+            {"text": ["Vitals", "Pain score", "Heart rate"], "method": "keep"},
         ],
         datatypes=STRICT_TEXT,
     )
@@ -649,8 +659,8 @@ def test_question_texts_are_matched_against_link_ids_too(key: PseudonymKey) -> N
                 "linkId": "v",
                 "text": "Vitals",
                 "item": [
-                    # inside an allowed group, a question that says nothing by its text
-                    answered("member-number", "Number", {"integer": 5550123}),
+                    # an allowed question's text, an identifier's linkId
+                    answered("member-number", "Heart rate", {"integer": 5550123}),
                     answered("hr", "Heart rate", {"integer": 70}),
                 ],
             },
@@ -683,7 +693,8 @@ def test_an_item_without_text_is_judged_on_its_own_not_by_the_allowed_item_aroun
                     untitled,
                     {"linkId": "blank", "text": " ", "answer": [{"value": {"integer": 7}}]},
                     {"linkId": "hr", "answer": [{"value": {"integer": 70}}]},  # by its linkId
-                    answered("rr", "Respiratory rate", {"integer": 16}),  # texted: inherits
+                    # a question no rule names: judged on its own as well
+                    answered("rr", "Respiratory rate", {"integer": 16}),
                 ],
             }
         ],
@@ -696,7 +707,7 @@ def test_an_item_without_text_is_judged_on_its_own_not_by_the_allowed_item_aroun
                 {"linkId": "x17"},
                 {"linkId": "blank"},
                 {"linkId": "hr", "answer": [{"value": {"integer": 70}}]},
-                {"linkId": "rr", "answer": [{"value": {"integer": 16}}]},
+                {"linkId": "rr"},
             ],
         }
     ]

@@ -87,13 +87,15 @@ def answered(link_id: str, text: str | None, value: dict[str, Any]) -> dict[str,
 
 
 def test_identifying_link_ids_are_removed_inside_an_allowed_question(key: PseudonymKey) -> None:
+    # the texts are allowed questions; the linkIds name identifiers, and the redact lists
+    # come first
     pressure = {
         "linkId": "bp",
         "text": "Blood pressure",
         "item": [
-            answered("member-id", "ID", {"integer": 5550123}),
-            answered("patient-phone", "Number", {"decimal": 5550124.0}),
-            answered("sys", "Systolic", {"integer": 120}),
+            answered("member-id", "Heart rate", {"integer": 5550123}),
+            answered("patient-phone", "Pulse", {"decimal": 5550124.0}),
+            answered("sys", "Systolic blood pressure", {"integer": 120}),
         ],
     }
     assert anonymize(response(pressure), PLAN, key)["item"] == [
@@ -560,7 +562,8 @@ def test_a_question_allowed_after_the_redact_lists_is_named_as_taken_by_them(
 
 
 def smoking(*nested: dict[str, Any]) -> dict[str, Any]:
-    """An allowed question with nested items (which inherit its keep)."""
+    """An allowed question with nested items (each judged by the rules its own text matches:
+    those an allowed rule names inherit its keep)."""
     return {"linkId": "smoke", "text": "Smoking status", "item": list(nested)}
 
 
@@ -588,7 +591,13 @@ def test_an_age_asked_in_any_wording_is_capped_at_90_nested_too(
 
 @pytest.mark.parametrize("asked", ["Average cigarettes per day", "Dosage", "Stage", "Page 2"])
 def test_a_word_that_only_holds_age_is_no_age_question(key: PseudonymKey, asked: str) -> None:
-    out = anonymize(response(smoking(answered("n", asked, {"integer": 120}))), PLAN, key)
+    # allowed by a rule of the clinic's own, after the shipped ones: its answer is no age
+    profile = load_profile("safe-harbor")
+    questions = [*profile.questionnaire.questions, QuestionRule(method="keep", text=[asked])]
+    plan = compile_profile(
+        profile.model_copy(update={"questionnaire": QuestionnaireRules(questions=questions)})
+    )
+    out = anonymize(response(smoking(answered("n", asked, {"integer": 120}))), plan, key)
     assert out["item"][0]["item"][0]["answer"] == [{"value": {"integer": 120}}]
 
 
@@ -691,3 +700,30 @@ def test_an_age_answer_below_zero_is_no_age_and_does_not_leave(key: PseudonymKey
     ]
     out = anonymize(response({"linkId": "age", "text": "Age", "answer": answers}), PLAN, key)
     assert out["item"][0]["answer"] == [{"value": {"integer": 0}}, {"value": {"integer": 45}}]
+
+
+@pytest.mark.parametrize(
+    "asked",
+    [
+        *("Stadt", "Ciudad", "Ville", "Città", "Rufnummer", "Móvil", "Portable"),
+        *("Numéro de sécurité sociale", "Número de seguro social", "Tessera sanitaria"),
+        # and what no list could name: a nested question is allowed by a rule of its own
+        *("Where do you live", "Wo wohnen Sie", "Kennzeichen"),
+    ],
+)
+def test_a_nested_question_no_rule_allows_sends_no_answer_inside_an_allowed_one(
+    key: PseudonymKey, asked: str
+) -> None:
+    # coded and numeric answers leave by their datatypes wherever an item is allowed: a
+    # nested item inherits no keep unless a rule names its question (docs/anonymization.md)
+    nested = {
+        "linkId": "n",
+        "text": asked,
+        "answer": [
+            {"value": {"Coding": {"system": "urn:x", "code": "Springfield"}}},
+            {"value": {"decimal": 6175551234}},
+        ],
+    }
+    [smoke] = anonymize(response(smoking(nested)), PLAN, key)["item"]
+    # removed whole by the redact lists, or with its linkId only as no rule's question
+    assert smoke in ({"linkId": "smoke"}, {"linkId": "smoke", "item": [{"linkId": "n"}]})
