@@ -123,12 +123,21 @@ def test_an_item_without_text_in_an_allowed_question_sends_no_answer(key: Pseudo
 
 
 @pytest.mark.parametrize(
-    "code", ["30525-0", "21611-9", "21612-7", "29553-5", "30972-4", "63900-5", "39016-1"]
+    ("system", "code"),
+    [
+        *((LOINC, c) for c in ("30525-0", "21611-9", "21612-7", "29553-5", "30972-4")),
+        *((LOINC, c) for c in ("63900-5", "39016-1", "35659-2")),
+        *(("http://snomed.info/sct", c) for c in ("445518008", "424144002", "397659008")),
+        ("http://snomed.info/sct", "423493009"),
+    ],
 )
-def test_an_age_coded_observation_over_89_is_aggregated(key: PseudonymKey, code: str) -> None:
+def test_an_age_coded_observation_over_89_is_aggregated(
+    key: PseudonymKey, system: str, code: str
+) -> None:
     # LOINC 63900-5 "Current age or age at death": an age in years, as the others; 39016-1
-    # "Age at death", the Decedent Age of HL7's death reporting IG (helper-29's review)
-    coded = {"coding": [{"system": LOINC, "code": code}]}
+    # "Age at death", the Decedent Age of HL7's death reporting IG; 35659-2 "Age at specimen
+    # collection", a laboratory report's; SNOMED CT 423493009 "Age at diagnosis"
+    coded = {"coding": [{"system": system, "code": code}]}
     for value in (
         {"integer": 95},
         {"Quantity": {"value": 95, "unit": "a"}},
