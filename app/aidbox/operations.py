@@ -307,7 +307,7 @@ async def anonymize_preview(operation: dict[str, Any], request: dict[str, Any]) 
                 404, "not-found", f"{target.resourceType}/{target.id} does not exist"
             )
         resource = change.resource
-    plan = (await service.config.load()).plan
+    plan = (await service.configured()).plan
     return json_response(explain(resource, plan, service.key).to_dict())
 
 

@@ -13,6 +13,7 @@ from app.anonymize.profile import Profile, ProfileError, parse_profile
 from app.anonymize.profiles import load_profile, shipped_profiles
 from app.anonymize.pseudonym import PseudonymKey
 from app.anonymize.questions import shadowed_questions
+from app.anonymize.shared import Shared
 
 __all__ = [
     "Change",
@@ -21,6 +22,7 @@ __all__ = [
     "Profile",
     "ProfileError",
     "PseudonymKey",
+    "Shared",
     "anonymize",
     "anonymize_with_targets",
     "compile_profile",

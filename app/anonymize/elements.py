@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from app.anonymize.fhir_types import fhir_type, is_resource_type
+from app.anonymize.fhir_types import is_resource_type
 from app.anonymize.frames import Frame
 from app.anonymize.methods import (
     DROP,
@@ -30,6 +30,7 @@ from app.anonymize.methods import (
 )
 from app.anonymize.pseudonym import PseudonymKey
 from app.anonymize.safe_harbor import MAX_REPORTABLE_AGE, US_STATES, ZIP_COUNTRIES
+from app.anonymize.shared import Shared
 from app.anonymize.tree import CompiledRule, Node
 
 # An absolute reference in Aidbox format is {"uri": ...}; a choice-type URI (value.uri) has the
@@ -38,8 +39,6 @@ from app.anonymize.tree import CompiledRule, Node
 _LOOSE_REFERENCE_KEYS = frozenset({"uri", "display", "type", "identifier", "extension"})
 
 # The R4 id datatype: what a pulled resource's id is (R4 datatypes.html, "id").
-_ID = fhir_type("id")
-assert _ID is not None
 # A FHIR-format relative reference, "Patient/123" or "Patient/123/_history/2" (R4
 # references.html, "Literal References"): Aidbox stores it so where it does not know the
 # element's datatype (an untyped first-class attribute written through /fhir).
@@ -67,7 +66,7 @@ class Context:
     today: date
     local_ids: dict[str, str]  # contained resource id -> the id it is sent with
     trace: list[Change] | None  # explain: every change, with its path and rule
-    shared_types: frozenset[str]  # types pulled from headquarters (``Plan.shared_types``)
+    shared: Shared  # headquarters' own resources of the pulled types (``Plan.shared``)
     # anonymize_with_targets: the references sent, in order (an object removed after its
     # children were walked takes its own back, see ``finish``)
     targets: list[Target] | None = None
@@ -309,7 +308,7 @@ def reference(
     ref: dict, rule: CompiledRule, ctx: Context, path: str | None, node: Node | None = None
 ) -> Any:
     """A reference as a whole: rewritten to a pseudonymous {resourceType, id} (kept as it is
-    for a type the clinic pulls from headquarters, ``Plan.shared_types``) or removed.
+    for one of headquarters' own resources, ``Plan.shared``) or removed.
 
     ``node`` is the reference's place in the rule tree; only there can a rule name its
     ``uri`` element. Nothing but the target survives: display, identifier, type, extensions
@@ -333,10 +332,10 @@ def reference(
     else:
         resource_type, local_id = ref["resourceType"], ref.get("id")
         # The type is sent as it is: only an R4 resource type's name, never a string typed there
-        shared = isinstance(resource_type, str) and resource_type in ctx.shared_types
-        if shared and not _ID.accepts(local_id):
-            # no pulled resource has such an id (R4 datatypes.html, "id"), and nothing says
-            # what is typed there
+        shared = isinstance(resource_type, str) and resource_type in ctx.shared.types
+        if shared and not ctx.shared.holds(resource_type, local_id):
+            # a resource of a pulled type that headquarters did not issue: the clinic's own,
+            # whose id may say anything ("home-Jane-Doe-42-Elm-St"; shared.py)
             result = DROP
         elif shared:
             # Headquarters' own resource, pulled here: its id means the same there.

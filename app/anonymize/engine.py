@@ -90,7 +90,7 @@ def _resource(
         for position, item in enumerate(contained):
             if _sendable(item) and isinstance(item.get("id"), str):
                 local_ids.setdefault(item["id"], f"c{position}")
-    ctx = Context(key, today, local_ids, trace, plan.shared_types, targets, elapsed)
+    ctx = Context(key, today, local_ids, trace, plan.shared, targets, elapsed)
     new_id = None
     if "id" in resource:
         new_id = key.resource_id(resource_type, str(resource["id"]))

@@ -32,6 +32,7 @@ from app.anonymize.profile import (
 )
 from app.anonymize.questions import add_questions
 from app.anonymize.rules import LAST, compile_rule, default_rule
+from app.anonymize.shared import NONE_SHARED, Shared
 from app.anonymize.tree import (
     ENGINE_OWNED,
     CompiledRule,
@@ -168,9 +169,9 @@ class Plan:
     fallback: TypePlan
     security_label: dict[str, str] | None
     today: date | None = None
-    # Types whose resources are headquarters' own, pulled by this clinic (docs/pull.md): a
-    # reference to one keeps its id. Set from the configuration in force, not by a profile.
-    shared_types: frozenset[str] = frozenset()
+    # Headquarters' own resources, of the types this clinic pulls (docs/pull.md): a reference
+    # to one keeps its id. Set from the configuration in force, not by a profile.
+    shared: Shared = NONE_SHARED
 
     def for_type(self, resource_type: str) -> TypePlan:
         """The plan of a type, or of ``*`` (or the profile default) for types not listed."""

@@ -8,6 +8,7 @@ valid one stays in force (README, "What the App registers").
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, replace
 
 from pydantic import ValidationError
@@ -16,6 +17,7 @@ from app.aidbox.client import AidboxClient
 from app.anonymize import (
     Plan,
     ProfileError,
+    Shared,
     compile_profile,
     parse_profile,
     shadowed_questions,
@@ -43,8 +45,14 @@ def validation_message(exc: ValidationError) -> str:
 class ConfigSource:
     """Loads and validates the configuration; keeps the last good one."""
 
-    def __init__(self, local: AidboxClient) -> None:
+    def __init__(
+        self, local: AidboxClient, headquarters_ids: Mapping[str, Set[str]] | None = None
+    ) -> None:
         self._local = local
+        # Headquarters' own resources of the pulled types, as learned (shared_ids.py).
+        self._headquarters_ids: Mapping[str, Set[str]] = (
+            {} if headquarters_ids is None else headquarters_ids
+        )
         self._current: InForce | None = None
         self._plans: dict[tuple[str, str | None], Plan] = {}
         self.error: str | None = None
@@ -77,10 +85,11 @@ class ConfigSource:
         except ValidationError as exc:
             raise ConfigError(f"SyncConfig/default: {validation_message(exc)}") from None
         plan = await self._plan(config.profile)
-        # References to the types pulled from headquarters keep their ids (transform.py),
-        # also while a pull stream is disabled: those resources stay headquarters' own.
+        # References to headquarters' own resources of the pulled types keep their ids
+        # (transform.py), also while a pull stream is disabled: they stay headquarters' own.
         pulled = frozenset(s.type for s in config.streams if s.direction is Direction.PULL)
-        return InForce(config, replace(plan, shared_types=pulled), config.profile)
+        shared = Shared(pulled, self._headquarters_ids)
+        return InForce(config, replace(plan, shared=shared), config.profile)
 
     async def _plan(self, profile_id: str) -> Plan:
         resp = await self._local.call(

@@ -33,6 +33,7 @@ from app.sync.quarantine import records as quarantine_records
 from app.sync.reconcile import Reconciler
 from app.sync.repair import reconcile, requeue
 from app.sync.sent import SentCache
+from app.sync.shared_ids import HeadquartersIds
 from app.sync.source import AidboxSource, HeadquartersBound, HeadquartersSource
 from app.sync.state import Runner
 from app.sync.stream import Ends, Limits, RunSummary, Stream, failure_reason, logged_reason
@@ -69,7 +70,6 @@ class SyncService:
         self._on_push_types = on_push_types
         self.global_ = global_
         self.key = key
-        self.config = ConfigSource(local)
         self.instance = InstanceCheck(global_, key.namespace)
         self.checkpoints = CheckpointStore(local)
         self.metrics = SyncMetrics()
@@ -83,6 +83,8 @@ class SyncService:
         self._settle_timeout = settle_timeout
         self._watermark = Watermark(local)
         self._hq_bound = HeadquartersBound(self.headquarters)
+        self.headquarters_ids = HeadquartersIds(self.headquarters, self._hq_bound)
+        self.config = ConfigSource(local, self.headquarters_ids.ids)
         self.bound_errors: dict[Direction, str] = {}  # why a source's bound is unknown now
         self._edits = LocalEditScan(self.clinic, self.checkpoints)
         # Per direction: push and pull write to different Aidboxes.
@@ -119,6 +121,14 @@ class SyncService:
                 key=self.key,
             )
         return self._streams[sid]
+
+    async def configured(self) -> InForce:
+        """The configuration in force, with headquarters' own resources of its pulled types
+        learned up to headquarters' bound now (shared_ids.py): what the push, a requeue, a
+        reconciliation and the dry run anonymize with."""
+        in_force = await self.config.load()
+        await self.headquarters_ids.learn(in_force.plan.shared.types)
+        return in_force
 
     def lock(self, stream_id: str) -> asyncio.Lock:
         """The lock that keeps one run (or reset) of a stream at a time in this process."""
@@ -234,6 +244,13 @@ class SyncService:
             if way is Direction.PUSH:
                 # The clinic's own Aidbox: a failure stops the call (the operation says why).
                 bound: int | None = await self._push_bound(wait_settled)
+                try:
+                    await self.configured()
+                except SyncError as exc:  # headquarters unreachable: the push waits
+                    reason = f"headquarters' own resources unknown: {failure_reason(exc)}"
+                    log.error("push: headquarters' own resources unknown: %s", logged_reason(exc))
+                    summaries += [self._unreached(s, reason) for s in streams]
+                    continue
             else:
                 try:
                     bound, refused = await self._pull_bound(streams, wait_settled)
@@ -266,7 +283,7 @@ class SyncService:
         held = await quarantine_records(self.local, stream_id, record_id)
         if record_id is not None and not held:
             raise UnknownStream(f"SyncQuarantine/{record_id} does not exist")
-        in_force = await self.config.load()
+        in_force = await self.configured()
         summaries = []
         for cfg in in_force.config.enabled_streams():
             stream = self.stream(cfg.type, cfg.direction)
@@ -287,7 +304,7 @@ class SyncService:
         (docs/push.md, "Reconciliation"). One report per type; a type that fails says why."""
         streams = await self._enabled(types, Direction.PUSH)
         await self.instance.require_active()
-        in_force = await self.config.load()
+        in_force = await self.configured()
         reconciler = Reconciler(self.local, self.global_, in_force.plan, self.key)
         reports: list[dict[str, object]] = []
         for cfg in streams:

@@ -197,6 +197,30 @@ async def test_a_pushed_encounter_keeps_the_global_id_of_the_pulled_organization
     assert arrived["subject"]["id"].startswith(f"{CLINIC}-")
 
 
+async def test_a_pushed_reference_to_an_organization_of_the_clinics_own_sends_no_id(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    # The clinic may hold Organizations of its own beside the pulled ones, whose ids are its
+    # words: only headquarters' own ids leave (docs/pull.md, "References across the two
+    # directions"); a reference to any other is removed, and the Encounter still goes.
+    await put(global_root, organization("org-us", "US", "Boston Group"))
+    await pull(local_root)
+    mine = "employer-Jane-Doe-555-12-3456"
+    await put(local_root, {"resourceType": "Organization", "id": mine, "name": "Acme"})
+    await put(local_root, patient("p1"))
+    for eid, org in (("e1", "org-us"), ("e2", mine)):
+        provider = {"serviceProvider": {"resourceType": "Organization", "id": org}}
+        await put(local_root, encounter(eid, "p1") | provider)
+    resp = await local_root.call("POST", "/$sync", json={"direction": "push"})
+    assert all(not s.get("error") for s in resp.body["streams"]), resp.body
+    arrived = await resources(global_root, "Encounter")
+    providers = [e.get("serviceProvider") for e in arrived.values()]
+    assert len(providers) == 2 and None in providers
+    assert {"resourceType": "Organization", "id": "org-us"} in providers
+    assert "Jane-Doe" not in str(arrived)
+    assert await resources(local_root, "SyncQuarantine") == {}
+
+
 async def test_a_resource_the_clinic_refuses_is_quarantined_then_requeued(
     sync_app: RunningApp,
     local_aidbox: Emulator,

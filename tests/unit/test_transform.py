@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import orjson
 
+from app.anonymize import Shared
 from app.sync.feed import Change
 from app.sync.transform import Anonymize, Copy
 from tests.support.clinic import KEY, encounter, safe_harbor
@@ -37,7 +38,8 @@ def test_a_pushed_reference_to_a_pulled_type_keeps_headquarters_id_and_no_other_
         "serviceProvider": {"resourceType": "Organization", "id": "org-1", "display": "North"}
     }
     change = Change("updated", "Encounter", "e1", 3, body)
-    plan = replace(safe_harbor(), shared_types=frozenset({"Organization"}))
+    shared = Shared(frozenset({"Organization"}), {"Organization": {"org-1"}})
+    plan = replace(safe_harbor(), shared=shared)
     out = Anonymize(plan, KEY)(change)
     sent = _entry(out)["resource"]
     assert sent["serviceProvider"] == {"resourceType": "Organization", "id": "org-1"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 
 from app.anonymize import (
@@ -17,6 +18,7 @@ from app.anonymize import (
     shadowed_questions,
 )
 from app.anonymize.profile import QuestionnaireRules, QuestionRule, parse_profile
+from app.anonymize.shared import Shared
 from tests.unit.anonymize.conftest import TODAY
 
 PLAN = compile_profile(load_profile("safe-harbor"), today=TODAY)
@@ -238,8 +240,14 @@ def test_an_integer_out_of_the_r4_range_is_not_sent(key: PseudonymKey) -> None:
     assert edge["value"] == {"integer": 2**31 - 1}
 
 
-def test_a_reference_to_a_pulled_type_is_sent_only_with_an_id(key: PseudonymKey) -> None:
-    plan = replace(PLAN, shared_types=frozenset({"Organization"}))
+def test_a_reference_to_a_pulled_type_keeps_only_an_id_headquarters_issued(
+    key: PseudonymKey,
+) -> None:
+    # A clinic may hold Locations and Organizations of its own, whose ids are its words (a
+    # home visit's place, an employer): only headquarters' own ids leave (app/anonymize/
+    # shared.py), whatever their shape; any other reference to the type is removed.
+    shared = Shared(frozenset({"Organization", "Location"}), {"Organization": {"org-1"}})
+    plan = replace(PLAN, shared=shared)
     encounter = {
         "resourceType": "Encounter",
         "status": "finished",
@@ -248,9 +256,14 @@ def test_a_reference_to_a_pulled_type_is_sent_only_with_an_id(key: PseudonymKey)
     }
     out = anonymize(encounter, plan, key)
     assert out["serviceProvider"] == {"resourceType": "Organization", "id": "org-1"}
-    for typed in ("Alice Smith, 555-12-3456", 7, "x" * 65):
+    fhir_form = {**encounter, "serviceProvider": {"reference": "Organization/org-1"}}
+    assert anonymize(fhir_form, plan, key)["serviceProvider"] == out["serviceProvider"]
+    for typed in ("555-12-3456", "MRN-00451234", "Alice Smith, 555-12-3456", 7, "x" * 65):
         sent = {**encounter, "serviceProvider": {"resourceType": "Organization", "id": typed}}
         assert "serviceProvider" not in anonymize(sent, plan, key), typed
+    home = {"location": {"resourceType": "Location", "id": "home-Jane-Doe-42-Elm-St-02139"}}
+    visit = anonymize({**encounter, "location": [home]}, plan, key)
+    assert b"Jane-Doe" not in orjson.dumps(visit)
 
 
 @pytest.mark.parametrize("value", [[97], [80], [40, 97]])

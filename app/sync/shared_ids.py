@@ -1,0 +1,64 @@
+"""Which resources of the pulled types are headquarters' own: learned from headquarters.
+
+A pushed reference to a pulled type keeps its id only when headquarters issued it and offers
+it to this clinic (app/anonymize/shared.py). The App reads that list where the pull reads its
+data, headquarters' `$pull-changes` (docs/pull.md, "The operations"), from the first change to
+headquarters' settled bound, then only what changed since; a resource that left this clinic's
+scope comes as a deletion there, and leaves the list. Only ids are kept, in memory: a restart
+reads the list again.
+
+The push asks before each run: a clinic can only reference a pulled resource after the pull
+wrote it, which it read at or below headquarters' settled bound, so the list read up to the
+bound now holds it. A type headquarters refuses to this clinic (403: not offered, or pushed
+by it) has no resource of headquarters' own here; any other failure fails the push's run,
+which tries again (a reference is never dropped for want of an answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from app.aidbox.client import AidboxError
+from app.sync.feed import ChangeFeed
+from app.sync.source import HeadquartersBound, HeadquartersSource
+
+
+class HeadquartersIds:
+    """Per pulled type, the ids of headquarters' resources offered to this clinic (`ids`, a
+    live mapping the anonymizer reads), kept up to date by `learn`."""
+
+    def __init__(self, source: HeadquartersSource, bound: HeadquartersBound) -> None:
+        self._source = source
+        self._bound = bound
+        self.ids: dict[str, set[str]] = {}
+        self._read: dict[str, int] = {}  # per type, the bound read up to
+        self._learning = asyncio.Lock()  # one reader: two would apply windows out of order
+
+    async def learn(self, types: Iterable[str]) -> None:
+        """Read headquarters' changes of `types` up to its settled bound now. Raises what a
+        failure to reach headquarters raises, a 403 aside."""
+        async with self._learning:
+            for resource_type in sorted(set(types)):
+                try:
+                    bound = await self._bound.ask(resource_type, settle=False)
+                except AidboxError as exc:
+                    if exc.status != 403:
+                        raise
+                    # not offered to this clinic (docs/pull.md): none is headquarters' own here
+                    self.ids[resource_type] = set()
+                    self._read.pop(resource_type, None)
+                    continue
+                start = self._read.get(resource_type, 0)
+                if bound <= start:
+                    continue
+                known = self.ids.setdefault(resource_type, set())
+                async for _, changes in ChangeFeed(self._source, resource_type).windows(
+                    start, bound
+                ):
+                    for change in changes:
+                        if change.deleted:
+                            known.discard(change.id)
+                        else:
+                            known.add(change.id)
+                self._read[resource_type] = bound
