@@ -103,6 +103,11 @@ def finish(
     removed. ``mark``: how many targets were noted before its children were walked (those
     noted since are not sent when it is removed or replaced)."""
     result: Any = DROP
+    if frame.withheld is not None and _withheld(obj.get("system"), frame.withheld):
+        ctx.record(path, "removed", "engine: a code system withheld by the profile")
+        if ctx.targets is not None:
+            del ctx.targets[mark:]
+        return DROP
     if frame.zip3 or frame.states is not None:
         _us_only(obj, out, frame, ctx, path)
         if not out:
@@ -135,6 +140,12 @@ def finish(
     if ctx.targets is not None:
         del ctx.targets[mark:]  # what was walked inside it is not sent
     return result
+
+
+def _withheld(system: Any, withheld: frozenset[str]) -> bool:
+    """A Coding's system among those withheld, as the clinic wrote it (spacing aside); a
+    system that is no string names none of them, and the profile's rules judge it."""
+    return type(system) is str and system.strip() in withheld
 
 
 def _us_only(obj: dict, out: dict[str, Any], frame: Frame, ctx: Context, path: str | None) -> None:

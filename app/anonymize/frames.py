@@ -107,6 +107,9 @@ class Frame:
     # an Address whose state goes by state: a US one only from the US, unless the rule lists
     # it (the clinic's own states: Western Australia's WA); None for any other frame
     states: frozenset[str] | None = None
+    # a Coding, when the profile withholds code systems (withheldCodeSystems): one of those
+    # is removed whole; None for any other frame
+    withheld: frozenset[str] | None = None
     finishing: bool = False  # one of the above: the walker checks the object's output
     ages: bool = False  # has code and value, and the profile lists age codes
     _age_step: Step | None = None
@@ -183,12 +186,15 @@ def _frame(
             if owner.is_a("Address") and _method_of(found, "state") == "state":
                 rule = found.step("state").rule
                 found.states = rule.values if rule is not None else frozenset()
+            if owner.is_a("Coding") and plan.withheld_systems:
+                found.withheld = plan.withheld_systems
             found.finishing = (
                 bool(found.required)
                 or found.quantity
                 or found.extension
                 or found.zip3
                 or found.states is not None
+                or found.withheld is not None
             )
             value = owner.elements.get("value")
             found.ages = bool(

@@ -15,7 +15,7 @@ the walker applies a rule to a whole subtree at once whenever nothing below it c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
@@ -130,6 +130,7 @@ class TypePlan:
     datatypes: Datatypes
     age_codes: frozenset[str]  # the codes of ageCodes, under any system
     age_rule: CompiledRule
+    withheld_systems: frozenset[str]  # withheldCodeSystems: their Codings are removed
     # The rules are the type's own entry: a first segment the type does not define is a
     # first-class attribute it declares. Not for "*", whose paths name FHIR elements of
     # whichever type it covers.
@@ -185,6 +186,7 @@ class _Shared:
     datatypes: Datatypes
     age_codes: frozenset[str]  # the codes of ageCodes, under any system
     age_rule: CompiledRule
+    withheld_systems: frozenset[str]
     questions: list[QuestionRule]
 
 
@@ -235,6 +237,7 @@ def _type_plan(
         datatypes=shared.datatypes,
         age_codes=shared.age_codes,
         age_rule=shared.age_rule,
+        withheld_systems=shared.withheld_systems,
         declares_attributes=source != ANY_TYPE,
     )
 
@@ -269,6 +272,7 @@ def compile_profile(profile: Profile, *, today: date | None = None) -> Plan:
         # OID, "LN", a trailing slash, none), and the code leaves with the value it marks.
         age_codes=frozenset(c.code for c in profile.age_codes),
         age_rule=compile_rule(MethodSpec(method="age"), LAST, "ageCodes"),
+        withheld_systems=frozenset(profile.withheld_code_systems),
         questions=questions,
     )
     types: dict[str, TypePlan] = {}
@@ -279,7 +283,7 @@ def compile_profile(profile: Profile, *, today: date | None = None) -> Plan:
     wildcard = entries.get(ANY_TYPE)
     fallback_rules = wildcard.rules if wildcard else []
     fallback_default = (wildcard.default if wildcard else None) or profile.default
-    no_questions = _Shared(shared.datatypes, shared.age_codes, shared.age_rule, [])
+    no_questions = replace(shared, questions=[])
     fallback = _type_plan(ANY_TYPE, fallback_rules, fallback_default, no_questions)
     if "QuestionnaireResponse" not in types and questions:
         types["QuestionnaireResponse"] = _type_plan(

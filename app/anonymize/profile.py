@@ -8,7 +8,7 @@ paths are checked against the FHIR R4 definitions (``fhir_types.py``).
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -276,6 +276,9 @@ class Profile(_Model):
     datatypes: list[DatatypeRules] = Field(default_factory=list)
     # Codes of observations (and components) whose value is the patient's age: aggregated > 89.
     age_codes: list[CodingRef] = Field(default_factory=list)
+    # Code systems whose codes are identifiers (B)-(R) themselves (FIPS 6-4 counties): every
+    # Coding of one is removed, wherever it is.
+    withheld_code_systems: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     # Aidbox adds meta to stored resources; it is accepted and sent back untouched.
     meta: dict[str, Any] | None = None
 

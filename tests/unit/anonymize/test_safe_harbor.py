@@ -749,3 +749,23 @@ def test_a_nested_question_no_rule_allows_sends_no_answer_inside_an_allowed_one(
     [smoke] = anonymize(response(smoking(nested)), PLAN, key)["item"]
     # removed whole by the redact lists, or with its linkId only as no rule's question
     assert smoke in ({"linkId": "smoke"}, {"linkId": "smoke", "item": [{"linkId": "n"}]})
+
+
+@pytest.mark.parametrize(
+    "system", ["urn:oid:2.16.840.1.113883.6.93", "http://terminology.hl7.org/CodeSystem/FIPS64"]
+)
+def test_a_county_coded_in_fips_6_4_is_removed_wherever_it_is(
+    key: PseudonymKey, system: str
+) -> None:
+    # A county is a subdivision smaller than a state (§164.514(b)(2)(i)(B)); case reports
+    # send the county of residence as a coded value (HL7 THO CodeSystem FIPS64)
+    county = {"system": system, "code": "48201"}
+    coded = {"CodeableConcept": {"coding": [county, {"system": LOINC, "code": "LA1-1"}]}}
+    out = anonymize(observation(coded), PLAN, key)
+    assert out["value"] == {"CodeableConcept": {"coding": [{"system": LOINC, "code": "LA1-1"}]}}
+    answer = {"value": {"Coding": county}}
+    smoke = {"linkId": "smoke", "text": "Smoking status", "answer": [answer]}
+    assert "48201" not in str(anonymize(response(smoke), PLAN, key))
+    explained = explain(observation(coded), PLAN, key)
+    assert explained.resource == out
+    assert any("code system withheld" in change.rule for change in explained.changes)
