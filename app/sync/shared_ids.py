@@ -36,29 +36,32 @@ class HeadquartersIds:
         self._learning = asyncio.Lock()  # one reader: two would apply windows out of order
 
     async def learn(self, types: Iterable[str]) -> None:
-        """Read headquarters' changes of `types` up to its settled bound now. Raises what a
-        failure to reach headquarters raises, a 403 aside."""
+        """Read headquarters' changes of `types` up to its settled bound now (asked once: it
+        covers every type, source.py). Raises what a failure to reach headquarters raises, a
+        403 aside."""
         async with self._learning:
+            bound: int | None = None
             for resource_type in sorted(set(types)):
                 try:
-                    bound = await self._bound.ask(resource_type, settle=False)
+                    if bound is None:
+                        bound = await self._bound.ask(resource_type, settle=False)
+                    await self._read_up_to(resource_type, bound)
                 except AidboxError as exc:
                     if exc.status != 403:
                         raise
                     # not offered to this clinic (docs/pull.md): none is headquarters' own here
                     self.ids[resource_type] = set()
                     self._read.pop(resource_type, None)
-                    continue
-                start = self._read.get(resource_type, 0)
-                if bound <= start:
-                    continue
-                known = self.ids.setdefault(resource_type, set())
-                async for _, changes in ChangeFeed(self._source, resource_type).windows(
-                    start, bound
-                ):
-                    for change in changes:
-                        if change.deleted:
-                            known.discard(change.id)
-                        else:
-                            known.add(change.id)
-                self._read[resource_type] = bound
+
+    async def _read_up_to(self, resource_type: str, bound: int) -> None:
+        start = self._read.get(resource_type, 0)
+        if bound <= start:
+            return
+        known = self.ids.setdefault(resource_type, set())
+        async for _, changes in ChangeFeed(self._source, resource_type).windows(start, bound):
+            for change in changes:
+                if change.deleted:
+                    known.discard(change.id)
+                else:
+                    known.add(change.id)
+        self._read[resource_type] = bound

@@ -221,6 +221,29 @@ async def test_a_pushed_reference_to_an_organization_of_the_clinics_own_sends_no
     assert await resources(local_root, "SyncQuarantine") == {}
 
 
+async def test_an_organization_that_left_the_clinics_scope_is_no_longer_named_by_its_id(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    # Headquarters moves its Organization to another country: it leaves this clinic's scope
+    # (docs/pull.md), and the App's list of headquarters' own resources with it; a change of
+    # the Encounter that still names it sends no id of it.
+    await put(global_root, organization("org-us", "US", "Boston Group"))
+    await pull(local_root)
+    await put(local_root, patient("p1"))
+    provider = {"serviceProvider": {"resourceType": "Organization", "id": "org-us"}}
+    await put(local_root, encounter("e1", "p1") | provider)
+    resp = await local_root.call("POST", "/$sync", json={"direction": "push"})
+    assert all(not s.get("error") for s in resp.body["streams"]), resp.body
+    [sent] = (await resources(global_root, "Encounter")).values()
+    assert sent["serviceProvider"]["id"] == "org-us"
+    await put(global_root, organization("org-us", "DE", "Boston Group"))
+    await put(local_root, encounter("e1", "p1") | provider | {"status": "cancelled"})
+    resp = await local_root.call("POST", "/$sync", json={"direction": "push"})
+    assert all(not s.get("error") for s in resp.body["streams"]), resp.body
+    [sent] = (await resources(global_root, "Encounter")).values()
+    assert "serviceProvider" not in sent and sent["status"] == "cancelled"
+
+
 async def test_a_resource_the_clinic_refuses_is_quarantined_then_requeued(
     sync_app: RunningApp,
     local_aidbox: Emulator,
