@@ -6,10 +6,10 @@ not lost unseen, each pull stream looks, before it runs, at the clinic's own cha
 type since it last looked, and tells the pull's writes from anyone else's by what they wrote:
 every pull transaction creates its fence token in the same transaction (fence.py), and the
 token lists each resource the transaction writes with the digest of its content (`writes`). A
-change whose type, id and content no token in the same window lists was written by someone
-else: a local edit. Nothing here depends on how a server numbers the versions of one
-transaction. A window is only read once settled (watermark.py), and a settled bound never
-falls inside a transaction, so a write and its token are always read together.
+change that is not what the window's tokens last list for its resource (type, id and content)
+was written by someone else: a local edit. Nothing here depends on how a server numbers the
+versions of one transaction. A window is only read once settled (watermark.py), and a settled
+bound never falls inside a transaction, so a write and its token are always read together.
 
 Edits are kept in the pull stream's `ChangesInfo.localEdits` in the clinic (ids stay in the
 clinic's own Aidbox; the log line gives the stream and a count only).
@@ -53,6 +53,11 @@ def _mark(resource_type: str, resource_id: str, body: dict | None) -> str:
     return f"{resource_type}/{resource_id} {content_digest(body)[:32] if body else 'deleted'}"
 
 
+def _resource_of(mark: str) -> str:
+    """The `Type/id` a mark is of."""
+    return mark.rpartition(" ")[0]
+
+
 def witness(items: Sequence[Outgoing]) -> list[str]:
     """What a pull transaction writes, for its token: type, id and content digest of each."""
     marks = []
@@ -91,14 +96,21 @@ class LocalEditScan:
         lo = max(info.localEdits.checked, self._checked.get(resource_type, 0))
         if upto <= lo:
             return []
-        synced: set[str] = set()
-        async for _, tokens in ChangeFeed(self._clinic, FENCE_TYPE).windows(lo, upto):
-            synced.update(
-                m for t in tokens if not t.deleted for m in t.resource.get("writes") or []
-            )
+        # Per resource, what the pull wrote of it last in the window: a change is the pull's
+        # own only when it is that. A deletion's mark carries no content, so a clinic's
+        # deletion after the pull deleted and then re-created the resource would match the
+        # earlier deletion. Tokens go by version: the pull's writes of one resource never
+        # travel together (pipeline.py), so their txids follow the order they landed in.
+        tokens: list[Change] = []
+        async for _, window in ChangeFeed(self._clinic, FENCE_TYPE).windows(lo, upto):
+            tokens += [t for t in window if not t.deleted]
+        last: dict[str, str] = {}
+        for token in sorted(tokens, key=lambda t: t.version):
+            for written in token.resource.get("writes") or []:
+                last[_resource_of(written)] = written
         found: list[Change] = []
         async for _, changes in ChangeFeed(self._clinic, resource_type).windows(lo, upto):
-            found += [c for c in changes if change_mark(c) not in synced]
+            found += [c for c in changes if last.get(_resource_of(m := change_mark(c))) != m]
         self._checked[resource_type] = upto
         if not found:
             return []

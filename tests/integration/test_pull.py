@@ -10,7 +10,7 @@ from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from app.aidbox.psql import rows
 from tests.support.apps import RunningApp
-from tests.support.clinic import encounter, patient, pull, resources, store_rows
+from tests.support.clinic import NEXT_TXID, encounter, patient, pull, resources, store_rows
 from tests.support.headquarters import CLINIC, Headquarters, area, location, organization
 
 PULLED = ["AdministrativeArea", "Organization", "Location"]
@@ -127,6 +127,42 @@ async def test_headquarters_next_change_overwrites_a_local_edit_even_with_the_bo
     status = (await local_root.call("GET", "/$sync-status")).body
     [stream] = [s for s in status["streams"] if s["stream"] == "pull-Organization"]
     assert stream["localEdits"]["count"] == 2
+
+
+async def test_a_local_deletion_after_the_pull_deleted_and_recreated_the_resource_is_reported(
+    local_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # One pull run writes org-x's deletion, then, a window later, its re-creation; a clinic
+    # user then deletes it. A deletion's mark says no more than "deleted": the user's must not
+    # be taken for the pull's earlier one (app/sync/local_edits.py), or it goes unreported and
+    # headquarters' next save of the same body is skipped as sent (helper-34's e2e run).
+    env = {"SYNC_RUNNER_ENABLED": "false", "SYNC_BATCH_MAX_ENTRIES": "500"}
+    async with headquarters.clinic_app(local_aidbox.url, **env):
+        x = organization("org-x", "US", "Boston Group")
+        await put(global_root, x)
+        await pull(local_root)
+        await global_root.call("DELETE", "/Organization/org-x")
+        # more than a window of changes (app/sync/feed.py, pages of 1,000) between the two:
+        # Organizations of another country, deletions for this clinic
+        body = """'{"name": "Berlin Group", "address": [{"country": "DE"}]}'::jsonb"""
+        await store_rows(
+            global_root,
+            "Organization",
+            f"SELECT 'org-de-' || g, tx.txid, {body} "
+            f"FROM (SELECT {NEXT_TXID} AS txid) AS tx, generate_series(1, 1001) AS g",
+        )
+        await put(global_root, x)
+        await pull(local_root)
+        assert "org-x" in await resources(local_root, "Organization")
+        await local_root.call("DELETE", "/Organization/org-x")
+        await put(global_root, x)  # saved again, as it was
+        await pull(local_root)
+        info = (await resources(local_root, "ChangesInfo"))["pull-Organization"]
+        assert [e["id"] for e in info["localEdits"]["recent"]] == ["org-x"]
+        assert "org-x" in await resources(local_root, "Organization")
 
 
 async def test_a_country_list_imported_in_one_transaction_reaches_the_clinic(
