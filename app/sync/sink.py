@@ -94,10 +94,11 @@ def missing_reference(body: object) -> Ref | None:
 # Times a transaction is sent again after an older run's late token took its place.
 _FENCE_RETRIES = 3
 
-# Times a refused resource is read again at the source in one write: the state read may be
-# replaced too before it is refused, and only a refusal of the current state is quarantined
-# (docs/push.md, "Refusals"); a source replacing it faster than that gets its last state read
-# quarantined.
+# Times one resource is read again at the source in one write, as the replacement of a refused
+# state or as a missing reference target: the state read may be replaced before it is refused,
+# and a target created in one transaction may be deleted by its own stream before its
+# referrers' next one (a batch split for size), while only a refusal of the current state is
+# quarantined (docs/push.md, "Refusals"). Past that, the last state read is quarantined.
 _REREADS = 3
 
 
@@ -221,17 +222,17 @@ class TransactionSink:
         return await self._client.call("POST", "/", json=bundle, headers=READ_COMMITTED)
 
     async def _with_dependency(
-        self, items: list[Outgoing], err: AidboxError, tried: set[Ref]
+        self, items: list[Outgoing], err: AidboxError, tried: Counter[Ref]
     ) -> list[Outgoing] | None:
         """`items` with the missing target prepended, or None if it cannot be resolved.
 
-        Each target is tried once per write: if it was refused itself, its referrers are then
-        refused too (and quarantined) instead of bringing it back forever.
+        Each target is tried a few times per write (`_REREADS`): if it was refused itself, its
+        referrers are then refused too (and quarantined) instead of bringing it back forever.
         """
         ref = missing_reference(err.body) if err.status == 422 else None
-        if ref is None or ref in tried:
+        if ref is None or tried[ref] >= _REREADS:
             return None
-        tried.add(ref)
+        tried[ref] += 1
         local_id = next((i.depends_on[ref] for i in items if ref in i.depends_on), None)
         if local_id is None:
             return None
@@ -242,7 +243,7 @@ class TransactionSink:
         """Write `items` (already ordered); every item ends written, replaced by the source's
         current state, or quarantined."""
         result = SinkResult()
-        tried: set[Ref] = set()
+        tried: Counter[Ref] = Counter()  # creations of each missing target in this write
         refreshed: Counter[Ref] = Counter()  # re-reads of each resource in this write
         stack = [items]
         while stack:

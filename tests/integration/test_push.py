@@ -747,3 +747,45 @@ async def test_a_refused_replacement_that_was_replaced_too_is_not_quarantined(
     assert await resources(local_root, "SyncQuarantine") == {}
     held = (await resources(global_root, "Observation"))[KEY.resource_id("Observation", "o1")]
     assert held["subject"]["id"] == KEY.resource_id("Patient", "a")
+
+
+async def test_a_referrer_in_a_later_batch_than_its_targets_create_is_not_quarantined(
+    local_aidbox: Emulator,
+    global_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # A batch whose target is created on its behalf goes as batches when it outgrows one, the
+    # create first; the target's own stream may delete it at headquarters before the next
+    # (an older change on its way): the referrers, the clinic's current state, are sent with
+    # the target created again, not quarantined (docs/push.md, "Refusals"; helper-34's e2e).
+    env = {"SYNC_RUNNER_ENABLED": "false", "SYNC_BATCH_MAX_ENTRIES": "2"}
+    async with headquarters.clinic_app(local_aidbox.url, **env) as app:
+        gid = KEY.resource_id("Patient", "p1")
+        # The clinic creates p1 and deletes it; the Patient stream sends the deletion (of a
+        # Patient headquarters never had), held on its way.
+        await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+        await local_root.call("DELETE", "/Patient/p1")
+        deletion = global_aidbox.faults.hold_next_request("POST", "/")
+        patients = asyncio.create_task(app.service.sync(["Patient"]))
+        await deletion.arrived()
+        # The clinic creates p1 again, and two Observations of it: one batch (2 entries),
+        # refused (p1 missing), then sent with p1's create first, as batches: [p1], [o1, o2].
+        await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+        await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p1"))
+        await local_root.call("PUT", "/Observation/o2", json=observation("o2", "p1"))
+        look = global_aidbox.faults.hold_next_request("GET", f"/Patient/{gid}")
+        observations = asyncio.create_task(app.service.sync(["Observation"]))
+        await look.arrived()  # [p1] landed; the App looks at p1 before it sends [o1, o2]
+        deletion.release()  # the Patient stream's deletion lands now, after the create
+        assert await deletion.answered() == 200
+        look.release()
+        [referrers] = await observations
+        [first] = await patients
+        assert first.error is None
+        [again] = await app.service.sync(["Patient"])  # p1 as the clinic holds it now
+        assert again.error is None
+        assert referrers.counters.quarantined == 0, await resources(local_root, "SyncQuarantine")
+        held = await resources(global_root, "Observation")
+        assert {KEY.resource_id("Observation", o) for o in ("o1", "o2")} <= set(held)
