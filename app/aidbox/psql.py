@@ -19,6 +19,13 @@ class PsqlError(SyncError):
     """`$psql` is not usable (no permission, a failing query, an unexpected answer)."""
 
 
+def table(resource_type: str) -> str:
+    """The table of a resource type as a quoted SQL identifier: Aidbox names it by the type in
+    lower case (database/database-schema.md), which may be a word PostgreSQL reserves
+    (`group`); quoted, it is only ever a name."""
+    return '"' + resource_type.lower().replace('"', '""') + '"'
+
+
 async def rows(client: AidboxClient, sql: str) -> list[dict[str, Any]]:
     """The rows of one query."""
     resp = await client.call("POST", "/$psql", json={"query": sql}, accept=(401, 403))

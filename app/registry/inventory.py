@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.aidbox.client import AidboxClient
-from app.aidbox.psql import rows
+from app.aidbox.psql import rows, table
 from app.errors import SyncError
 from app.model import INSTANCE_ID_PATTERN, AidboxInstance, ResourceTypeName
 from app.sync.bundle import content_digest
@@ -72,12 +72,11 @@ def partition_of(global_id: str, namespace: str, partitions: int) -> int:
 
 def _query(namespace: str, q: InventoryQuery) -> str:
     # Only validated names reach the text: a type name, an instance id, a FHIR id.
-    table = q.type.lower()
     shape = f"^{namespace}-[0-9a-f]{{{_HEX}}}$"
     start = len(namespace) + 2  # SQL strings count from 1
     part = f"('x' || substr(id, {start}, 8))::bit(32)::bigint % {q.partitions}"
     return (
-        f"SELECT id, resource FROM {table} "
+        f"SELECT id, resource FROM {table(q.type)} "
         f"WHERE id > '{q.after}' AND id LIKE '{namespace}-%' "
         f"AND CASE WHEN id ~ '{shape}' THEN {part} = {q.partition} ELSE false END "
         f"ORDER BY id LIMIT {PAGE}"

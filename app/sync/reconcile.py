@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.aidbox.client import AidboxClient
-from app.aidbox.psql import rows
+from app.aidbox.psql import rows, table
 from app.anonymize import Plan, PseudonymKey, anonymize
 from app.registry.inventory import partition_of
 from app.sync.bundle import content_digest
@@ -41,11 +41,11 @@ def _literal(text: str) -> str:
 async def _clinic_pages(local: AidboxClient, resource_type: str) -> AsyncIterator[list[Change]]:
     """The clinic's current resources of a type, by id, a page at a time (storage model:
     database/overview.md; the `resource` column lacks id, resourceType, versionId)."""
-    table, after = resource_type.lower(), ""
+    after = ""
     while True:
         found = await rows(
             local,
-            f"SELECT id, txid, resource FROM {table} WHERE id > {_literal(after)} "
+            f"SELECT id, txid, resource FROM {table(resource_type)} WHERE id > {_literal(after)} "
             f"ORDER BY id LIMIT {_LOCAL_PAGE}",
         )
         page = []
@@ -122,7 +122,7 @@ class Reconciler:
 
     async def partitions(self, resource_type: str) -> int:
         """How many partitions keep each comparison within PARTITION_SIZE resources."""
-        [row] = await rows(self._local, f"SELECT count(*) AS n FROM {resource_type.lower()}")
+        [row] = await rows(self._local, f"SELECT count(*) AS n FROM {table(resource_type)}")
         return max(1, math.ceil(int(row["n"]) / PARTITION_SIZE))
 
     async def _expected(

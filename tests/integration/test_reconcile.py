@@ -7,6 +7,7 @@ import pytest
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
+from app.registry.instances import default_types
 from app.sync import reconcile
 from tests.integration.test_push import sync
 from tests.support.clinic import (
@@ -99,3 +100,39 @@ async def test_the_inventory_answers_active_clinics_only(
         await headquarters.register(CLINIC, status="suspended")
         refused = await clinic.request("GET", "/$sync-inventory", params=params)
     assert refused.status == 403 and refused.body["resourceType"] == "OperationOutcome"
+
+
+async def test_the_inventory_answers_a_type_whose_table_name_is_a_sql_keyword(
+    global_aidbox: Emulator, headquarters: Headquarters
+) -> None:
+    # Group is registrable (app/registry/types.py) and its table is "group"
+    # (database/database-schema.md), a reserved word in PostgreSQL.
+    await headquarters.register(CLINIC, types=["Patient", "Group"])
+    gid = KEY.resource_id("Group", "g1")
+    group = {"resourceType": "Group", "id": gid, "type": "person", "actual": True}
+    async with AidboxClient(global_aidbox.url, CLINIC, headquarters.secrets[CLINIC]) as clinic:
+        assert (await clinic.request("PUT", f"/Group/{gid}", json=group)).status == 201
+        resp = await clinic.request("GET", "/$sync-inventory", params={"type": "Group"})
+    assert resp.status == 200, resp.body
+    assert [item["id"] for item in resp.body["items"]] == [gid]
+
+
+async def test_a_type_whose_table_name_is_a_sql_keyword_is_reconciled(
+    local_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # The clinic reads its own "group" table as headquarters reads its own.
+    await headquarters.register(CLINIC, types=[*default_types(), "Group"])
+    group = {"resourceType": "Group", "id": "g1", "type": "person", "actual": True}
+    await local_root.call("PUT", "/Group/g1", json=group)
+    async with headquarters.clinic_app(local_aidbox.url, **QUIET):
+        config = (await local_root.call("GET", "/SyncConfig/default")).body
+        config["streams"].append({"type": "Group", "direction": "push", "order": 99})
+        await local_root.call("PUT", "/SyncConfig/default", json=config)
+        await sync(local_root)
+        await global_root.call("DELETE", f"/Group/{KEY.resource_id('Group', 'g1')}")
+        found = await _reconcile(local_root, resourceType="Group")
+    [report] = found["types"]
+    assert (report["compared"], report["missing"], report["stale"], report["extra"]) == (1, 1, 0, 0)
