@@ -32,7 +32,13 @@ from app.model import (
 )
 from app.registry import pull
 from app.registry.instances import Registration, RegistrationConflict, register
-from app.registry.inventory import InventoryQuery, NotAClinic, caller_namespace, inventory
+from app.registry.inventory import (
+    InventoryQuery,
+    NotAClinic,
+    NotPushed,
+    caller_namespace,
+    inventory,
+)
 from app.registry.types import UnregistrableTypes
 from app.settings import Role
 from app.sync.checkpoint import CheckpointConflict
@@ -72,7 +78,7 @@ def _outcomes(handler: Handler) -> Handler:
             ).response()
         except InstanceInactive as exc:
             return OperationError(409, "business-rule", str(exc)).response()
-        except (NotAClinic, pull.NotOffered) as exc:
+        except (NotAClinic, NotPushed, pull.NotOffered) as exc:
             return OperationError(403, "forbidden", str(exc)).response()
         except pull.ScopeError as exc:
             return OperationError(409, "invalid", f"configuration: {exc}").response()
@@ -332,11 +338,12 @@ def _caller_id(request: dict[str, Any]) -> str | None:
 @_outcomes
 async def sync_inventory(operation: dict[str, Any], request: dict[str, Any]) -> web.Response:
     """GET /$sync-inventory?type=&partitions=&partition=&after= (global role; registered,
-    active clinics, by policy aidbox-sync-inventory): ids and content digests of one type in
-    the caller's own namespace, a page at a time, for its `$reconcile`."""
+    active clinics, by policy aidbox-sync-inventory): ids and content digests of one type the
+    caller pushes, in its own namespace, a page at a time, for its `$reconcile`; 403 for any
+    other type."""
     query = _parse(InventoryQuery, request)
     own = request["app"][own_aidbox_key]
-    namespace = await caller_namespace(own, _caller_id(request))
+    namespace = await caller_namespace(own, _caller_id(request), query.type)
     return json_response(await inventory(own, namespace, query))
 
 

@@ -19,6 +19,7 @@ from app.aidbox.client import AidboxClient
 from app.aidbox.psql import rows, table
 from app.errors import SyncError
 from app.model import INSTANCE_ID_PATTERN, AidboxInstance, ResourceTypeName
+from app.registry.types import REGISTRABLE_TYPES
 from app.sync.bundle import content_digest
 
 PAGE = 1000  # ids per page
@@ -59,9 +60,20 @@ async def caller_instance(own: AidboxClient, client_id: str | None) -> AidboxIns
     return instance
 
 
-async def caller_namespace(own: AidboxClient, client_id: str | None) -> str:
-    """The namespace of the calling clinic: its instance id (caller_instance)."""
-    return (await caller_instance(own, client_id)).id
+class NotPushed(SyncError):
+    """The calling clinic may not push the type it asks about: it holds none of it here."""
+
+
+async def caller_namespace(own: AidboxClient, client_id: str | None, resource_type: str) -> str:
+    """The namespace of the calling clinic (its instance id, caller_instance), if it may push
+    `resource_type`: one of its registered `types` that is clinical data, as the clinics'
+    policy requires of every write (docs/access-control.md, "Registrable types"). Any other
+    type is none of its business, and reaches no query: no table of Aidbox's own (`Client`,
+    `AccessPolicy`) is read, nor a name that is no table."""
+    instance = await caller_instance(own, client_id)
+    if resource_type not in instance.types or resource_type not in REGISTRABLE_TYPES:
+        raise NotPushed(f"clinic {instance.id} does not push {resource_type}")
+    return instance.id
 
 
 def partition_of(global_id: str, namespace: str, partitions: int) -> int:

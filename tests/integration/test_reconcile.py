@@ -9,6 +9,7 @@ from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from app.registry.instances import default_types
 from app.sync import reconcile
+from tests.integration.test_access_control import refused
 from tests.integration.test_push import sync
 from tests.support.clinic import (
     KEY,
@@ -136,3 +137,18 @@ async def test_a_type_whose_table_name_is_a_sql_keyword_is_reconciled(
         found = await _reconcile(local_root, resourceType="Group")
     [report] = found["types"]
     assert (report["compared"], report["missing"], report["stale"], report["extra"]) == (1, 1, 0, 0)
+
+
+@pytest.mark.parametrize("rtype", ["Nonexistent", "AccessPolicy", "Client", "Device"])
+async def test_the_inventory_refuses_a_type_the_clinic_does_not_push(
+    global_aidbox: Emulator, headquarters: Headquarters, global_root: AidboxClient, rtype: str
+) -> None:
+    # The caller's mistake, a 4xx OperationOutcome: not 502 (a name that is no table), nor an
+    # answer read from Aidbox's own tables. An instance edited by hand to list a type that is
+    # no clinical data pushes none of it either (the clinics' policy refuses its writes).
+    instance = (await global_root.call("GET", f"/AidboxInstance/{CLINIC}")).body
+    edited = {**instance, "types": [*instance["types"], "AccessPolicy", "Client"]}
+    await global_root.call("PUT", f"/AidboxInstance/{CLINIC}", json=edited)
+    async with AidboxClient(global_aidbox.url, CLINIC, headquarters.secrets[CLINIC]) as clinic:
+        resp = await clinic.request("GET", "/$sync-inventory", params={"type": rtype})
+    assert refused(resp), (resp.status, resp.body)
