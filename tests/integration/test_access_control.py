@@ -745,6 +745,35 @@ async def test_the_path_a_request_is_judged_by_is_the_path_it_asks_for(
     assert not await _policy_allows(global_root, {**created, "uri": "/Patient/x/../"})
 
 
+@pytest.mark.parametrize("shape", ["update", "create", "transaction entry"])
+async def test_the_policy_refuses_a_body_whose_resource_type_is_not_its_urls(
+    headquarters: Headquarters, global_root: AidboxClient, shape: str
+) -> None:
+    # Which one Aidbox writes is not documented (api/rest-api/crud/update.md, create.md,
+    # api/batch-transaction.md); the emulator's 422 must not be all that stops a clinic's
+    # AccessPolicy/<own id> {engine: allow}, a global policy allowing everyone everything.
+    mine = own("Patient", "p5")
+    foreign = body("AccessPolicy", mine, engine="allow")
+    request: dict[str, Any] = {"client": {"id": CLINIC}, "resource": foreign}
+    if shape == "update":
+        request |= {"operation": {"id": "Update"}, "uri": f"/Patient/{mine}"}
+        request["params"] = {"resource/type": "Patient", "resource/id": mine}
+    elif shape == "create":
+        request |= {"operation": {"id": "Create"}, "uri": "/Patient", "query-string": f"_id={mine}"}
+        request["params"] = {"resource/type": "Patient", "_id": mine}
+    else:
+        entry = {"request": {"method": "PUT", "url": f"Patient/{mine}"}, "resource": foreign}
+        request |= {"operation": {"id": "Transaction"}, "uri": "/", "params": {}}
+        request["resource"] = transaction(entry)
+    assert not await _policy_allows(global_root, request), shape
+    # the url's own type, or none, still passes
+    if shape == "transaction entry":
+        request["resource"]["entry"][0]["resource"] = body("Patient", mine)
+    else:
+        request["resource"] = {"id": mine} if shape == "update" else body("Patient", mine)
+    assert await _policy_allows(global_root, request), shape
+
+
 async def test_a_bundle_is_judged_by_its_entries_even_if_entries_were_not_checked_apart(
     headquarters: Headquarters, global_root: AidboxClient, b_patient: str
 ) -> None:
