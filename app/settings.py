@@ -74,8 +74,11 @@ class AppSettings(BaseSettings):
     batch_max_entries: int = Field(
         200, ge=1, le=1_000, validation_alias=AliasChoices("SYNC_BATCH_MAX_ENTRIES")
     )
+    # Headquarters' policy for clinics refuses a request body over twice the largest
+    # transaction this allows with its fence entries (docs/access-control.md, "Size limits
+    # and cost").
     batch_max_bytes: int = Field(
-        1_000_000, ge=10_000, validation_alias=AliasChoices("SYNC_BATCH_MAX_BYTES")
+        1_000_000, ge=10_000, le=1_000_000, validation_alias=AliasChoices("SYNC_BATCH_MAX_BYTES")
     )
     # Transactions of one stream in flight at once, when their writes touch different
     # resources (docs/push.md, "Transactions in flight"); the fence allows up to 4.

@@ -17,6 +17,13 @@ from app.sync.feed import ChangeId
 
 Ref = tuple[str, str]  # (resourceType, id)
 
+# The largest entry the push sends, in its JSON bytes as sent (request included). Headquarters'
+# policy for clinics refuses a body over twice this, counted in PostgreSQL's text of it, which
+# is at most 1.5 times these bytes (docs/access-control.md, "Size limits and cost"); a larger
+# entry is quarantined at the clinic, never sent (sink.py). No larger than the largest batch
+# (SYNC_BATCH_MAX_BYTES), so that a transaction of it alone stays within the policy too.
+MAX_ENTRY_BYTES = 500_000
+
 
 def find_references(resource: dict[str, Any]) -> set[Ref]:
     """Every Aidbox-format reference `{resourceType, id}` inside a resource body.
@@ -146,7 +153,8 @@ def batches(items: list[Outgoing], max_entries: int, max_bytes: int) -> Iterator
 
     Counts are spread evenly (450 entries with a bound of 200 go as 150 + 150 + 150, not
     200 + 200 + 50): as few transactions as the bound allows, none of them a small tail. An
-    entry larger than `max_bytes` travels alone.
+    entry larger than `max_bytes` travels alone (the push sends none larger than
+    MAX_ENTRY_BYTES: sink.py).
     """
     count = -(-len(items) // max_entries)  # as few batches as the count bound allows
     for part in range(count):

@@ -13,6 +13,10 @@ counts what it did. The target is headquarters for push, the clinic for pull.
 - Any other refusal (401, 403, 404 on the bundle endpoint...) says nothing about the resources:
   the run fails and nothing is quarantined, so wrong credentials or a wrong URL never turn
   into lost data.
+- An entry larger than headquarters takes (push: bundle.py MAX_ENTRY_BYTES) is never sent:
+  its policy would refuse the whole transaction (403, docs/access-control.md, "Size limits
+  and cost"), run after run. It is treated as a refusal of that entry alone, and quarantined
+  unless the source has replaced it since.
 """
 
 from __future__ import annotations
@@ -80,6 +84,14 @@ class SinkResult:
     quarantined: list[tuple[Outgoing, Refusal]] = field(default_factory=list)
 
 
+def too_large(size: int, limit: int) -> str:
+    """Why an entry is not sent: its size, never its content."""
+    return (
+        f"too large: the entry is {size:,} bytes, over the {limit:,} headquarters takes in one "
+        'entry (docs/access-control.md, "Size limits and cost")'
+    )
+
+
 def missing_reference(body: object) -> Ref | None:
     """The first missing reference named by a 422 OperationOutcome, if any."""
     if not isinstance(body, dict):
@@ -128,6 +140,7 @@ class TransactionSink:
         quarantine: Quarantine,
         max_entries: int,
         max_bytes: int,
+        max_entry_bytes: int | None = None,
     ) -> None:
         self._client = client
         self._source = source
@@ -135,6 +148,7 @@ class TransactionSink:
         self._quarantine = quarantine
         self._max_entries = max_entries
         self._max_bytes = max_bytes
+        self._max_entry_bytes = max_entry_bytes
         self.fence: Fence | None = None
 
     async def deliver(self, outgoing: list[Outgoing], breaker: Breaker) -> Delivery:
@@ -248,6 +262,14 @@ class TransactionSink:
         stack = [items]
         while stack:
             part = stack.pop()
+            limit = self._max_entry_bytes
+            if limit is not None and any(item.size() > limit for item in part):
+                for item in [item for item in part if item.size() > limit]:
+                    why = too_large(item.size(), limit)
+                    await self._refused_alone(item, Refusal(why, why), result, refreshed, stack)
+                part = [item for item in part if item.size() <= limit]
+                if not part:
+                    continue
             try:
                 await self._send(part)
             except AidboxError as err:
@@ -265,22 +287,34 @@ class TransactionSink:
                     stack += [part[half:], part[:half]]
                 else:
                     [item] = part
-                    replaced = None
-                    if not item.if_absent and refreshed[item.key] < _REREADS:
-                        refreshed[item.key] += 1
-                        replaced = await self._source.current(item)
-                    if replaced is None:
-                        refusal = Refusal(
-                            f"{err.status} {outcome_summary(err.body)}",
-                            f"{err.status} {outcome_codes(err.body)}",
-                        )
-                        result.quarantined.append((item, refusal))
-                    elif replaced:
-                        stack.append(replaced)
+                    refusal = Refusal(
+                        f"{err.status} {outcome_summary(err.body)}",
+                        f"{err.status} {outcome_codes(err.body)}",
+                    )
+                    await self._refused_alone(item, refusal, result, refreshed, stack)
                 continue
             result.written.extend(part)
             await self._undo_vanished([item for item in part if item.if_absent])
         return result
+
+    async def _refused_alone(
+        self,
+        item: Outgoing,
+        refusal: Refusal,
+        result: SinkResult,
+        refreshed: Counter[Ref],
+        stack: list[list[Outgoing]],
+    ) -> None:
+        """One entry refused on its own: quarantined if it is the source's current state,
+        otherwise what replaces it goes on the stack (docs/push.md, "Refusals")."""
+        replaced = None
+        if not item.if_absent and refreshed[item.key] < _REREADS:
+            refreshed[item.key] += 1
+            replaced = await self._source.current(item)
+        if replaced is None:
+            result.quarantined.append((item, refusal))
+        elif replaced:
+            stack.append(replaced)
 
     async def _undo_vanished(self, created: list[Outgoing]) -> None:
         """Delete again each target just written on a referrer's behalf that the source no

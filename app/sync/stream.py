@@ -27,7 +27,7 @@ from app.errors import SyncError
 from app.model import ChangesInfo, Counters, Direction
 from app.sync.backlog import Backlog, Batch
 from app.sync.breaker import Breaker
-from app.sync.bundle import Footprint, Outgoing
+from app.sync.bundle import MAX_ENTRY_BYTES, Footprint, Outgoing
 from app.sync.checkpoint import CheckpointStore
 from app.sync.feed import Change, ChangeFeed, ChangeId, ChangeSource, read_ahead, read_current
 from app.sync.fence import Fence
@@ -218,6 +218,9 @@ class Stream:
             quarantine=self._quarantine,
             max_entries=self._limits.max_entries,
             max_bytes=self._limits.max_bytes,
+            # Headquarters' policy limits what a clinic writes; a clinic's Aidbox, which the
+            # pull writes to as the App, does not (docs/access-control.md, "Size limits and cost").
+            max_entry_bytes=MAX_ENTRY_BYTES if self.direction is Direction.PUSH else None,
         )
 
     def _breaker(self) -> Breaker:

@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from aidbox_python_sdk.db import parse_psql_response
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
+from app.sync.bundle import MAX_ENTRY_BYTES
 from tests.support.apps import RunningApp
 from tests.support.clinic import (
     KEY,
@@ -853,3 +856,72 @@ async def test_a_clinic_may_not_hold_a_transaction_open_at_headquarters_with_a_h
     assert refused.status == 403, refused.body
     allowed = await as_a.request("POST", "/", json=transaction(*many[:1016]))
     assert allowed.status == 200, allowed.body
+
+
+def _linked(pid: str, links: int) -> dict[str, Any]:
+    """Clinic A's Patient with `links` references to another of its own: what the policy's
+    walks of a body cost most on (docs/access-control.md, "Size limits and cost")."""
+    other = {"resourceType": "Patient", "id": own("Patient", "p1")}
+    return body("Patient", pid, link=[{"type": "seealso", "other": other}] * links)
+
+
+def _bytes(value: Any) -> int:
+    return len(orjson.dumps(value))
+
+
+async def test_the_policy_takes_the_apps_largest_bodies_and_refuses_larger_ones_unwalked(
+    headquarters: Headquarters, global_root: AidboxClient
+) -> None:
+    pid = own("Patient", "p2")
+    update = {
+        "client": {"id": CLINIC},
+        "operation": {"id": "Update"},
+        "uri": f"/Patient/{pid}",
+        "params": {"resource/type": "Patient", "resource/id": pid},
+    }
+    per_link = _bytes(_linked(pid, 2)) - _bytes(_linked(pid, 1))
+    largest = _linked(pid, (MAX_ENTRY_BYTES - 200) // per_link)  # the App's largest entry
+    assert MAX_ENTRY_BYTES - 2 * per_link < _bytes(largest) + 100 <= MAX_ENTRY_BYTES
+    assert await _policy_allows(global_root, {**update, "resource": largest})
+    twice = {**largest, "link": largest["link"] * 2}  # over the limit of one body
+    assert not await _policy_allows(global_root, {**update, "resource": twice})
+    # Refused before any walk of it: judged, this body took 12-21 s (the ACL review).
+    huge = _linked(pid, 60_000)
+    started = time.monotonic()
+    assert not await _policy_allows(global_root, {**update, "resource": huge})
+    assert time.monotonic() - started < 5
+
+    # A transaction as large as the App's largest (SYNC_BATCH_MAX_BYTES <= 1,000,000, with its
+    # fence entries), made of entries that pass one by one; larger, refused.
+    fences = [
+        {
+            "request": {"method": "POST", "url": "/SyncFence"},
+            "resource": _fence(own("SyncFence", f"t{n}")),
+        }
+        for n in range(8)
+    ]
+    entries = [put(_linked(own("Patient", f"n{n}"), 150)) for n in range(67)]
+    assert 900_000 < _bytes(transaction(*entries)) <= 1_000_000
+    bundle = {
+        "client": {"id": CLINIC},
+        "operation": {"id": "Transaction"},
+        "uri": "/",
+        "params": {},
+        "resource": transaction(*fences, *entries),
+    }
+    assert await _policy_allows(global_root, bundle)
+    bundle["resource"] = transaction(*fences, *entries, *entries)
+    assert not await _policy_allows(global_root, bundle)
+
+
+async def test_a_clinic_may_not_hold_a_transaction_open_at_headquarters_with_a_heavy_bundle(
+    as_a: AidboxClient, global_root: AidboxClient
+) -> None:
+    # Every clinic's pull waits for the transactions open at headquarters (docs/pull.md):
+    # entries that pass one by one, more bytes of them than the App ever sends in one.
+    target = own("Patient", "p1")
+    assert (await as_a.request("PUT", f"/Patient/{target}", json=body("Patient", target))).ok
+    entries = [put(_linked(own("Patient", f"n{n}"), 150)) for n in range(150)]
+    refused_now = await as_a.request("POST", "/", json=transaction(*entries))
+    assert refused(refused_now), refused_now.status
+    assert own("Patient", "n0") not in await resources(global_root, "Patient")

@@ -131,6 +131,33 @@ async def test_a_refused_current_state_is_quarantined_once_and_counted_once(
     assert "value out of range" in record["reason"]
 
 
+async def test_an_entry_larger_than_headquarters_takes_is_quarantined_in_the_clinic_unsent(
+    local_aidbox: Emulator,
+    headquarters: Headquarters,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Headquarters' policy would refuse the whole transaction (403), run after run
+    # (docs/access-control.md, "Size limits and cost"): the clinic keeps the entry back instead.
+    caplog.set_level(logging.INFO)
+    await _put(local_root, patient("p1"))
+    heart_rate = {"code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]}}
+    large = observation("o1", "p1") | {"component": [heart_rate] * 10_000}  # ~600 KB sent
+    await _put(local_root, large)
+    await _put(local_root, observation("o2", "p1"))
+    async with headquarters.clinic_app(local_aidbox.url, **SMALL):
+        pushed = await sync(local_root, "/ChangesInfo/push-Observation/$sync")
+    assert pushed["push-Observation"]["quarantined"] == 1
+    held = await resources(global_root, "Observation")
+    assert KEY.resource_id("Observation", "o1") not in held
+    assert KEY.resource_id("Observation", "o2") in held
+    [record] = (await resources(local_root, "SyncQuarantine")).values()
+    assert record["reason"].startswith("too large: the entry is ")
+    [line] = _errors(caplog)
+    assert "too large" in line
+
+
 async def test_a_referenced_type_without_a_push_stream_is_never_pushed_on_its_behalf(
     local_aidbox: Emulator,
     headquarters: Headquarters,

@@ -53,6 +53,7 @@ def test_local_role_needs_the_global_and_a_key() -> None:
         ("SYNC_INSTANCE_ID", "has space"),
         ("SYNC_BATCH_MAX_ENTRIES", "0"),
         ("SYNC_BATCH_MAX_ENTRIES", "1001"),  # headquarters refuses larger bundles
+        ("SYNC_BATCH_MAX_BYTES", "1000001"),  # and, twice this, heavier ones
     ],
 )
 def test_invalid_values_are_refused_by_name(name: str, value: str) -> None:
