@@ -25,7 +25,7 @@ import asyncpg
 from .credentials import VerifiedCredentials
 from .model import Req
 from .outcome import AidboxError
-from .policy_engines import Evaluation, UnknownEngine, evaluate
+from .policy_engines import Evaluation, PolicyTimeout, UnknownEngine, evaluate
 
 log = logging.getLogger("aidbox_emulator")
 
@@ -220,6 +220,11 @@ async def authorize(
             # Inside a SERIALIZABLE bundle the whole transaction is doomed: it answers the
             # conflict (412), which its caller may retry, not a denial.
             raise
+        except PolicyTimeout:
+            log.error("AccessPolicy %s ran past the emulator's time limit", row["id"])
+            raise AidboxError.of(
+                500, "exception", f"AccessPolicy {row['id']} ran past the emulator's time limit"
+            ) from None
         except Exception as exc:
             # The policy id only: messages may quote request values.
             log.warning("AccessPolicy %s failed (%s); it denies", row["id"], type(exc).__name__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -28,6 +29,10 @@ log = logging.getLogger("aidbox_emulator")
 
 _OPEN_PATHS = frozenset({"/health", "/live"})
 
+# The largest request body Aidbox reads by default (reference/all-settings.md, web.max-body:
+# BOX_WEB_MAX_BODY 20971520, "Maximum size of the request body in bytes").
+MAX_BODY = 20_971_520
+
 
 def _cut(request: web.Request) -> web.Response:
     """Close the connection without an answer (the response returned is never sent)."""
@@ -51,6 +56,20 @@ def _to_response(res: Res, fhir: bool) -> web.Response:
     resp = _json(body_to_fhir(res.body) if fhir else res.body, res.status)
     resp.headers.update(res.headers)
     return resp
+
+
+async def _read_body(request: web.Request) -> bytes:
+    """The request body, refused above MAX_BODY with 413 and an OperationOutcome (what Aidbox
+    answers is not documented: the status and code are the emulator's choice)."""
+    too_large = AidboxError.of(
+        413, "too-long", f"Request body is larger than the maximum of {MAX_BODY} bytes"
+    )
+    if (request.content_length or 0) > MAX_BODY:
+        raise too_large
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:  # no Content-Length: counted as it arrives
+        raise too_large from None
 
 
 def _parse_body(raw: bytes) -> Any:
@@ -101,7 +120,7 @@ class Emulator:
             self.dsn, init=init_connection, min_size=1, max_size=self.pool_size
         )
         http = aiohttp.ClientSession()
-        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -143,7 +162,10 @@ class Emulator:
         assert self._rt is not None, "emulator not started"
         held = self._rt.faults.claim_request_hold(request.method, request.path)
         if held is not None and not held.answer:
-            await request.read()  # the request arrived whole; aiohttp keeps the body read
+            # The request arrived whole (aiohttp keeps the body read); one too large is
+            # answered as such below.
+            with contextlib.suppress(AidboxError):
+                await _read_body(request)
             await held._hold()  # the caller may give up meanwhile; the request runs anyway
         response = await self._answer(request)
         if held is not None:
@@ -170,7 +192,8 @@ class Emulator:
         if fault == "error":
             raise AidboxError.of(503, "transient", "Injected fault: service unavailable")
         if fault == "late":
-            await request.read()  # arrived whole; it runs later, whether its caller waits or not
+            # arrived whole; it runs later, whether its caller waits or not
+            await _read_body(request)
             await asyncio.sleep(rt.faults.late_by)
         if fault == "lose":
             try:
@@ -186,7 +209,7 @@ class Emulator:
         if request.path in _OPEN_PATHS:
             return _json({"status": "OK"}, 200)
         fhir = request.path == "/fhir" or request.path.startswith("/fhir/")
-        body = _parse_body(await request.read())
+        body = _parse_body(await _read_body(request))
         req = Req(
             method=request.method.upper(),
             path=request.path[len("/fhir") :] if fhir else request.path,

@@ -470,6 +470,23 @@ async def test_sql_policy_runs_read_only(box, uid):
     assert (await box.get(f"/Patient/keep-{uid}")).status == 200
 
 
+@pytest.mark.emulator_only
+async def test_a_policy_past_the_emulators_time_limit_fails_the_request_instead_of_denying(
+    box, uid, monkeypatch
+):
+    # Aidbox documents no time limit for a policy (access-policies.md, "SQL engine"): the
+    # emulator's is a guard against a runaway query (docs/emulator.md), and it answers 500,
+    # never a denial a test could pass by.
+    from aidbox_emulator import policy_engines
+
+    monkeypatch.setattr(policy_engines, "SQL_TIMEOUT_MS", 50)
+    client = await box.client_with_policies(
+        f"c-{uid}", sql("SELECT count(*) = 1 FROM (SELECT pg_sleep(1)) AS slow")
+    )
+    answer = await box.get("/Patient", auth=client)
+    assert answer.status == 500 and answer.body["resourceType"] == "OperationOutcome"
+
+
 # --- complex ------------------------------------------------------------------------------
 
 
