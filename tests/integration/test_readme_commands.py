@@ -21,8 +21,8 @@ What the README takes for granted is done as an operator would: the secret a reg
 rotation answers is handed to the clinic's App (README, "Running it against real Aidboxes"),
 which starts before the first command addressed to the clinic; docker-compose's second clinic,
 clinic-b, which the README removes, is registered; the clinic holds the Patient `pt-1` the
-README previews, and an Observation headquarters refuses (it references an Organization of the
-clinic's own, README "Known limits"), so that the quarantine commands have a record.
+README previews, and an Observation headquarters refuses (it references a Device, a type the
+clinic does not push, README "Known limits"), so that the quarantine commands have a record.
 """
 
 from __future__ import annotations
@@ -61,10 +61,10 @@ async def bare_headquarters(
 
 async def _seed_clinic(local_root: AidboxClient) -> None:
     await local_root.call("PUT", "/Patient/pt-1", json=patient("pt-1"))
-    own_lab = {"resourceType": "Organization", "id": "own-lab", "name": "Our lab"}
-    await local_root.call("PUT", "/Organization/own-lab", json=own_lab)
+    monitor = {"resourceType": "Device", "id": "bp-monitor-1", "status": "active"}
+    await local_root.call("PUT", "/Device/bp-monitor-1", json=monitor)
     refused = observation("obs-1", "pt-1") | {
-        "performer": [{"resourceType": "Organization", "id": "own-lab"}]
+        "device": {"resourceType": "Device", "id": "bp-monitor-1"}
     }
     await local_root.call("PUT", "/Observation/obs-1", json=refused)
 
