@@ -91,3 +91,49 @@ def _read(stored: dict[str, Any]) -> QuarantineRecord:
 async def release(local: AidboxClient, rec_id: str) -> None:
     """Remove a record whose change the global now holds (or that a newer one replaces)."""
     await local.call("DELETE", f"/SyncQuarantine/{rec_id}")
+
+
+class Superseded:
+    """A stream's quarantine records during a run, by resource, so that a record goes once
+    the target holds a later state of its resource, written by the run: that state replaced
+    the refused one there, as `$requeue` would have (docs/push.md, "Quarantine and
+    $requeue")."""
+
+    def __init__(self, local: AidboxClient, stream_id: str, held: list[QuarantineRecord]) -> None:
+        self._local = local
+        self._stream_id = stream_id
+        self._by_resource: dict[str, dict[str, int]] = {}  # "Type/id" -> record id -> version
+        for record in held:
+            self._by_resource.setdefault(record.resourceId, {})[record.id] = record.version
+
+    @classmethod
+    async def load(cls, local: AidboxClient, stream_id: str) -> Superseded:
+        """The stream's records now (read page by page, records()); none when one of them
+        cannot be read (`$sync-status` says which): the run goes on, `$requeue` releases."""
+        try:
+            held = await records(local, stream_id)
+        except QuarantineUnreadable:
+            held = []
+        return cls(local, stream_id, held)
+
+    def add(self, change: ChangeId) -> None:
+        """A record made during the run."""
+        resource = f"{change.resource_type}/{change.id}"
+        self._by_resource.setdefault(resource, {})[record_id(self._stream_id, change)] = (
+            change.version
+        )
+
+    async def written(self, changes: list[ChangeId]) -> None:
+        """The target holds these states now: release the records of their resources at or
+        below their versions."""
+        if not self._by_resource:
+            return  # most runs: nothing is quarantined
+        for change in changes:
+            resource = f"{change.resource_type}/{change.id}"
+            kept = self._by_resource.get(resource)
+            if not kept:
+                continue
+            for rec_id, version in list(kept.items()):
+                if version <= change.version:
+                    await release(self._local, rec_id)
+                    del kept[rec_id]

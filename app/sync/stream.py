@@ -33,7 +33,7 @@ from app.sync.feed import Change, ChangeFeed, ChangeId, ChangeSource, read_ahead
 from app.sync.fence import Fence
 from app.sync.local_edits import witness
 from app.sync.pipeline import Pipeline
-from app.sync.quarantine import quarantine
+from app.sync.quarantine import Superseded, quarantine
 from app.sync.sent import SentCache
 from app.sync.sink import Refusal, TransactionSink
 from app.sync.source_state import SourceReader
@@ -155,6 +155,8 @@ class Stream:
         # unchanged. An edit of the checkpoint (a reset, in the console too) invalidates it.
         self._verified: tuple[str | None, int] = (None, 0)
         self._fence: Fence | None = None  # the current run's, once it claimed the stream
+        # The current run's quarantine records, by resource, once it wrote something.
+        self._superseded: Superseded | None = None
 
     async def read(self, resource_type: str, source_id: str) -> Change | None:
         """The source's current state of a resource (of any type), or None if it is gone."""
@@ -270,9 +272,14 @@ class Stream:
         breaker = self._breaker()
         sink = self._sink(ends)
         total = Counters()
+        self._superseded = None
 
         async def write(batch: _Prepared) -> Counters:
             delivery = await sink.deliver(batch.outgoing, breaker)
+            if self._superseded is None:  # read once something was written: records made
+                # before are among them
+                self._superseded = await Superseded.load(self._local, self.id)
+            await self._superseded.written([item.source for item in delivery.settled])
             return batch.counters.add(delivery.counters)
 
         async def save(upper: int, counters: Counters) -> None:
@@ -372,6 +379,8 @@ class Stream:
         """Record a refused change in the clinic (a local id, and what the target said, stay
         there) and log it once, by its id at the target only; 1 if the refusal is new, 0 if a
         replay saw it before."""
+        if self._superseded is not None:
+            self._superseded.add(change)
         if not await quarantine(self._local, self.id, change, refusal.recorded):
             return 0
         log.error(

@@ -237,6 +237,32 @@ async def test_rejected_resource_is_quarantined_and_the_rest_arrives(
     assert obs["lag"]["versions"] == 0  # the stream moved on
 
 
+async def test_a_quarantined_change_goes_once_a_later_state_of_its_resource_is_written(
+    sync_app: RunningApp,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+    global_aidbox: Emulator,
+) -> None:
+    # Headquarters refuses a preliminary Observation; the clinic corrects it, and the push
+    # writes the correction: the record of the refused version is released, as a $requeue
+    # would have (docs/push.md, "Quarantine and $requeue"), not left for an operator.
+    refused = {"status": "preliminary"}
+    global_aidbox.faults.reject("Observation", diagnostics="not final", where=refused)
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p1") | refused)
+    first = await sync(local_root)
+    assert first["push-Observation"]["quarantined"] == 1
+    assert len(await resources(local_root, "SyncQuarantine")) == 1
+    await local_root.call("PUT", "/Observation/o1", json=observation("o1", "p1"))
+    second = await sync(local_root)
+    assert second["push-Observation"]["written"] == 1
+    assert await resources(local_root, "SyncQuarantine") == {}
+    status = await local_root.call("GET", "/$sync-status")
+    obs = next(s for s in status.body["streams"] if s["stream"] == "push-Observation")
+    assert obs["inQuarantine"] == 0
+    assert KEY.resource_id("Observation", "o1") in await resources(global_root, "Observation")
+
+
 async def test_transient_failures_on_the_global_lose_nothing(
     sync_app: RunningApp,
     local_root: AidboxClient,
