@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from app.anonymize.fhir_types import is_resource_type
+from app.anonymize.fhir_types import code_system_key, is_resource_type
 from app.anonymize.frames import Frame
 from app.anonymize.methods import (
     DROP,
@@ -38,7 +38,6 @@ from app.anonymize.tree import CompiledRule, Node
 # logical reference ({"identifier": ...}, no id) carries an identifier and is always removed.
 _LOOSE_REFERENCE_KEYS = frozenset({"uri", "display", "type", "identifier", "extension"})
 
-# The R4 id datatype: what a pulled resource's id is (R4 datatypes.html, "id").
 # A FHIR-format relative reference, "Patient/123" or "Patient/123/_history/2" (R4
 # references.html, "Literal References"): Aidbox stores it so where it does not know the
 # element's datatype (an untyped first-class attribute written through /fhir).
@@ -143,9 +142,10 @@ def finish(
 
 
 def _withheld(system: Any, withheld: frozenset[str]) -> bool:
-    """A Coding's system among those withheld, as the clinic wrote it (spacing aside); a
-    system that is no string names none of them, and the profile's rules judge it."""
-    return type(system) is str and system.strip() in withheld
+    """A Coding's system among those withheld (``code_system_key``: any spelling of the
+    same system); a system that is no string names none of them, and the profile's rules
+    judge it."""
+    return type(system) is str and code_system_key(system) in withheld
 
 
 def _us_only(obj: dict, out: dict[str, Any], frame: Frame, ctx: Context, path: str | None) -> None:

@@ -223,3 +223,11 @@ def is_resource_type(name: Any) -> bool:
     """True for the names of the R4 resource types (``Patient``, ``Observation``, ...); not
     for the abstract ``Resource`` and ``DomainResource``, nor for anything but a string."""
     return type(name) is str and name in _resource_types()
+
+
+def code_system_key(system: str) -> str:
+    """A code system as compared with a profile's list: casefolded (a URN's "urn" and its
+    namespace are case-insensitive, RFC 8141; an http URL's path is not, but a clinic's
+    "fips64" means the same system, and matching more is the safe side), spacing, a
+    trailing "/" and a "urn:oid:" prefix dropped (an OID names the same system bare)."""
+    return system.strip().casefold().rstrip("/").removeprefix("urn:oid:")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
-from app.anonymize.fhir_types import FhirType
+from app.anonymize.fhir_types import FhirType, code_system_key
 from app.anonymize.paths import parse_path
 from app.anonymize.profile import (
     ANY_TYPE,
@@ -272,7 +272,7 @@ def compile_profile(profile: Profile, *, today: date | None = None) -> Plan:
         # OID, "LN", a trailing slash, none), and the code leaves with the value it marks.
         age_codes=frozenset(c.code for c in profile.age_codes),
         age_rule=compile_rule(MethodSpec(method="age"), LAST, "ageCodes"),
-        withheld_systems=frozenset(profile.withheld_code_systems),
+        withheld_systems=frozenset(map(code_system_key, profile.withheld_code_systems)),
         questions=questions,
     )
     types: dict[str, TypePlan] = {}

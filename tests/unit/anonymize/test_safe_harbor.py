@@ -752,7 +752,16 @@ def test_a_nested_question_no_rule_allows_sends_no_answer_inside_an_allowed_one(
 
 
 @pytest.mark.parametrize(
-    "system", ["urn:oid:2.16.840.1.113883.6.93", "http://terminology.hl7.org/CodeSystem/FIPS64"]
+    "system",
+    [
+        "urn:oid:2.16.840.1.113883.6.93",
+        "http://terminology.hl7.org/CodeSystem/FIPS64",
+        # other spellings of the same system: a URN's "urn" and namespace are case-insensitive
+        # (RFC 8141), a bare OID, a trailing slash (helper-38's review)
+        "URN:OID:2.16.840.1.113883.6.93",
+        "2.16.840.1.113883.6.93",
+        " http://terminology.hl7.org/CodeSystem/FIPS64/",
+    ],
 )
 def test_a_county_coded_in_fips_6_4_is_removed_wherever_it_is(
     key: PseudonymKey, system: str
