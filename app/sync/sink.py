@@ -210,6 +210,7 @@ class TransactionSink:
                     settled = await fence.settle(token, digest)
                     if isinstance(settled, Token):
                         token = settled  # an older run's late token took the place
+                        conflict = None
                         continue
                     if settled:
                         # An earlier attempt landed: only its answer is lost.
