@@ -20,9 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.aidbox.client import AidboxError, AidboxUnavailable
 from app.aidbox.keys import own_aidbox_key, settings_key, sync_service_key, watermark_key
-from app.aidbox.outcome import OperationError, invalid_input, json_response, operation_outcome
+from app.aidbox.outcome import (
+    NOT_OFFERED,
+    OperationError,
+    invalid_input,
+    json_response,
+    operation_outcome,
+)
 from app.aidbox.psql import PsqlError
 from app.anonymize import explain
+from app.errors import SyncError
 from app.model import (
     RESOURCE_TYPE_PATTERN,
     AidboxInstance,
@@ -78,7 +85,9 @@ def _outcomes(handler: Handler) -> Handler:
             ).response()
         except InstanceInactive as exc:
             return OperationError(409, "business-rule", str(exc)).response()
-        except (NotAClinic, NotPushed, pull.NotOffered) as exc:
+        except pull.NotOffered as exc:
+            return OperationError(403, NOT_OFFERED, str(exc)).response()
+        except (NotAClinic, NotPushed) as exc:
             return OperationError(403, "forbidden", str(exc)).response()
         except pull.ScopeError as exc:
             return OperationError(409, "invalid", f"configuration: {exc}").response()
@@ -313,7 +322,10 @@ async def anonymize_preview(operation: dict[str, Any], request: dict[str, Any]) 
                 404, "not-found", f"{target.resourceType}/{target.id} does not exist"
             )
         resource = change.resource
-    plan = (await service.configured()).plan
+    try:
+        plan = (await service.configured()).plan
+    except SyncError:  # headquarters unreachable: what was learned of its resources before
+        plan = (await service.config.load()).plan
     return json_response(explain(resource, plan, service.key).to_dict())
 
 

@@ -14,6 +14,11 @@ from pydantic import ValidationError
 
 from app.errors import SyncError, validation_problems
 
+# The issue code of `$pull-changes` and `$pull-read` refusing a type headquarters does not offer
+# the calling clinic (403): FHIR's "not-supported" (R4 valueset-issue-type), so that a clinic
+# tells it from any other 403 (a policy, a proxy), app/sync/shared_ids.py.
+NOT_OFFERED = "not-supported"
+
 
 class OperationError(SyncError):
     """Raised by handlers; becomes an OperationOutcome response."""

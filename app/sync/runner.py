@@ -146,12 +146,12 @@ class SyncService:
 
     # -- running ---------------------------------------------------------------------------
 
-    async def _run_one(self, cfg: StreamConfig, bound: int) -> RunSummary:
+    async def _run_one(self, cfg: StreamConfig, bound: int, in_force: InForce) -> RunSummary:
         stream = self.stream(cfg.type, cfg.direction)
         # The stream's lock first: callers queued on one stream must not hold the slots that
         # other streams need.
         async with self.lock(stream.id), self._semaphore:
-            ends = self._ends(cfg, self.config.current)
+            ends = self._ends(cfg, in_force)
             summary = await stream.run(bound, ends)
         self.metrics.observe_run(
             summary.stream, summary.version, summary.counters, summary.error is None, time.time()
@@ -245,13 +245,16 @@ class SyncService:
                 # The clinic's own Aidbox: a failure stops the call (the operation says why).
                 bound: int | None = await self._push_bound(wait_settled)
                 try:
-                    await self.configured()
+                    # the push runs with the configuration whose pulled types it learned
+                    in_force = await self.configured()
                 except SyncError as exc:  # headquarters unreachable: the push waits
                     reason = f"headquarters' own resources unknown: {failure_reason(exc)}"
+                    self.bound_errors[Direction.PULL] = reason
                     log.error("push: headquarters' own resources unknown: %s", logged_reason(exc))
                     summaries += [self._unreached(s, reason) for s in streams]
                     continue
             else:
+                in_force = self.config.current
                 try:
                     bound, refused = await self._pull_bound(streams, wait_settled)
                 except SyncError as exc:
@@ -270,7 +273,8 @@ class SyncService:
                 streams = [s for s in streams if s.type not in refused]
             assert bound is not None or not streams
             for _, group in itertools.groupby(streams, key=lambda s: s.order):
-                summaries += await asyncio.gather(*(self._run_one(s, bound) for s in group))
+                runs = (self._run_one(s, bound, in_force) for s in group)
+                summaries += await asyncio.gather(*runs)
         return summaries
 
     async def requeue(
@@ -341,6 +345,9 @@ class SyncService:
                 datetime.fromtimestamp(since / 1e6, UTC).isoformat() if since else None
             ),
             "headquartersSettled": self._hq_bound.settled,
+            # Pulled types whose list of headquarters' own resources could not be read last
+            # (shared_ids.py): references to those not learned yet are removed meanwhile.
+            "headquartersIdsError": dict(self.headquarters_ids.errors) or None,
             # Why the last attempt to learn a bound failed (None once one succeeds again).
             "error": self.bound_errors.get(Direction.PUSH),
             "headquartersError": self.bound_errors.get(Direction.PULL),

@@ -9,19 +9,33 @@ reads the list again.
 
 The push asks before each run: a clinic can only reference a pulled resource after the pull
 wrote it, which it read at or below headquarters' settled bound, so the list read up to the
-bound now holds it. A type headquarters refuses to this clinic (403: not offered, or pushed
-by it) has no resource of headquarters' own here; any other failure fails the push's run,
-which tries again (a reference is never dropped for want of an answer).
+bound now holds it. A type headquarters does not offer this clinic (its 403 with the issue
+code NOT_OFFERED) has no resource of headquarters' own here. Any other refusal of one type
+(a SyncScope row headquarters cannot use, a policy, a proxy) keeps what was learned of it
+before, and is kept in `errors` for `$sync-status`: a reference to a resource not learned yet
+is removed (the safe side; `$reconcile` finds it once the list is read again), and the other
+types and the push go on. Headquarters unreachable raises: the push waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 
 from app.aidbox.client import AidboxError
+from app.aidbox.outcome import NOT_OFFERED
 from app.sync.feed import ChangeFeed
 from app.sync.source import HeadquartersBound, HeadquartersSource
+
+log = logging.getLogger("aidbox_sync.pull")
+
+
+def _not_offered(exc: AidboxError) -> bool:
+    issues = exc.body.get("issue") if isinstance(exc.body, dict) else None
+    return exc.status == 403 and any(
+        isinstance(issue, dict) and issue.get("code") == NOT_OFFERED for issue in issues or []
+    )
 
 
 class HeadquartersIds:
@@ -32,13 +46,13 @@ class HeadquartersIds:
         self._source = source
         self._bound = bound
         self.ids: dict[str, set[str]] = {}
+        self.errors: dict[str, str] = {}  # per type, why its list could not be read last
         self._read: dict[str, int] = {}  # per type, the bound read up to
         self._learning = asyncio.Lock()  # one reader: two would apply windows out of order
 
     async def learn(self, types: Iterable[str]) -> None:
         """Read headquarters' changes of `types` up to its settled bound now (asked once: it
-        covers every type, source.py). Raises what a failure to reach headquarters raises, a
-        403 aside."""
+        covers every type, source.py). Raises only what a transient failure raises."""
         async with self._learning:
             bound: int | None = None
             for resource_type in sorted(set(types)):
@@ -47,11 +61,26 @@ class HeadquartersIds:
                         bound = await self._bound.ask(resource_type, settle=False)
                     await self._read_up_to(resource_type, bound)
                 except AidboxError as exc:
-                    if exc.status != 403:
+                    if exc.transient:
                         raise
-                    # not offered to this clinic (docs/pull.md): none is headquarters' own here
-                    self.ids[resource_type] = set()
-                    self._read.pop(resource_type, None)
+                    self._refused(resource_type, exc)
+                else:
+                    self.errors.pop(resource_type, None)
+
+    def _refused(self, resource_type: str, exc: AidboxError) -> None:
+        if _not_offered(exc):  # none of this type is headquarters' own here
+            self.ids[resource_type] = set()
+            self._read.pop(resource_type, None)
+            self.errors.pop(resource_type, None)
+            return
+        if resource_type not in self.errors:
+            log.warning(
+                "push: headquarters' own %s resources not read (%s): references to those "
+                "not learned yet are removed",
+                resource_type,
+                exc.status,
+            )
+        self.errors[resource_type] = f"{exc.status}: {exc}"[:300]
 
     async def _read_up_to(self, resource_type: str, bound: int) -> None:
         start = self._read.get(resource_type, 0)

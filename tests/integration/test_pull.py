@@ -4,11 +4,13 @@ emulated clinics in different countries, each with its App in local role."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aidbox_emulator import Emulator
 from app.aidbox.client import AidboxClient
 from app.aidbox.psql import rows
+from app.model import Direction
 from tests.support.apps import RunningApp
 from tests.support.clinic import NEXT_TXID, encounter, patient, pull, resources, store_rows
 from tests.support.headquarters import CLINIC, Headquarters, area, location, organization
@@ -351,3 +353,101 @@ async def test_a_pull_type_headquarters_refuses_does_not_hold_back_the_other_pul
     assert "Medication is not offered for pull" in streams["pull-Medication"]["error"]
     assert streams["pull-Organization"].get("error") is None
     assert set(await resources(local_root, "Organization")) == {"org-us"}
+
+
+async def test_an_invalid_scope_row_of_one_pulled_type_does_not_stop_the_push(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    # An operator's typo in SyncScope/Location at headquarters: $pull-changes answers 409 for
+    # Location (docs/pull.md). The pull of Location waits and the other pull streams go on;
+    # so does the push: one pulled type's list of headquarters' own resources, unread, holds
+    # back no push stream (app/sync/shared_ids.py; helper-38's review).
+    await put(global_root, organization("org-us", "US", "Boston Group"))
+    await pull(local_root)
+    bad = {"resourceType": "SyncScope", "id": "Location", "type": "Location", "country": ["a b"]}
+    await global_root.call("PUT", "/SyncScope/Location", json=bad)
+    pulled = await local_root.call("POST", "/$sync", json={"direction": "pull"})
+    by_type = {s["stream"]: s for s in pulled.body["streams"]}
+    assert by_type["pull-Location"].get("error")  # refused, as expected
+    assert not by_type["pull-Organization"].get("error")  # the other pulls go on
+    await put(local_root, patient("p1"))
+    resp = await local_root.call("POST", "/$sync", json={"direction": "push"})
+    errors = [s for s in resp.body["streams"] if s.get("error")]
+    assert not errors, errors
+    assert len(await resources(global_root, "Patient")) == 1
+
+
+async def test_anonymize_dry_run_answers_while_headquarters_does_not(
+    sync_app: RunningApp, global_aidbox: Emulator, local_root: AidboxClient
+) -> None:
+    # $anonymize is the clinic's dry run (README, Troubleshooting): while headquarters is
+    # unreachable it answers from what was learned of headquarters' own resources before.
+    body = {"resourceType": "Patient", "id": "pt-1", "gender": "female"}
+    global_aidbox.faults.set_random(error_rate=1.0, path_prefix="/$pull-changes")
+    try:
+        preview = await local_root.call("POST", "/$anonymize", json=body, accept=(502, 503, 504))
+    finally:
+        global_aidbox.faults.clear()
+    assert preview.status == 200, preview.body
+    assert preview.body["resource"]["gender"] == "female"
+
+
+async def test_a_pull_type_enabled_while_a_push_runs_keeps_the_references_to_it(
+    sync_app: RunningApp,
+    global_aidbox: Emulator,
+    local_root: AidboxClient,
+    global_root: AidboxClient,
+) -> None:
+    # A push runs with the configuration whose pulled types it learned headquarters' ids of,
+    # not with one loaded meanwhile ($sync-status loads it too): a pull stream enabled during
+    # the run, whose ids nobody learned yet, must not make its references vanish.
+    await put(global_root, organization("org-us", "US", "Boston Group"))
+    await put(global_root, location("loc-us", "org-us", "US"))
+    config = (await local_root.call("GET", "/SyncConfig/default")).body
+    without = [
+        s for s in config["streams"] if not (s["type"] == "Location" and s["direction"] == "pull")
+    ]
+    assert len(without) == len(config["streams"]) - 1
+    await local_root.call("PUT", "/SyncConfig/default", json={**config, "streams": without})
+    await put(local_root, organization("org-us", "US", "Boston Group"))
+    await put(local_root, location("loc-us", "org-us", "US"))  # the clinic holds it
+    await put(local_root, patient("p1"))
+    visit = encounter("e1", "p1") | {
+        "location": [{"location": {"resourceType": "Location", "id": "loc-us"}}]
+    }
+    await put(local_root, visit)
+    service = sync_app.service
+    # The Patient stream (order 10) goes first; its transaction is held at headquarters
+    # while the operator enables the Location pull and someone looks at $sync-status.
+    held = global_aidbox.faults.hold_next_request("POST", "/")
+    push = asyncio.create_task(service.sync(direction=Direction.PUSH))
+    await held.arrived()
+    await local_root.call("PUT", "/SyncConfig/default", json=config)
+    status = await local_root.call("GET", "/$sync-status")
+    assert status.status == 200
+    held.release()
+    summaries = await push
+    assert all(s.error is None for s in summaries), summaries
+    arrived = await resources(global_root, "Encounter")
+    # Before the pull was enabled the reference is pseudonymized; once Location's ids are
+    # learned it is kept as loc-us. In between it is removed, and the Encounter goes without.
+    assert all("location" in e for e in arrived.values()), arrived
+
+
+async def test_a_pulled_type_headquarters_cannot_list_holds_no_push_back_and_says_so(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    # An operator's typo in SyncScope/Location at headquarters: its list of headquarters'
+    # own resources cannot be read (409). The push goes on, references to Locations not
+    # learned yet removed (app/sync/shared_ids.py), and $sync-status says why.
+    bad = {"resourceType": "SyncScope", "id": "Location", "type": "Location", "country": ["a b"]}
+    await global_root.call("PUT", "/SyncScope/Location", json=bad)
+    await put(local_root, patient("p1"))
+    await sync_app.service._cycle(Direction.PUSH)  # what the timer and the wake-ups run
+    assert len(await resources(global_root, "Patient")) == 1
+    status = (await local_root.call("GET", "/$sync-status")).body
+    assert "409" in status["watermark"]["headquartersIdsError"]["Location"]
+    await global_root.call("DELETE", "/SyncScope/Location")  # not offered: no error left
+    await sync_app.service._cycle(Direction.PUSH)
+    status = (await local_root.call("GET", "/$sync-status")).body
+    assert status["watermark"]["headquartersIdsError"] is None
