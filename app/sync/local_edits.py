@@ -58,6 +58,18 @@ def _resource_of(mark: str) -> str:
     return mark.rpartition(" ")[0]
 
 
+def _pulled(change: Change, written: dict[str, list[tuple[int, str]]]) -> bool:
+    """Whether `change` is what the pull last wrote of its resource at or before its version
+    (`written`: per resource, the pull's marks by their tokens' versions, oldest first)."""
+    mark = change_mark(change)
+    last = None
+    for version, pulled in written.get(_resource_of(mark), ()):
+        if version > change.version:
+            break
+        last = pulled
+    return last == mark
+
+
 def witness(items: Sequence[Outgoing]) -> list[str]:
     """What a pull transaction writes, for its token: type, id and content digest of each."""
     marks = []
@@ -96,21 +108,25 @@ class LocalEditScan:
         lo = max(info.localEdits.checked, self._checked.get(resource_type, 0))
         if upto <= lo:
             return []
-        # Per resource, what the pull wrote of it last in the window: a change is the pull's
-        # own only when it is that. A deletion's mark carries no content, so a clinic's
+        # Per resource, the pull's writes of it in the range, by their tokens' versions: a
+        # change is the pull's own only when it is what the pull wrote of it last at or before
+        # the change's own version. A deletion's mark carries no content, so a clinic's
         # deletion after the pull deleted and then re-created the resource would match the
-        # earlier deletion. Tokens go by version: the pull's writes of one resource never
-        # travel together (pipeline.py), so their txids follow the order they landed in.
+        # earlier deletion; and the feed gives a resource once per window, so an earlier pull
+        # write of it in the range is judged at its own version, not by a later one. A token
+        # is the first entry of its transaction (fence.py): its version is at most those of
+        # the writes it lists; and the pull's writes of one resource never travel together
+        # (pipeline.py), so their versions follow the order they landed in.
         tokens: list[Change] = []
         async for _, window in ChangeFeed(self._clinic, FENCE_TYPE).windows(lo, upto):
             tokens += [t for t in window if not t.deleted]
-        last: dict[str, str] = {}
+        written: dict[str, list[tuple[int, str]]] = {}
         for token in sorted(tokens, key=lambda t: t.version):
-            for written in token.resource.get("writes") or []:
-                last[_resource_of(written)] = written
+            for mark in token.resource.get("writes") or []:
+                written.setdefault(_resource_of(mark), []).append((token.version, mark))
         found: list[Change] = []
         async for _, changes in ChangeFeed(self._clinic, resource_type).windows(lo, upto):
-            found += [c for c in changes if last.get(_resource_of(m := change_mark(c))) != m]
+            found += [c for c in changes if not _pulled(c, written)]
         self._checked[resource_type] = upto
         if not found:
             return []

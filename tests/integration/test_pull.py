@@ -434,6 +434,40 @@ async def test_a_pull_type_enabled_while_a_push_runs_keeps_the_references_to_it(
     assert all("location" in e for e in arrived.values()), arrived
 
 
+async def test_after_a_restart_the_pulls_earlier_write_is_no_local_edit(
+    sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
+) -> None:
+    # The clinic's feed gives a resource once per window, and a look at local edits may cover
+    # several pull runs (after a restart: its progress is saved only when it finds
+    # something, app/sync/local_edits.py), so an earlier pull write of a resource is judged
+    # at its own version, not against a later one. A restart is modelled by clearing what it
+    # loses (the look's progress and the memory of what was sent, both in-process).
+    service = sync_app.service
+
+    def restart() -> None:
+        service._edits._checked.clear()
+        service._sent[Direction.PULL] = type(service._sent[Direction.PULL])()
+
+    async def the_clinic_works_on() -> None:  # other transactions take txids (an EHR)
+        query = "SELECT setval('transaction_id_seq', nextval('transaction_id_seq') + 5000)"
+        await local_root.call("POST", "/$psql", params={"execute": "true"}, json={"query": query})
+
+    await put(global_root, organization("org-x", "US", "Boston Group"))
+    await pull(local_root)  # the first look: edits are counted from here; org-x written
+    await pull(local_root)
+    restart()
+    await the_clinic_works_on()
+    await put(global_root, organization("org-x", "US", "Boston Group renamed"))
+    await pull(local_root)  # the pull writes the rename
+    restart()
+    await the_clinic_works_on()
+    await put(global_root, organization("org-x", "US", "Boston Group renamed again"))
+    await pull(local_root)
+    info = (await resources(local_root, "ChangesInfo"))["pull-Organization"]
+    # nobody but the pull ever wrote org-x at the clinic
+    assert (info.get("localEdits") or {}).get("count", 0) == 0, info["localEdits"]
+
+
 async def test_a_pulled_type_headquarters_cannot_list_holds_no_push_back_and_says_so(
     sync_app: RunningApp, local_root: AidboxClient, global_root: AidboxClient
 ) -> None:
