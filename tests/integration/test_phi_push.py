@@ -10,7 +10,6 @@ from datetime import date
 from typing import Any
 
 import pytest
-from aidbox_python_sdk.db import parse_psql_response
 
 from aidbox_emulator.fhir_format import to_fhir
 from app.aidbox.client import AidboxClient
@@ -19,7 +18,7 @@ from tests.phi.corpus import Corpus, generate_corpus
 from tests.phi.scanner import find_planted
 from tests.phi.structure import age_violations
 from tests.support.apps import RunningApp
-from tests.support.clinic import KEY, resources
+from tests.support.clinic import KEY, resources, versions
 from tests.support.headquarters import CLINIC, Headquarters
 
 # Every tenth patient is over 89: twelve patients give two of them, and 214 resources.
@@ -59,10 +58,8 @@ async def everything_stored(global_root: AidboxClient, resource_types: list[str]
     """Every version the global keeps of these types: current rows and history."""
     found = []
     for rtype in resource_types:
-        table = rtype.lower()
-        query = f"SELECT resource FROM {table} UNION ALL SELECT resource FROM {table}_history"
-        resp = await global_root.call("POST", "/$psql", json={"query": query})
-        found.extend(row["resource"] for row in parse_psql_response(resp.body)[0])
+        by_id = await versions(global_root, rtype)
+        found.extend(v.resource for history in by_id.values() for v in history)
     return found
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 from aidbox_python_sdk.db import parse_psql_response
 
 from app.aidbox.client import AidboxClient
@@ -135,6 +136,36 @@ async def global_state(
         rtype: {i: r for i, r in by_id.items() if i.startswith(f"{namespace}-")}
         for rtype, by_id in held.items()
     }
+
+
+class Version(NamedTuple):
+    """One stored version of a resource: its txid, the resource as it was then (Aidbox
+    format, without server meta; for a deletion, the body it deleted), and whether it is a
+    deletion."""
+
+    txid: int
+    resource: dict[str, Any]
+    deleted: bool
+
+
+async def versions(client: AidboxClient, resource_type: str) -> dict[str, list[Version]]:
+    """Every stored version of every resource of a type, by id, oldest first, read from
+    Aidbox's storage tables (database/overview.md: the live row and the history rows, a
+    deletion being a history row of its own txid that keeps the body it deleted), so the
+    versions of deleted resources too."""
+    table = resource_type.lower()
+    cols = "id, txid, status, resource"
+    query = f"SELECT {cols} FROM {table} UNION ALL SELECT {cols} FROM {table}_history"
+    resp = await client.call("POST", "/$psql", json={"query": f"{query} ORDER BY txid"})
+    out: dict[str, list[Version]] = {}
+    for row in parse_psql_response(resp.body)[0]:
+        body = row["resource"]
+        if isinstance(body, str):
+            body = orjson.loads(body)
+        resource = {"resourceType": resource_type, "id": row["id"], **body}
+        version = Version(int(row["txid"]), resource, row["status"] == "deleted")
+        out.setdefault(row["id"], []).append(version)
+    return out
 
 
 async def last_txid(client: AidboxClient) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import random
 import signal
@@ -82,6 +83,13 @@ def seeded(default: int) -> random.Random:
     return random.Random(int(os.environ.get("AIDBOX_SYNC_SEED", default)))
 
 
+def fork(rng: random.Random) -> random.Random:
+    """A random source of its own for a task that runs beside the test (a writer): drawn from
+    `rng` once, so that how many draws the task makes, which depends on timing, never moves
+    what the test draws next (lifetimes, settings, fault seeds): a seed replays them all."""
+    return random.Random(rng.getrandbits(64))
+
+
 def random_life(rng: random.Random) -> dict[str, str]:
     """One life's batches and transactions in flight (``kill_at_random``'s ``settings``): small
     batches keep several of a stream's transactions in flight when it dies, and each life may
@@ -108,8 +116,9 @@ async def kill_at_random(
 ) -> None:
     """Start the App with its runner on `kills` times, SIGKILL it after a random lifetime
     wherever it is. `while_alive` runs once it has registered (to inject faults then),
-    `after_death` once it is dead; `settings` gives each life's own environment (a batch size,
-    transactions in flight: a run resumes what a run set differently left)."""
+    `after_death` once it is dead (awaited if it returns an awaitable: a check of what the life
+    left, before the next one starts); `settings` gives each life's own environment (a batch
+    size, transactions in flight: a run resumes what a run set differently left)."""
     for _ in range(kills):
         async with app_process(
             local_url,
@@ -127,4 +136,6 @@ async def kill_at_random(
             os.kill(proc.pid, signal.SIGKILL)
             await proc.wait()
         if after_death is not None:
-            after_death()
+            done = after_death()
+            if inspect.isawaitable(done):
+                await done
