@@ -40,13 +40,17 @@ _HEAD_SQL = (
 # The transactions of this database, other than the one answering, that took a value of the
 # sequence (their virtual transaction ids, space-separated; NULL when none), and when the
 # oldest of them started, as integer microseconds since the epoch, for `$sync-status` only
-# (NULL where pg_stat_activity hides another role's session). A prepared transaction has no
-# pid (IS DISTINCT FROM keeps it) and its virtual id changes when the server restarts: all
-# of them are one holder, "prepared", which an observation waits for until none is left.
+# (NULL where pg_stat_activity hides another role's session; a prepared transaction, which has
+# no session, by when it was prepared: pg_prepared_xacts, readable by every role, PostgreSQL
+# docs "pg_prepared_xacts"). A prepared transaction has no pid (IS DISTINCT FROM keeps it) and
+# its virtual id changes when the server restarts: all of them are one holder, "prepared",
+# which an observation waits for until none is left.
 _HOLDERS_SQL = (
     "SELECT string_agg(DISTINCT CASE WHEN l.pid IS NULL THEN 'prepared' "
     "ELSE l.virtualtransaction END, ' ') AS holders, "
-    "(extract(epoch FROM min(a.xact_start)) * 1000000)::bigint AS oldest "
+    "(extract(epoch FROM LEAST(min(a.xact_start), CASE WHEN bool_or(l.pid IS NULL) THEN "
+    "(SELECT min(p.prepared) FROM pg_prepared_xacts AS p WHERE p.database = "
+    "current_database()) END)) * 1000000)::bigint AS oldest "
     "FROM pg_locks AS l LEFT JOIN pg_stat_activity AS a ON a.pid = l.pid "
     "WHERE l.locktype = 'relation' AND l.relation = 'transaction_id_seq'::regclass "
     "AND l.mode = 'RowExclusiveLock' "

@@ -188,12 +188,15 @@ async def test_a_prepared_transaction_holds_the_bound_back_across_a_server_resta
     await setup.close()
     mark = Watermark(client=None)  # type: ignore[arg-type]
     assert await mark.advance() < txid
+    assert mark.open_since is not None  # $sync-status tells since when it waits
     cluster.restart()
     assert await mark.advance() < txid
+    assert mark.open_since is not None
     done = await cluster.connect()
     await done.execute("COMMIT PREPARED 'two-phase'")
     await done.close()
     assert await mark.advance() >= txid
+    assert mark.open_since is None
 
 
 async def test_a_txid_taken_in_a_savepoint_rolled_back_still_holds_the_bound_back(
