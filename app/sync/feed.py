@@ -34,6 +34,11 @@ class ChangeId(NamedTuple):
     id: str
     version: int
 
+    @property
+    def reference(self) -> str:
+        """`Type/id`, as a quarantine record names the resource (`resourceId`)."""
+        return f"{self.resource_type}/{self.id}"
+
 
 @dataclass(frozen=True)
 class Change:

@@ -47,7 +47,7 @@ async def quarantine(local: AidboxClient, stream_id: str, change: ChangeId, reas
     rec = QuarantineRecord(
         id=record_id(stream_id, change),
         stream=stream_id,
-        resourceId=f"{change.resource_type}/{change.id}",
+        resourceId=change.reference,
         version=change.version,
         reason=reason[:500],
         at=datetime.now(UTC),
@@ -118,10 +118,8 @@ class Superseded:
 
     def add(self, change: ChangeId) -> None:
         """A record made during the run."""
-        resource = f"{change.resource_type}/{change.id}"
-        self._by_resource.setdefault(resource, {})[record_id(self._stream_id, change)] = (
-            change.version
-        )
+        kept = self._by_resource.setdefault(change.reference, {})
+        kept[record_id(self._stream_id, change)] = change.version
 
     async def written(self, changes: list[ChangeId]) -> None:
         """The target holds these states now: release the records of their resources at or
@@ -129,8 +127,7 @@ class Superseded:
         if not self._by_resource:
             return  # most runs: nothing is quarantined
         for change in changes:
-            resource = f"{change.resource_type}/{change.id}"
-            kept = self._by_resource.get(resource)
+            kept = self._by_resource.get(change.reference)
             if not kept:
                 continue
             for rec_id, version in list(kept.items()):

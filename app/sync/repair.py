@@ -29,7 +29,7 @@ async def requeue(
     if summary.error:
         return summary
     for item in settled:
-        for record in by_resource.pop(f"{item.source.resource_type}/{item.source.id}", []):
+        for record in by_resource.pop(item.source.reference, []):
             await release(local, record.id)
     # Refused again, or not transformable: only the current version's record stays.
     current = {record_id(stream.id, change.identity()) for change in changes}
