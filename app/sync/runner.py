@@ -126,7 +126,10 @@ class SyncService:
         """The configuration in force, with headquarters' own resources of its pulled types
         learned up to headquarters' bound now (shared_ids.py): what the push, a requeue, a
         reconciliation and the dry run anonymize with."""
-        in_force = await self.config.load()
+        return await self._learned(await self.config.load())
+
+    async def _learned(self, in_force: InForce) -> InForce:
+        """`in_force`, once headquarters' own resources of its pulled types are learned."""
         await self.headquarters_ids.learn(in_force.plan.shared.types)
         return in_force
 
@@ -245,8 +248,9 @@ class SyncService:
                 # The clinic's own Aidbox: a failure stops the call (the operation says why).
                 bound: int | None = await self._push_bound(wait_settled)
                 try:
-                    # the push runs with the configuration whose pulled types it learned
-                    in_force = await self.configured()
+                    # the push runs with the configuration whose pulled types it learned (the
+                    # one `_enabled` just loaded)
+                    in_force = await self._learned(self.config.current)
                 except SyncError as exc:  # headquarters unreachable: the push waits
                     reason = f"headquarters' own resources unknown: {failure_reason(exc)}"
                     self.bound_errors[Direction.PULL] = reason
@@ -308,7 +312,7 @@ class SyncService:
         (docs/push.md, "Reconciliation"). One report per type; a type that fails says why."""
         streams = await self._enabled(types, Direction.PUSH)
         await self.instance.require_active()
-        in_force = await self.configured()
+        in_force = await self._learned(self.config.current)  # the one `_enabled` loaded
         reconciler = Reconciler(self.local, self.global_, in_force.plan, self.key)
         reports: list[dict[str, object]] = []
         for cfg in streams:
