@@ -257,6 +257,8 @@ class SyncService:
                     log.error("push: headquarters' own resources unknown: %s", logged_reason(exc))
                     summaries += [self._unreached(s, reason) for s in streams]
                     continue
+                if in_force.plan.shared.types:  # headquarters answered its bound again
+                    self.bound_errors.pop(Direction.PULL, None)
             else:
                 in_force = self.config.current
                 try:

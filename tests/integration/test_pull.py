@@ -392,6 +392,24 @@ async def test_anonymize_dry_run_answers_while_headquarters_does_not(
     assert preview.body["resource"]["gender"] == "female"
 
 
+async def test_a_push_held_back_by_headquarters_says_so_until_headquarters_answers_again(
+    sync_app: RunningApp, global_aidbox: Emulator, local_root: AidboxClient
+) -> None:
+    # Headquarters unreachable for $pull-changes: the push waits for its own resources' list
+    # (app/sync/shared_ids.py), $sync-status says why, and no longer once it answers.
+    await local_root.call("PUT", "/Patient/p1", json=patient("p1"))
+    global_aidbox.faults.set_random(error_rate=1.0, path_prefix="/$pull-changes")
+    try:
+        await sync_app.service._cycle(Direction.PUSH)
+    finally:
+        global_aidbox.faults.clear()
+    status = (await local_root.call("GET", "/$sync-status")).body
+    assert "own resources unknown" in status["watermark"]["headquartersError"]
+    await sync_app.service._cycle(Direction.PUSH)
+    status = (await local_root.call("GET", "/$sync-status")).body
+    assert status["watermark"]["headquartersError"] is None
+
+
 async def test_a_pull_type_enabled_while_a_push_runs_keeps_the_references_to_it(
     sync_app: RunningApp,
     global_aidbox: Emulator,
